@@ -1,0 +1,24 @@
+// Subcommands of the dsv3 binary. Each registers its options on the app and returns the
+// function to run when it is chosen.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace dsv3::cli {
+
+using Run = std::function<int()>;
+
+Run add_inspect(CLI::App& app);
+Run add_logits(CLI::App& app);
+Run add_generate(CLI::App& app);
+Run add_synth(CLI::App& app);
+
+// "0,17,42" -> {0, 17, 42}; throws dsv3::Error naming `flag` on anything else.
+std::vector<int32_t> parse_ids(const std::string& s, const std::string& flag);
+// Adds -t/--threads (default: all hardware threads).
+void add_threads_option(CLI::App* cmd, int& threads);
+
+}  // namespace dsv3::cli

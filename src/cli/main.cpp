@@ -1,0 +1,38 @@
+// dsv3: one binary, several subcommands (inspect, logits, generate, synth, ...).
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <map>
+
+#include "cli/commands.h"
+#include "core/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"dsv3: DeepSeek-V3 inference engine in C++ (loads Hugging Face DeepSeek-V3 checkpoints as they are)"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "dsv3 0.1.0");
+  std::map<CLI::App*, dsv3::cli::Run> runs;
+  auto reg = [&](dsv3::cli::Run (*add)(CLI::App&)) {
+    const size_t before = app.get_subcommands({}).size();
+    dsv3::cli::Run r = add(app);
+    runs[app.get_subcommands({})[before]] = std::move(r);
+  };
+  reg(dsv3::cli::add_inspect);
+  reg(dsv3::cli::add_logits);
+  reg(dsv3::cli::add_generate);
+  reg(dsv3::cli::add_synth);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    for (auto* sub : app.get_subcommands()) return runs.at(sub)();
+  } catch (const dsv3::Error& e) {
+    std::fprintf(stderr, "dsv3: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dsv3: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

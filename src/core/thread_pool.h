@@ -1,0 +1,49 @@
+// A persistent pool of worker threads. Work is handed out as (ith, nth) pairs, as ggml does:
+// each of nth participants (the caller is participant 0) runs fn(ith, nth) once, and run()
+// returns when all have finished. No threads are created per call.
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace dsv3 {
+
+class ThreadPool {
+ public:
+  // n_threads >= 1 participants in total (n_threads - 1 workers plus the calling thread).
+  explicit ThreadPool(int n_threads = 1);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return n_threads_; }
+
+  // Runs fn(ith, n_threads) on every participant; blocks until all return. Not reentrant:
+  // fn must not call run() on the same pool. The first exception thrown by fn is rethrown.
+  void run(const std::function<void(int ith, int nth)>& fn);
+
+  // Splits [0, n) into contiguous chunks, one per participant, and runs fn(begin, end) on each
+  // non-empty chunk. The split depends only on n and size(), so results are reproducible.
+  void parallel_for(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn);
+
+  // Threads to use by default: hardware concurrency (at least 1).
+  static int default_threads();
+
+ private:
+  void worker(int ith);
+
+  int n_threads_;
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable cv_start_, cv_done_;
+  const std::function<void(int, int)>* job_ = nullptr;
+  uint64_t generation_ = 0;
+  int pending_ = 0;
+  bool stop_ = false;
+  std::exception_ptr error_;
+};
+
+}  // namespace dsv3

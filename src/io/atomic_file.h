@@ -1,0 +1,17 @@
+// Writing files so that a crash or an error never leaves a half-written file behind: data goes
+// to a temporary file next to the target, which is fsync'ed and renamed over it at the end.
+#pragma once
+#include <cstdio>
+#include <functional>
+#include <string>
+
+namespace dsv3 {
+
+// Calls write(FILE*) on a temporary file in the target's folder, then renames it to `path`.
+// On any exception the temporary file is removed and `path` is untouched.
+void write_file_atomic(const std::string& path, const std::function<void(std::FILE*)>& write);
+
+// fwrite that throws dsv3::Error naming `path` on a short write (disk full, ...).
+void write_all(std::FILE* f, const void* data, size_t n, const std::string& path);
+
+}  // namespace dsv3

@@ -1,0 +1,37 @@
+// Streaming safetensors writer: tensors are declared first (name, dtype, shape), then their
+// bytes are produced one tensor at a time, so writing a file never needs it all in memory.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace dsv3 {
+
+class SafetensorsWriter {
+ public:
+  void add(std::string name, DType dtype, Shape shape);
+  size_t size() const { return entries_.size(); }
+  uint64_t data_bytes() const;
+  const std::string& name(size_t i) const { return entries_[i].name; }
+
+  // Writes the file atomically. fill(i, dst) must fill dst (exactly the bytes of tensor i, as
+  // declared by the i-th add()). Tensors are laid out widest dtype first so every tensor is
+  // aligned to its element size, as the safetensors library does.
+  void write(const std::string& path, const std::function<void(size_t i, std::span<uint8_t> dst)>& fill,
+             const std::map<std::string, std::string>& metadata = {{"format", "pt"}}) const;
+
+ private:
+  struct Entry {
+    std::string name;
+    DType dtype;
+    Shape shape;
+  };
+  std::vector<Entry> entries_;
+};
+
+}  // namespace dsv3

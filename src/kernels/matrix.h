@@ -1,0 +1,40 @@
+// The kernels' view of a weight: a [rows, cols] matrix exactly as stored in the checkpoint
+// (F32, BF16, F16, or FP8 e4m3 with per-block float32 scales), never expanded in memory.
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#include "core/dtype.h"
+
+namespace dsv3::kernels {
+
+struct Matrix {
+  DType dtype = DType::F32;
+  int64_t rows = 0, cols = 0;
+  const void* data = nullptr;  // row 0 of this view; rows are `cols` elements apart
+  // FP8 only: scale_inv of the whole tensor, [ceil(R / block_rows), ceil(cols / block_cols)],
+  // and the index of this view's first row within that tensor (views can be row ranges).
+  const float* scale = nullptr;
+  int64_t scale_cols = 0;
+  int64_t row0 = 0;
+  int64_t block_rows = 128, block_cols = 128;
+
+  bool quantized() const { return scale != nullptr; }
+
+  // Rows [r0, r0 + n) as a matrix of their own (a view: no data is touched).
+  Matrix row_slice(int64_t r0, int64_t n) const {
+    Matrix m = *this;
+    m.rows = n;
+    m.data = static_cast<const uint8_t*>(data) + size_t(r0) * size_t(cols) * dtype_size(dtype);
+    m.row0 = row0 + r0;
+    return m;
+  }
+  // Scale of element (r, c) of this view (FP8 only).
+  float block_scale(int64_t r, int64_t c) const {
+    float s;
+    std::memcpy(&s, scale + ((row0 + r) / block_rows) * scale_cols + c / block_cols, sizeof s);
+    return s;
+  }
+};
+
+}  // namespace dsv3::kernels

@@ -1,0 +1,40 @@
+// The kernel interface the model is written against. Every op has a scalar reference in
+// kernels/scalar/; faster variants (SIMD, later CUDA) plug in behind these same functions.
+// Shapes are in PyTorch order; activations are float32, row-major.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "core/thread_pool.h"
+#include "kernels/matrix.h"
+
+namespace dsv3::kernels {
+
+// y[t, :] = W x[t, :] for t < n: x is [n, w.cols], y is [n, w.rows]. F32 accumulation.
+void linear(const Matrix& w, const float* x, float* y, int64_t n, ThreadPool& pool);
+// The same on the calling thread only (for callers already running inside the pool).
+void linear(const Matrix& w, const float* x, float* y, int64_t n);
+
+// y[c] += sum_r x[r] * W[r, c]: x is [w.rows], y is [w.cols]. The transposed product used to
+// absorb kv_b_proj's key part into the query (MLA "absorb" form).
+void linear_transposed_acc(const Matrix& w, const float* x, float* y);
+
+// out[c] = W[r, c] dequantized (embedding lookup, norm weights).
+void dequant_row(const Matrix& w, int64_t r, float* out);
+
+// y = x / sqrt(mean(x^2) + eps) * weight, over `w.cols` elements (w is a [1, dim] view).
+void rmsnorm(const float* x, const Matrix& weight, float eps, float* y);
+
+// Rotates the pairs (x[2i], x[2i+1]) by the angle whose cos/sin are given: dim/2 entries each.
+void rope_interleaved(float* x, const float* cos, const float* sin, int64_t dim);
+
+// In-place numerically safe softmax over n entries (-inf entries get probability 0).
+void softmax(float* x, int64_t n);
+
+// out = silu(gate) * up, elementwise.
+void silu_mul(const float* gate, const float* up, float* out, int64_t n);
+
+// Name of the variant these calls dispatch to ("scalar" until SIMD variants land).
+std::string active_variant();
+
+}  // namespace dsv3::kernels

@@ -1,0 +1,117 @@
+#include "kernels/scalar/scalar.h"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "core/error.h"
+
+namespace dsv3::kernels::scalar {
+
+namespace {
+// Loads through memcpy: mapped tensors carry no alignment guarantee the compiler may assume.
+template <typename T>
+inline T load(const void* base, int64_t i) {
+  T v;
+  std::memcpy(&v, static_cast<const uint8_t*>(base) + size_t(i) * sizeof(T), sizeof(T));
+  return v;
+}
+}  // namespace
+
+void dequant_row_range(const Matrix& w, int64_t r, int64_t c0, int64_t n, float* out) {
+  const int64_t base = r * w.cols + c0;
+  switch (w.dtype) {
+    case DType::F32:
+      for (int64_t i = 0; i < n; ++i) out[i] = load<float>(w.data, base + i);
+      break;
+    case DType::BF16:
+      for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(load<uint16_t>(w.data, base + i));
+      break;
+    case DType::F16:
+      for (int64_t i = 0; i < n; ++i) out[i] = f16_to_f32(load<uint16_t>(w.data, base + i));
+      break;
+    case DType::F8_E4M3: {
+      const uint8_t* p = static_cast<const uint8_t*>(w.data) + base;
+      if (!w.quantized()) {
+        for (int64_t i = 0; i < n; ++i) out[i] = fp8e4m3_to_f32(p[i]);
+        break;
+      }
+      // dequantized value = fp8 value x scale of its 128x128 block (edge blocks partial)
+      for (int64_t i = 0; i < n;) {
+        const int64_t c = c0 + i;
+        const int64_t block_end = std::min(n, i + (w.block_cols - c % w.block_cols));
+        const float s = w.block_scale(r, c);
+        for (; i < block_end; ++i) out[i] = fp8e4m3_to_f32(p[i]) * s;
+      }
+      break;
+    }
+    default:
+      fail("kernels: unsupported weight dtype ", dtype_name(w.dtype));
+  }
+}
+
+void linear_rows(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1, float* scratch) {
+  for (int64_t r = r0; r < r1; ++r) {
+    dequant_row_range(w, r, 0, w.cols, scratch);
+    for (int64_t t = 0; t < n; ++t) {
+      const float* xt = x + t * w.cols;
+      float acc = 0.0f;
+      for (int64_t c = 0; c < w.cols; ++c) acc += scratch[c] * xt[c];
+      y[t * w.rows + r] = acc;
+    }
+  }
+}
+
+void linear_transposed_acc(const Matrix& w, const float* x, float* y) {
+  thread_local std::vector<float> row;
+  if (row.size() < size_t(w.cols)) row.resize(size_t(w.cols));
+  for (int64_t r = 0; r < w.rows; ++r) {
+    dequant_row_range(w, r, 0, w.cols, row.data());
+    const float xr = x[r];
+    for (int64_t c = 0; c < w.cols; ++c) y[c] += xr * row[c];
+  }
+}
+
+void rmsnorm(const float* x, const Matrix& weight, float eps, float* y) {
+  const int64_t dim = weight.cols;
+  float ss = 0.0f;
+  for (int64_t i = 0; i < dim; ++i) ss += x[i] * x[i];
+  const float inv = 1.0f / std::sqrt(ss / float(dim) + eps);
+  // y may alias x: take x[i] before y[i] is overwritten, one element at a time.
+  for (int64_t i = 0; i < dim; ++i) {
+    float wi;
+    dequant_row_range(weight, 0, i, 1, &wi);
+    y[i] = x[i] * inv * wi;
+  }
+}
+
+void rope_interleaved(float* x, const float* cos, const float* sin, int64_t dim) {
+  for (int64_t i = 0; i < dim / 2; ++i) {
+    const float a = x[2 * i], b = x[2 * i + 1];
+    x[2 * i] = a * cos[i] - b * sin[i];
+    x[2 * i + 1] = a * sin[i] + b * cos[i];
+  }
+}
+
+void softmax(float* x, int64_t n) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
+  if (mx == -std::numeric_limits<float>::infinity()) {  // nothing to attend to: all zero
+    for (int64_t i = 0; i < n; ++i) x[i] = 0.0f;
+    return;
+  }
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  const float inv = 1.0f / sum;
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+}  // namespace dsv3::kernels::scalar

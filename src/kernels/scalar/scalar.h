@@ -1,0 +1,20 @@
+// Scalar reference kernels: plain loops, float32 accumulation, no intrinsics. They define what
+// every faster variant must compute and are what the tests compare those variants against.
+#pragma once
+#include <cstdint>
+
+#include "kernels/matrix.h"
+
+namespace dsv3::kernels::scalar {
+
+// Dequantizes columns [c0, c0 + n) of row r into out.
+void dequant_row_range(const Matrix& w, int64_t r, int64_t c0, int64_t n, float* out);
+// Rows [r0, r1) of y = W x for n tokens; `scratch` holds w.cols floats.
+void linear_rows(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1, float* scratch);
+void linear_transposed_acc(const Matrix& w, const float* x, float* y);
+void rmsnorm(const float* x, const Matrix& weight, float eps, float* y);
+void rope_interleaved(float* x, const float* cos, const float* sin, int64_t dim);
+void softmax(float* x, int64_t n);
+void silu_mul(const float* gate, const float* up, float* out, int64_t n);
+
+}  // namespace dsv3::kernels::scalar

@@ -1,0 +1,23 @@
+// Multi-head Latent Attention (DeepSeek-V2/V3 report, section 2.1.1; model.py class MLA).
+#pragma once
+#include <cstdint>
+
+#include "core/thread_pool.h"
+#include "io/config.h"
+#include "model/kv_cache.h"
+#include "model/rope.h"
+#include "model/weights.h"
+
+namespace dsv3 {
+
+// Runs attention for n consecutive tokens at positions [start_pos, start_pos + n): x is the
+// normed input [n, dim], out receives [n, dim]. Appends c_kv and k_pe of these positions to
+// `cache` (layer `layer`) and attends causally over positions [0, start_pos + i].
+//
+// Form: "absorb" (model.py attn_impl="absorb"): kv_b_proj's key part is folded into the query,
+// q_abs[h] = q_nope[h] W_uk[h], scores = q_abs . c_kv + q_pe . k_pe, and its value part is
+// applied to the attention-weighted latent afterwards, so attention reads only the latent cache.
+void mla_forward(const ModelConfig& c, const MLAWeights& w, const Rope& rope, KVCache& cache, int64_t layer,
+                 const float* x, int64_t n, int64_t start_pos, float* out, ThreadPool& pool);
+
+}  // namespace dsv3

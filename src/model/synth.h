@@ -1,0 +1,28 @@
+// `dsv3 synth`: random-weight checkpoints in exactly the Hugging Face DeepSeek-V3 layout
+// (config.json, sharded safetensors, model.safetensors.index.json), for tests, demos and
+// benchmarks. The weights are random: such a model produces meaningless text.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "io/config.h"
+
+namespace dsv3 {
+
+// Config of a named preset: "tiny" (~10M params, golden-sized), "small" (~0.8B), "medium"
+// (~2B total, V3 proportions: 64 experts, 6 active). Throws dsv3::Error for unknown names.
+ModelConfig synth_preset(const std::string& name);
+
+struct SynthOptions {
+  std::string out_dir;
+  bool fp8 = true;            // FP8 e4m3 linears with 128x128 block scales, else BF16
+  uint64_t seed = 0;
+  uint64_t shard_bytes = 1ull << 30;  // largest shard size
+  bool force = false;         // replace an existing non-empty out_dir
+  bool progress = true;
+};
+
+// Writes the checkpoint. The folder appears complete or not at all (built beside it, renamed in).
+void write_synthetic_checkpoint(const ModelConfig& c, const SynthOptions& opt);
+
+}  // namespace dsv3
