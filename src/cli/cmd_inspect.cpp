@@ -1,5 +1,6 @@
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -28,7 +29,13 @@ Run add_inspect(CLI::App& app) {
   cmd->add_flag("--json", *json_out, "Print one JSON object for scripts");
   return [model, json_out] {
     const std::string dir = *model;
-    const ModelConfig c = ModelConfig::from_file((std::filesystem::path(dir) / "config.json").string());
+    const std::string cfg_path = (std::filesystem::path(dir) / "config.json").string();
+    const ModelConfig c = ModelConfig::from_file(cfg_path);
+    bool synthetic = false;
+    {
+      std::ifstream f(cfg_path);
+      synthetic = nlohmann::json::parse(f, nullptr, false).contains("dsv3_synthetic");
+    }
     const Checkpoint ck = Checkpoint::open(dir, /*weights_required=*/false);
     const ParamCounts p = count_params(c);
 
@@ -42,6 +49,7 @@ Run add_inspect(CLI::App& app) {
 
     nlohmann::ordered_json j;
     j["model_type"] = c.model_type;
+    j["synthetic_random_weights"] = synthetic;
     j["total_params"] = p.total;
     j["active_params"] = p.active;
     j["mtp_params"] = p.mtp;
@@ -65,7 +73,8 @@ Run add_inspect(CLI::App& app) {
       std::printf("%s\n", j.dump(2).c_str());
       return 0;
     }
-    std::printf("checkpoint      %s\n", dir.c_str());
+    std::printf("checkpoint      %s%s\n", dir.c_str(),
+                synthetic ? "  (synthetic: RANDOM WEIGHTS written by dsv3 synth)" : "");
     std::printf("architecture    %s: %lld layers (%lld MoE), hidden %lld, %lld heads, vocab %lld\n",
                 c.model_type.c_str(), (long long)c.num_hidden_layers, (long long)moe_layers, (long long)c.hidden_size,
                 (long long)c.num_attention_heads, (long long)c.vocab_size);

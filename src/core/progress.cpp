@@ -42,8 +42,9 @@ void Progress::draw(bool force) {
                  scaled(total_).c_str(), secs);
     std::fflush(stderr);
   } else {
+    // Quick jobs stay silent in logs; long ones report every 10%.
+    if (secs < 1.0) return;
     const int decile = int(frac * 10);
-    if (decile == last_decile_ && !force) return;
     if (decile == last_decile_) return;
     last_decile_ = decile;
     std::fprintf(stderr, "%s: %d%% (%s / %s, %.1fs)\n", label_.c_str(), decile * 10, scaled(done_).c_str(),

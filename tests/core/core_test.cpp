@@ -1,0 +1,101 @@
+// dtype conversions and the thread pool.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+
+namespace dsv3 {
+namespace {
+
+// Independent decoding of e4m3fn from its definition: bias 7, 3 mantissa bits, no infinities.
+double fp8_by_definition(int code) {
+  const int s = code >> 7, e = (code >> 3) & 15, m = code & 7;
+  if (e == 15 && m == 7) return NAN;
+  const double mag = e == 0 ? std::ldexp(m / 8.0, -6) : std::ldexp(1.0 + m / 8.0, e - 7);
+  return s ? -mag : mag;
+}
+
+TEST(Fp8, DecodesAll256Codes) {
+  for (int c = 0; c < 256; ++c) {
+    const double want = fp8_by_definition(c);
+    if (std::isnan(want)) {
+      EXPECT_TRUE(std::isnan(fp8e4m3_to_f32(uint8_t(c)))) << c;
+    } else {
+      EXPECT_EQ(double(fp8e4m3_to_f32(uint8_t(c))), want) << "code " << c;
+    }
+  }
+  EXPECT_EQ(fp8e4m3_to_f32(0x7e), 448.0f);
+  EXPECT_EQ(fp8e4m3_to_f32(0xfe), -448.0f);
+  EXPECT_EQ(fp8e4m3_to_f32(0x01), std::ldexp(1.0f, -9));  // smallest subnormal
+  EXPECT_EQ(fp8e4m3_to_f32(0x08), std::ldexp(1.0f, -6));  // smallest normal
+}
+
+TEST(Fp8, EncodeRoundTripsEveryFiniteCodeAndRoundsToNearestEven) {
+  for (int c = 0; c < 256; ++c) {
+    if (std::isnan(fp8_by_definition(c))) continue;
+    if (c == 0x80) continue;  // -0 encodes as 0x80 too, checked below
+    EXPECT_EQ(f32_to_fp8e4m3(fp8e4m3_to_f32(uint8_t(c))), c) << c;
+  }
+  EXPECT_EQ(f32_to_fp8e4m3(-0.0f), 0x80);
+  EXPECT_EQ(f32_to_fp8e4m3(1000.0f), 0x7e);   // saturates
+  EXPECT_EQ(f32_to_fp8e4m3(-1000.0f), 0xfe);
+  EXPECT_EQ(f32_to_fp8e4m3(1.0625f), 0x38);   // halfway 1 and 1.125: even mantissa (1.0)
+  EXPECT_EQ(f32_to_fp8e4m3(1.1875f), 0x3a);   // halfway 1.125 and 1.25: even (1.25)
+}
+
+TEST(Bf16, RoundTripAndNearestEven) {
+  EXPECT_EQ(bf16_to_f32(f32_to_bf16(1.5f)), 1.5f);
+  EXPECT_EQ(f32_to_bf16(1.0f + std::ldexp(1.0f, -8)), f32_to_bf16(1.0f));  // tie -> even
+  EXPECT_EQ(bf16_to_f32(f32_to_bf16(1.0f + 3 * std::ldexp(1.0f, -8))), 1.0f + std::ldexp(1.0f, -6));
+  EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(NAN))));
+}
+
+TEST(F16, RoundTripAllFiniteHalfValues) {
+  for (uint32_t h = 0; h < 0x10000; ++h) {
+    if (((h >> 10) & 0x1f) == 0x1f) continue;  // inf/nan
+    EXPECT_EQ(f32_to_f16(f16_to_f32(uint16_t(h))), h) << h;
+  }
+  EXPECT_EQ(f16_to_f32(0x3c00), 1.0f);
+  EXPECT_EQ(f16_to_f32(0x0001), std::ldexp(1.0f, -24));
+  EXPECT_EQ(f32_to_f16(1e6f), 0x7c00);
+}
+
+TEST(DType, NamesAndSizes) {
+  EXPECT_EQ(dtype_from_name("F8_E4M3"), DType::F8_E4M3);
+  EXPECT_EQ(dtype_size(DType::BF16), 2u);
+  EXPECT_FALSE(dtype_from_name("F8_E5M2").has_value());
+}
+
+TEST(ThreadPool, ParallelForCoversEveryIndexOnce) {
+  for (int threads : {1, 2, 3, 8}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {0, 1, 2, 7, 1000}) {
+      std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+      pool.parallel_for(n, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) hits[size_t(i)]++;
+      });
+      for (int64_t i = 0; i < n; ++i) EXPECT_EQ(hits[size_t(i)].load(), 1);
+    }
+  }
+}
+
+TEST(ThreadPool, RunGivesEachParticipantItsIndexAndPropagatesErrors) {
+  ThreadPool pool(4);
+  std::vector<std::atomic<int>> seen(4);
+  for (int rep = 0; rep < 100; ++rep) pool.run([&](int ith, int nth) {
+    EXPECT_EQ(nth, 4);
+    seen[size_t(ith)]++;
+  });
+  for (auto& s : seen) EXPECT_EQ(s.load(), 100);
+  EXPECT_THROW(pool.run([](int ith, int) {
+    if (ith == 2) fail("boom");
+  }), Error);
+  pool.run([](int, int) {});  // still usable
+}
+
+}  // namespace
+}  // namespace dsv3
