@@ -1,6 +1,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "core/error.h"
 #include "core/thread_pool.h"
 #include "io/npy.h"
 #include "model/transformer.h"
@@ -12,11 +13,14 @@ Run add_logits(CLI::App& app) {
   struct Opts {
     std::string model, ids, out;
     int threads = 1;
+    bool mtp = false;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--model", o->model, "Checkpoint folder")->required();
   cmd->add_option("--ids", o->ids, "Prompt token ids, comma-separated (e.g. 0,17,42)")->required();
   cmd->add_option("--out", o->out, "Output .npy file, shape [positions, vocab]")->required();
+  cmd->add_flag("--mtp", o->mtp,
+                "Write the MTP head's logits instead: rows 0..n-2, row i from h[i] and token i+1 (predicts token i+2)");
   add_threads_option(cmd, o->threads);
   return [o] {
     const auto ids = parse_ids(o->ids, "--ids");
@@ -24,10 +28,23 @@ Run add_logits(CLI::App& app) {
     ThreadPool pool(o->threads);
     KVCache cache = m.model->make_cache(int64_t(ids.size()));
     const int64_t vocab = m.config.vocab_size;
-    std::vector<float> logits(ids.size() * size_t(vocab));
-    m.model->forward(ids, 0, cache, logits.data(), /*all_logits=*/true, pool);
-    write_npy_f32(o->out, logits, {int64_t(ids.size()), vocab});
-    std::fprintf(stderr, "wrote %s [%zu, %lld]\n", o->out.c_str(), ids.size(), (long long)vocab);
+    const int64_t n = int64_t(ids.size()), dim = m.config.hidden_size;
+    std::vector<float> logits(size_t(n * vocab));
+    if (!o->mtp) {
+      m.model->forward(ids, 0, cache, logits.data(), /*all_logits=*/true, pool);
+    } else {
+      DSV3_CHECK(m.model->mtp_depth() > 0, o->model, ": --mtp: the checkpoint has no MTP module weights (model.layers.",
+                 m.config.num_hidden_layers, ".*)");
+      DSV3_CHECK(n >= 2, "--mtp needs at least 2 prompt ids (row i reads token i+1)");
+      std::vector<float> hidden(size_t(n * dim));
+      m.model->forward(ids, 0, cache, logits.data(), /*all_logits=*/false, pool, nullptr, hidden.data());
+      m.model->mtp_forward(0, std::span(ids).subspan(1), hidden.data(), 0, cache, logits.data(), true, pool);
+      logits.resize(size_t((n - 1) * vocab));
+    }
+    const int64_t rows = o->mtp ? n - 1 : n;
+    write_npy_f32(o->out, logits, {rows, vocab});
+    std::fprintf(stderr, "wrote %s [%lld, %lld]%s\n", o->out.c_str(), (long long)rows, (long long)vocab,
+                 o->mtp ? " (MTP head)" : "");
     return 0;
   };
 }

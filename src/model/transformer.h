@@ -20,6 +20,7 @@ namespace dsv3 {
 struct ForwardTrace {
   std::vector<std::vector<float>> layer_outputs;        // [layer][n * dim] residual after each block
   std::vector<std::vector<Routing>> routing;            // [layer][token] (empty for dense layers)
+  std::vector<Routing> mtp_routing;                     // [token] of the MTP block (mtp_forward)
 };
 
 class Transformer {
@@ -29,27 +30,46 @@ class Transformer {
   const ModelConfig& config() const { return c_; }
   const ModelWeights& weights() const { return w_; }
 
-  // A cache sized for `max_seq` positions of the main layers.
-  KVCache make_cache(int64_t max_seq) const { return KVCache(c_, c_.num_hidden_layers, max_seq); }
+  // A cache sized for `max_seq` positions of the main layers and the MTP modules (if loaded).
+  KVCache make_cache(int64_t max_seq) const {
+    return KVCache(c_, c_.num_hidden_layers + int64_t(w_.mtp.size()), max_seq);
+  }
 
   // Runs tokens at positions [start_pos, start_pos + n), appending to `cache`. Writes logits
   // [n, vocab] (all_logits) or [1, vocab] for the last token only. Positions before start_pos
   // must already be in the cache. Throws dsv3::Error on bad ids or a full cache.
+  // If `hidden` is non-null it receives the final hidden states after model.norm, [n, dim]
+  // (what the MTP module reads).
   void forward(std::span<const int32_t> tokens, int64_t start_pos, KVCache& cache, float* logits, bool all_logits,
-               ThreadPool& pool, ForwardTrace* trace = nullptr) const;
+               ThreadPool& pool, ForwardTrace* trace = nullptr, float* hidden = nullptr) const;
 
-  // The final hidden states after model.norm, [n, dim], from the last forward (what the MTP module reads).
-  const std::vector<float>& last_hidden() const { return hidden_; }
+  // Multi-Token Prediction module `depth` (0 for DeepSeek-V3's single module), as SGLang's
+  // deepseek_nextn.py and vLLM's deepseek_mtp.py run it (without vLLM's position-0 zeroing):
+  // row i at position start_pos + i reads h[i], the main model's hidden state after model.norm,
+  // and the token t[i+1] that follows it:
+  //   x = eh_proj(concat(enorm(embed(t[i+1])), hnorm(h[i])))   (embedding half first)
+  //   x = decoder block (own MLA cache layer, attends to MTP rows 0..i)
+  //   logits = shared_head.head(shared_head.norm(x))           (predicts t[i+2])
+  // next_tokens[i] = t[i+1]; h is [n, dim]. Writes logits [n, vocab] or [1, vocab] (last row),
+  // and, when `mtp_hidden` is non-null, the normed output rows [n, dim] (input to depth + 1).
+  void mtp_forward(int64_t depth, std::span<const int32_t> next_tokens, const float* h, int64_t start_pos,
+                   KVCache& cache, float* logits, bool all_logits, ThreadPool& pool,
+                   ForwardTrace* trace = nullptr, float* mtp_hidden = nullptr) const;
+  int64_t mtp_depth() const { return int64_t(w_.mtp.size()); }
 
  private:
-  void block(int64_t layer, float* x, int64_t n, int64_t start_pos, KVCache& cache, ThreadPool& pool,
-             ForwardTrace* trace) const;
+  void check_inputs(std::span<const int32_t> tokens, int64_t start_pos, const KVCache& cache) const;
 
   ModelConfig c_;
   ModelWeights w_;
   Rope rope_;
-  mutable std::vector<float> hidden_;
 };
+
+// One decoder block (model.py Block): x = x + attn(attn_norm(x)); x = x + ffn(ffn_norm(x)).
+// x is [n, dim] at positions [start_pos, start_pos + n); `cache_layer` is the cache slot the
+// block's attention reads and appends to. Routing of MoE blocks goes to `routing` if non-null.
+void block_forward(const ModelConfig& c, const BlockWeights& b, const Rope& rope, KVCache& cache, int64_t cache_layer,
+                   float* x, int64_t n, int64_t start_pos, ThreadPool& pool, std::vector<Routing>* routing = nullptr);
 
 // A loaded model: the mapped checkpoint and the transformer over its weights.
 struct LoadedModel {
@@ -57,6 +77,7 @@ struct LoadedModel {
   std::unique_ptr<Checkpoint> checkpoint;
   std::unique_ptr<Transformer> model;
 };
-LoadedModel load_model(const std::string& dir);
+// Loads config, checkpoint and weights; MTP weights are bound when present and `with_mtp`.
+LoadedModel load_model(const std::string& dir, bool with_mtp = true);
 
 }  // namespace dsv3

@@ -142,6 +142,81 @@ TEST_P(GoldenTest, PrefillRoutingMatchesReference) {
   }
 }
 
+// Cases that also hold the expected output of the Multi-Token-Prediction module.
+std::vector<std::string> golden_mtp_cases() {
+  std::vector<std::string> v;
+  for (const auto& name : golden_cases())
+    if (read_golden(name).expected.contains("mtp_logits")) v.push_back(name);
+  return v;
+}
+
+class GoldenMtpTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GoldenMtpTest, TeacherForcedMtpLogitsMatchReference) {
+  const Golden g = read_golden(GetParam());
+  LoadedModel m = load_model(g.dir);
+  ASSERT_EQ(m.model->mtp_depth(), 1);
+  ThreadPool pool(2);
+  const int64_t n = int64_t(g.prompt.size()), vocab = m.config.vocab_size, dim = m.config.hidden_size;
+  KVCache cache = m.model->make_cache(n);
+  std::vector<float> logits(size_t(n * vocab)), hidden(size_t(n * dim));
+  m.model->forward(g.prompt, 0, cache, logits.data(), false, pool, nullptr, hidden.data());
+  ForwardTrace trace;
+  m.model->mtp_forward(0, std::span(g.prompt).subspan(1), hidden.data(), 0, cache, logits.data(), true, pool, &trace);
+  const json& ref = g.expected["mtp_logits"];
+  ASSERT_EQ(int64_t(ref.size()), n - 1);
+  double worst = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    auto [d, bad] = compare_row(&logits[i * size_t(vocab)], ref[i], g.tol);
+    worst = std::max(worst, d);
+    EXPECT_LT(bad, 0) << "MTP row " << i << ": max diff " << d;
+    EXPECT_EQ(argmax(&logits[i * size_t(vocab)], vocab), g.expected["mtp_greedy_draft"][i].get<int32_t>()) << i;
+  }
+  std::printf("[ golden %s ] MTP: max |logit diff| over %zu rows: %.3g (tolerance %.3g)\n", GetParam().c_str(),
+              ref.size(), worst, g.tol);
+  const json& idx = g.expected["mtp_routing_indices"];
+  ASSERT_EQ(trace.mtp_routing.size(), idx.size());
+  for (size_t t = 0; t < idx.size(); ++t) {
+    std::vector<int32_t> want;
+    for (auto e : idx[t]) want.push_back(e.get<int32_t>());
+    EXPECT_EQ(trace.mtp_routing[t].experts, want) << "MTP row " << t;
+  }
+}
+
+TEST_P(GoldenMtpTest, IncrementalDraftsAlongGreedyMatchReference) {
+  // What a greedy speculative decoder computes: prompt rows in one call, then one MTP row per
+  // decode step, each from the hidden state that produced greedy[k] and the token greedy[k].
+  const Golden g = read_golden(GetParam());
+  LoadedModel m = load_model(g.dir);
+  ThreadPool pool(1);
+  const int64_t n = int64_t(g.prompt.size()), vocab = m.config.vocab_size, dim = m.config.hidden_size;
+  const json& greedy = g.expected["greedy"];
+  const json& ref = g.expected["mtp_logits_along_greedy"];
+  KVCache cache = m.model->make_cache(n + int64_t(greedy.size()));
+  std::vector<float> logits(size_t(n * vocab)), hidden(size_t(n * dim)), mtp_logits(size_t(n * vocab));
+  m.model->forward(g.prompt, 0, cache, logits.data(), false, pool, nullptr, hidden.data());
+  m.model->mtp_forward(0, std::span(g.prompt).subspan(1), hidden.data(), 0, cache, mtp_logits.data(), false, pool);
+  std::vector<float> h_last(hidden.end() - dim, hidden.end());
+  int64_t pos = n;
+  for (size_t k = 0; k < ref.size(); ++k) {
+    const int32_t tok[1] = {greedy[k].get<int32_t>()};
+    ASSERT_EQ(argmax(logits.data(), vocab), tok[0]) << "main model greedy step " << k;
+    m.model->mtp_forward(0, tok, h_last.data(), pos - 1, cache, mtp_logits.data(), false, pool);
+    auto [d, bad] = compare_row(mtp_logits.data(), ref[k], g.tol);
+    EXPECT_LT(bad, 0) << "MTP draft row " << k << ": max diff " << d;
+    EXPECT_EQ(argmax(mtp_logits.data(), vocab), g.expected["mtp_draft_along_greedy"][k].get<int32_t>()) << k;
+    m.model->forward(tok, pos++, cache, logits.data(), false, pool, nullptr, h_last.data());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, GoldenMtpTest, ::testing::ValuesIn(golden_mtp_cases()),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           for (char& ch : s)
+                             if (!std::isalnum(uint8_t(ch))) ch = '_';
+                           return s;
+                         });
+
 INSTANTIATE_TEST_SUITE_P(Golden, GoldenTest, ::testing::ValuesIn(golden_cases()),
                          [](const auto& info) {
                            std::string s = info.param;
