@@ -1,52 +1,121 @@
-#include <chrono>
 #include <cstdio>
+#include <fstream>
 
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "engine/generate.h"
-#include "model/transformer.h"
+#include "tokenizer/utf8.h"
 
 namespace dsv3::cli {
 
+namespace {
+
+struct Opts {
+  std::string model, prompt_ids, prompt, input_file, system;
+  bool raw = false, print_ids = false, ignore_eos = false;
+  std::vector<std::string> stop;
+  int64_t ctx_size = 0;
+  int threads = 1;
+  SamplingOptions sampling;
+};
+
+std::string join_ids(const std::vector<int32_t>& ids) {
+  std::string s;
+  for (size_t i = 0; i < ids.size(); ++i) s += (i ? "," : "") + std::to_string(ids[i]);
+  return s;
+}
+
+int run(const Opts& o) {
+  const int modes = !o.prompt_ids.empty() + !o.prompt.empty() + !o.input_file.empty();
+  DSV3_CHECK(modes == 1, "give exactly one of --prompt-ids, --prompt, --input-file");
+  ThreadPool pool(o.threads);
+  GenerateOptions g;
+  g.max_new_tokens = o.sampling.max_new_tokens;
+  g.stop_at_eos = !o.ignore_eos;
+  g.sampling = o.sampling.params;
+  g.stop = o.stop;
+
+  if (!o.prompt_ids.empty()) {  // token ids in, token ids out: needs no tokenizer
+    DSV3_CHECK(o.stop.empty(), "--stop needs text prompts (the tokenizer); use --prompt");
+    const auto ids = parse_ids(o.prompt_ids, "--prompt-ids");
+    LoadedModel m = load_model(o.model);
+    Sequence seq(*m.model, o.ctx_size > 0 ? o.ctx_size : int64_t(ids.size()) + g.max_new_tokens);
+    const GenerateResult r = generate(seq, ids, nullptr, g, pool);
+    std::printf("%s\n", join_ids(r.tokens).c_str());
+    std::fprintf(stderr, "%zu prompt + %zu new tokens: prefill %.2fs, decode %.2fs (%.1f tok/s, %d threads)\n",
+                 ids.size(), r.tokens.size(), r.prefill_seconds, r.decode_seconds,
+                 r.tokens.size() / std::max(r.decode_seconds, 1e-9), o.threads);
+    return 0;
+  }
+
+  std::vector<std::string> prompts;
+  if (!o.prompt.empty()) {
+    prompts.push_back(o.prompt);
+  } else {
+    std::ifstream f(o.input_file);
+    DSV3_CHECK(f.good(), o.input_file, ": cannot open the input file");
+    for (std::string line; std::getline(f, line);)
+      if (!line.empty()) prompts.push_back(line);
+    DSV3_CHECK(!prompts.empty(), o.input_file, ": no prompts (one per line)");
+  }
+  Tokenizer tok = load_tokenizer(o.model);
+  std::optional<ChatTemplate> tmpl;
+  if (!o.raw) tmpl = load_chat_template(o.model);
+  LoadedModel m = load_model(o.model);
+  const bool batch = !o.input_file.empty();
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    std::string text;
+    utf8::append_lossy(text, prompts[i]);  // invalid UTF-8 becomes U+FFFD, as a terminal would show it
+    std::vector<int32_t> ids;
+    if (tmpl) {
+      std::vector<ChatMessage> msgs;
+      if (!o.system.empty()) msgs.push_back({"system", o.system, {}, {}});
+      msgs.push_back({"user", text, {}, {}});
+      ids = tok.encode(tmpl->render(msgs, /*add_generation_prompt=*/true));
+    } else {
+      ids = tok.encode(text, /*add_special=*/true);
+    }
+    const int64_t ctx = o.ctx_size > 0 ? o.ctx_size : int64_t(ids.size()) + g.max_new_tokens;
+    Sequence seq(*m.model, ctx);
+    if (batch) std::printf("Prompt: %s\nCompletion: ", prompts[i].c_str());
+    GenerateOptions gi = g;
+    gi.on_text = [](std::string_view s) {
+      std::fwrite(s.data(), 1, s.size(), stdout);
+      std::fflush(stdout);
+    };
+    const GenerateResult r = generate(seq, ids, &tok, gi, pool);
+    std::printf("\n");
+    if (o.print_ids) std::printf("ids: %s\n", join_ids(r.tokens).c_str());
+    if (batch) std::printf("\n");
+    std::fprintf(stderr, "[%zu/%zu] %zu prompt tokens in %.2fs (%.1f tok/s), %zu new in %.2fs (%.1f tok/s), %s\n",
+                 i + 1, prompts.size(), ids.size(), r.prefill_seconds, ids.size() / std::max(r.prefill_seconds, 1e-9),
+                 r.tokens.size(), r.decode_seconds, r.tokens.size() / std::max(r.decode_seconds, 1e-9),
+                 r.finish_reason.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
 Run add_generate(CLI::App& app) {
-  auto* cmd = app.add_subcommand("generate", "Continue a prompt of token ids through the KV cache");
-  struct Opts {
-    std::string model, prompt_ids;
-    int64_t max_new = 32;
-    double temperature = 0.0;
-    bool print_ids = false, ignore_eos = false;
-    int threads = 1;
-  };
+  auto* cmd = app.add_subcommand("generate", "Continue prompts: token ids, a text prompt, or a file of prompts");
   auto o = std::make_shared<Opts>();
   cmd->add_option("--model", o->model, "Checkpoint folder")->required();
-  cmd->add_option("--prompt-ids", o->prompt_ids, "Prompt token ids, comma-separated")->required();
-  cmd->add_option("--max-new-tokens,-n", o->max_new, "Tokens to generate")->check(CLI::Range(int64_t(1), int64_t(1) << 30))
-      ->capture_default_str();
-  cmd->add_option("--temperature", o->temperature, "Sampling temperature (0 = greedy)")->capture_default_str();
-  cmd->add_flag("--print-ids", o->print_ids, "Print the new token ids, comma-separated");
+  cmd->add_option("--prompt-ids", o->prompt_ids, "Prompt as token ids, comma-separated; prints the new ids");
+  cmd->add_option("--prompt,-p", o->prompt, "Prompt text (answered with the chat template unless --raw)");
+  cmd->add_option("--input-file,-f", o->input_file, "File of prompts, one per line, answered in order");
+  cmd->add_option("--system", o->system, "System prompt for the chat template");
+  cmd->add_flag("--raw", o->raw, "Plain completion of the text (BOS + text), no chat template");
+  cmd->add_option("--stop", o->stop, "Stop string (repeatable); not included in the output");
+  cmd->add_flag("--print-ids", o->print_ids, "Also print the new token ids");
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep going past the end-of-sequence token");
+  cmd->add_option("--ctx-size,-c", o->ctx_size, "Context size in tokens (default: prompt + max-new-tokens)")
+      ->check(CLI::NonNegativeNumber);
+  add_sampling_options(cmd, o->sampling);
   add_threads_option(cmd, o->threads);
-  return [o] {
-    DSV3_CHECK(o->temperature == 0.0, "--temperature: only 0 (greedy) is supported by this build");
-    const auto ids = parse_ids(o->prompt_ids, "--prompt-ids");
-    LoadedModel m = load_model(o->model);
-    ThreadPool pool(o->threads);
-    KVCache cache = m.model->make_cache(int64_t(ids.size()) + o->max_new);
-    GenerateOptions g;
-    g.max_new_tokens = o->max_new;
-    g.stop_at_eos = !o->ignore_eos;
-    const auto t0 = std::chrono::steady_clock::now();
-    const auto out = generate_greedy(*m.model, ids, cache, g, pool);
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::string line;
-    for (size_t i = 0; i < out.size(); ++i) line += (i ? "," : "") + std::to_string(out[i]);
-    std::printf("%s\n", line.c_str());
-    std::fprintf(stderr, "%zu prompt + %zu new tokens in %.2fs (%d threads)\n", ids.size(), out.size(), secs,
-                 o->threads);
-    (void)o->print_ids;  // ids are the only output until the tokenizer lands
-    return 0;
-  };
+  return [o] { return run(*o); };
 }
 
 }  // namespace dsv3::cli

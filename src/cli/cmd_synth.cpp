@@ -12,6 +12,7 @@ Run add_synth(CLI::App& app) {
     uint64_t seed = 0;
     double shard_gb = 1.0;
     bool force = false;
+    std::string tokenizer;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--preset", o->preset, "tiny (~10M params), small (~0.8B), medium (~2B, 64 experts / 6 active)")
@@ -22,6 +23,9 @@ Run add_synth(CLI::App& app) {
   cmd->add_option("--seed", o->seed, "Random seed")->capture_default_str();
   cmd->add_option("--shard-size", o->shard_gb, "Largest shard in GB")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_flag("--force", o->force, "Replace an existing output folder");
+  cmd->add_option("--tokenizer", o->tokenizer,
+                  "Folder with DeepSeek-V3's tokenizer.json + tokenizer_config.json to include (vocab becomes 129280); "
+                  "scripts/setup puts them in third_party/npm/deepseek_v3");
   return [o] {
     SynthOptions opt;
     opt.out_dir = o->out;
@@ -29,6 +33,7 @@ Run add_synth(CLI::App& app) {
     opt.seed = o->seed;
     opt.force = o->force;
     opt.shard_bytes = uint64_t(o->shard_gb * 1e9);
+    opt.tokenizer_dir = o->tokenizer;
     write_synthetic_checkpoint(synth_preset(o->preset), opt);
     std::printf("wrote %s (preset %s, %s, RANDOM WEIGHTS)\n", o->out.c_str(), o->preset.c_str(), o->dtype.c_str());
     return 0;

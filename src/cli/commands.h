@@ -15,6 +15,10 @@ Run add_inspect(CLI::App& app);
 Run add_logits(CLI::App& app);
 Run add_generate(CLI::App& app);
 Run add_synth(CLI::App& app);
+Run add_chat(CLI::App& app);
+Run add_tokenize(CLI::App& app);
+Run add_detokenize(CLI::App& app);
+Run add_chat_template(CLI::App& app);
 
 // "0,17,42" -> {0, 17, 42}; throws dsv3::Error naming `flag` on anything else.
 std::vector<int32_t> parse_ids(const std::string& s, const std::string& flag);

@@ -19,7 +19,11 @@ int main(int argc, char** argv) {
   reg(dsv3::cli::add_inspect);
   reg(dsv3::cli::add_logits);
   reg(dsv3::cli::add_generate);
+  reg(dsv3::cli::add_chat);
   reg(dsv3::cli::add_synth);
+  reg(dsv3::cli::add_tokenize);
+  reg(dsv3::cli::add_detokenize);
+  reg(dsv3::cli::add_chat_template);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

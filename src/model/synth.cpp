@@ -175,6 +175,14 @@ void fill_item(const Item& it, const ModelConfig& c, uint64_t seed, std::span<ui
 void write_synthetic_checkpoint(const ModelConfig& cfg, const SynthOptions& opt) {
   ModelConfig c = cfg;
   c.fp8 = opt.fp8;
+  if (!opt.tokenizer_dir.empty()) {
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+      DSV3_CHECK(fs::exists(fs::path(opt.tokenizer_dir) / f), opt.tokenizer_dir, ": no ", f,
+                 " (run scripts/setup, which fetches DeepSeek-V3's tokenizer)");
+    c.vocab_size = 129280;  // DeepSeek-V3's embedding rows (the tokenizer uses 128815 of them)
+    c.bos_token_id = 0;
+    c.eos_token_ids = {1};
+  }
   const fs::path out(opt.out_dir);
   if (fs::exists(out)) {
     DSV3_CHECK(fs::is_directory(out), out.string(), ": exists and is not a folder");
@@ -248,6 +256,9 @@ void write_synthetic_checkpoint(const ModelConfig& cfg, const SynthOptions& opt)
         "output is meaningless. It exists to test and benchmark dsv3 on the real on-disk format.\n";
     write_all(f, t.data(), t.size(), "README.md");
   });
+
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+    if (!opt.tokenizer_dir.empty()) fs::copy_file(fs::path(opt.tokenizer_dir) / f, tmp / f);
 
   // Swap into place: the old folder (if any, with --force) is moved aside first, then removed.
   if (fs::exists(out)) {

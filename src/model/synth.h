@@ -20,6 +20,9 @@ struct SynthOptions {
   uint64_t shard_bytes = 1ull << 30;  // largest shard size
   bool force = false;         // replace an existing non-empty out_dir
   bool progress = true;
+  // Folder with tokenizer.json and tokenizer_config.json to ship in the checkpoint; the vocab
+  // becomes DeepSeek-V3's 129280 rows then. Empty: no tokenizer, the preset's small vocab.
+  std::string tokenizer_dir;
 };
 
 // Writes the checkpoint. The folder appears complete or not at all (built beside it, renamed in).

@@ -1,0 +1,43 @@
+#include "cli/common.h"
+
+#include <filesystem>
+
+#include "core/error.h"
+
+namespace dsv3::cli {
+
+namespace fs = std::filesystem;
+
+void add_sampling_options(CLI::App* cmd, SamplingOptions& o) {
+  cmd->add_option("--max-new-tokens,-n", o.max_new_tokens, "Most tokens to generate per answer")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 30))->capture_default_str();
+  cmd->add_option("--temperature", o.params.temperature, "Sampling temperature (0 = greedy)")
+      ->check(CLI::Range(0.0f, 100.0f))->capture_default_str();
+  cmd->add_option("--top-k", o.params.top_k, "Keep the k most likely tokens (0 = off)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--top-p", o.params.top_p, "Nucleus sampling: keep the smallest set with this mass (1 = off)")
+      ->check(CLI::Range(0.0f, 1.0f))->capture_default_str();
+  cmd->add_option("--min-p", o.params.min_p, "Drop tokens below min-p x the top probability (0 = off)")
+      ->check(CLI::Range(0.0f, 1.0f))->capture_default_str();
+  cmd->add_option("--seed", o.params.seed, "Random seed: the same seed gives the same text")->capture_default_str();
+}
+
+Tokenizer load_tokenizer(const std::string& dir) {
+  DSV3_CHECK(fs::exists(fs::path(dir) / "tokenizer.json"), dir,
+             ": no tokenizer.json (a checkpoint folder with the model's tokenizer files is needed for text)");
+  return Tokenizer::from_dir(dir);
+}
+
+ChatTemplate load_chat_template(const std::string& dir) {
+  const fs::path p = fs::path(dir) / "tokenizer_config.json";
+  DSV3_CHECK(fs::exists(p), dir, ": no tokenizer_config.json (needed for the chat template; --raw skips it)");
+  return ChatTemplate::from_tokenizer_config(p);
+}
+
+ChatModel load_chat_model(const std::string& dir) {
+  Tokenizer tok = load_tokenizer(dir);
+  ChatTemplate tmpl = load_chat_template(dir);
+  return ChatModel{load_model(dir), std::move(tok), std::move(tmpl)};
+}
+
+}  // namespace dsv3::cli

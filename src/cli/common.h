@@ -1,0 +1,35 @@
+// Pieces shared by the commands that talk to a model: loading a checkpoint with its tokenizer
+// and chat template, and the sampling options.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "engine/sampler.h"
+#include "model/transformer.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+namespace dsv3::cli {
+
+struct SamplingOptions {
+  SamplingParams params;
+  int64_t max_new_tokens = 256;
+};
+// --temperature, --top-k, --top-p, --min-p, --seed, --max-new-tokens.
+void add_sampling_options(CLI::App* cmd, SamplingOptions& o);
+
+// The tokenizer files of `dir` (tokenizer.json, tokenizer_config.json); throws a clear error
+// naming the folder when they are missing.
+Tokenizer load_tokenizer(const std::string& dir);
+ChatTemplate load_chat_template(const std::string& dir);
+
+struct ChatModel {
+  LoadedModel loaded;
+  Tokenizer tokenizer;
+  ChatTemplate chat_template;
+};
+ChatModel load_chat_model(const std::string& dir);
+
+}  // namespace dsv3::cli

@@ -1,0 +1,135 @@
+// End-to-end tests of the dsv3 binary on a synthetic checkpoint that carries DeepSeek-V3's real
+// tokenizer: text generation, batch files, the scripting commands, chat, and bad input.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "tests/cli/run_command.h"
+
+namespace dsv3 {
+namespace {
+
+namespace fs = std::filesystem;
+using test::run_command;
+
+const std::string kBin = DSV3_BINARY;
+
+class Cli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new fs::path(fs::temp_directory_path() / ("dsv3_cli_test_" + std::to_string(::getpid())));
+    const auto r = run_command(kBin + " synth --preset tiny --seed 1 --force --out " + dir_->string() +
+                               " --tokenizer " + DSV3_TOKENIZER_DIR);
+    ASSERT_EQ(r.code, 0) << r.err << "\n(the tokenizer files come from scripts/setup)";
+  }
+  static void TearDownTestSuite() {
+    fs::remove_all(*dir_);
+    delete dir_;
+  }
+  static std::string model() { return " --model " + dir_->string(); }
+  static fs::path* dir_;
+};
+fs::path* Cli::dir_ = nullptr;
+
+TEST_F(Cli, GenerateFromTextIsReproducibleBySeed) {
+  const std::string cmd = kBin + " generate" + model() + " --prompt 'Hello there' -n 12 --temperature 0.9 --seed 5 -t 1";
+  const auto a = run_command(cmd), b = run_command(cmd);
+  ASSERT_EQ(a.code, 0) << a.err;
+  EXPECT_FALSE(a.out.empty());
+  EXPECT_EQ(a.out, b.out);
+  const auto c = run_command(kBin + " generate" + model() + " --prompt 'Hello there' -n 12 --temperature 0.9 --seed 6");
+  EXPECT_NE(a.out, c.out);
+}
+
+TEST_F(Cli, GreedyTextEqualsGreedyIds) {
+  // The same prompt through --prompt (template + tokenizer) and through the ids the template gives.
+  const auto t = run_command(kBin + " chat-template" + model() + " --jsonl",
+                             R"({"messages":[{"role":"user","content":"Count to three"}],"add_generation_prompt":true})"
+                             "\n");
+  ASSERT_EQ(t.code, 0) << t.err;
+  const auto ids = nlohmann::json::parse(t.out)["ids"];
+  std::string id_list;
+  for (size_t i = 0; i < ids.size(); ++i) id_list += (i ? "," : "") + std::to_string(ids[i].get<int>());
+  const auto by_ids = run_command(kBin + " generate" + model() + " --prompt-ids " + id_list + " -n 8 --ignore-eos");
+  const auto by_text =
+      run_command(kBin + " generate" + model() + " --prompt 'Count to three' -n 8 --ignore-eos --print-ids");
+  ASSERT_EQ(by_ids.code, 0) << by_ids.err;
+  ASSERT_EQ(by_text.code, 0) << by_text.err;
+  EXPECT_NE(by_text.out.find("ids: " + by_ids.out.substr(0, by_ids.out.size() - 1)), std::string::npos)
+      << by_text.out << " vs " << by_ids.out;
+}
+
+TEST_F(Cli, InputFileAnswersEveryPromptInOrder) {
+  const fs::path f = fs::temp_directory_path() / ("dsv3_prompts_" + std::to_string(::getpid()));
+  {
+    std::ofstream o(f);
+    for (int i = 1; i <= 8; ++i) o << "Prompt number " << i << "\n";
+  }
+  const auto r = run_command(kBin + " generate" + model() + " --input-file " + f.string() + " -n 4");
+  fs::remove(f);
+  ASSERT_EQ(r.code, 0) << r.err;
+  size_t pos = 0;
+  for (int i = 1; i <= 8; ++i) {
+    pos = r.out.find("Prompt: Prompt number " + std::to_string(i), pos);
+    ASSERT_NE(pos, std::string::npos) << "answer " << i << " missing or out of order:\n" << r.out;
+  }
+}
+
+TEST_F(Cli, TokenizeDetokenizeRoundTrip) {
+  const auto t = run_command(kBin + " tokenize" + model() + " --jsonl",
+                             "{\"text\": \"Hello, world! 你好\"}\n{\"text\": \"x\", \"add_special\": true}\n");
+  ASSERT_EQ(t.code, 0) << t.err;
+  const auto lines = t.out.substr(0, t.out.find('\n'));
+  const auto ids = nlohmann::json::parse(lines)["ids"];
+  const auto d = run_command(kBin + " detokenize" + model() + " --jsonl", nlohmann::json{{"ids", ids}}.dump() + "\n");
+  ASSERT_EQ(d.code, 0) << d.err;
+  EXPECT_EQ(nlohmann::json::parse(d.out)["text"], "Hello, world! 你好");
+  EXPECT_EQ(nlohmann::json::parse(t.out.substr(t.out.find('\n') + 1))["ids"][0], 0);  // BOS
+}
+
+TEST_F(Cli, ChatKeepsHistoryClearsAndExits) {
+  const auto r = run_command(kBin + " chat" + model() + " -n 6 --verbose", "Hi\nAnd then?\n/clear\nHello\n/exit\n");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("(conversation cleared)"), std::string::npos);
+  // Second turn reuses the cache: it prefills only the new part of the conversation, so the
+  // reported context grows across turns and restarts after /clear.
+  EXPECT_EQ(test::count_lines(r.err.substr(r.err.find('['))), 4) << r.err;
+}
+
+TEST_F(Cli, BadInputGivesOneClearLine) {
+  auto expect_error = [](const std::string& cmd, const std::string& needle) {
+    const auto r = run_command(cmd);
+    EXPECT_NE(r.code, 0) << cmd;
+    EXPECT_EQ(test::count_lines(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find(needle), std::string::npos) << "expected '" << needle << "' in: " << r.err;
+  };
+  expect_error(kBin + " generate" + model() + " --input-file /nonexistent/prompts.txt", "/nonexistent/prompts.txt");
+  expect_error(kBin + " generate" + model() + " --prompt 'a long prompt that will not fit' --ctx-size 4 -n 1",
+               "exceed the context size of 4");
+  expect_error(kBin + " generate" + model() + " --prompt-ids 0,1 --prompt x", "exactly one of");
+  expect_error(kBin + " generate --model /nonexistent --prompt hi", "/nonexistent");
+  expect_error(kBin + " generate" + model() + " --prompt-ids 0,abc", "'abc' is not a token id");
+  expect_error(kBin + " generate --model " + std::string(DSV3_TESTDATA_DIR) + "/golden/tiny-v3 --prompt hi",
+               "no tokenizer.json");
+}
+
+TEST_F(Cli, InvalidUtf8PromptIsReplacedNotFatal) {
+  const auto r = run_command(kBin + " generate" + model() + " --raw --prompt $'caf\\xe9 \\xff' -n 2");
+  EXPECT_EQ(r.code, 0) << r.err;
+}
+
+TEST_F(Cli, InspectOnTheFull671BConfig) {
+  const auto r =
+      run_command(kBin + " inspect --json --model " + std::string(DSV3_TESTDATA_DIR) + "/configs/deepseek-v3-671b");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["kv_bytes_per_token"], 70272);  // 61 layers x (512 + 64) x 2 bytes
+  EXPECT_NEAR(j["total_params"].get<double>() / 1e9, 671.0, 0.5);
+  EXPECT_NEAR(j["active_params"].get<double>() / 1e9, 37.5, 1.0);
+  EXPECT_EQ(j["mtp_present"], false);
+}
+
+}  // namespace
+}  // namespace dsv3
