@@ -32,7 +32,11 @@ struct Opts {
 };
 
 int run(const Opts& o) {
+  const int spec_k = o.sampling.speculative_k();  // validate flags before the (slow) load
   ChatModel cm = load_chat_model(o.model);
+  DSV3_CHECK(spec_k == 0 || cm.loaded.model->mtp_depth() > 0, o.model,
+             ": --speculative needs the checkpoint's MTP module weights (model.layers.",
+             cm.loaded.config.num_hidden_layers, ".*), which it does not have");
   const ModelConfig& c = cm.loaded.config;
   const int64_t ctx = std::min(o.ctx_size, c.max_position_embeddings);
   ThreadPool pool(o.threads);
@@ -95,6 +99,7 @@ int run(const Opts& o) {
     g.max_new_tokens = std::min<int64_t>(o.sampling.max_new_tokens, ctx - int64_t(ids.size()));
     g.sampling = o.sampling.params;
     g.cancel = &g_interrupt;
+    g.speculative_k = o.sampling.speculative_k();
     g.on_text = [](std::string_view s) {
       std::fwrite(s.data(), 1, s.size(), stdout);
       std::fflush(stdout);
@@ -117,6 +122,9 @@ int run(const Opts& o) {
                    tty ? "\033[2m" : "", ids.size() - common, fed / std::max(r.prefill_seconds, 1e-9),
                    r.tokens.size(), r.tokens.size() / std::max(r.decode_seconds, 1e-9), (long long)seq.pos(),
                    (long long)ctx, tty ? "\033[0m" : "");
+    if (spec_k && (o.verbose || tty))
+      std::fprintf(stderr, "[speculative mtp:%d: acceptance %.1f%%, %.2f tokens/step]\n", spec_k,
+                   100 * r.spec.acceptance_rate(), r.spec.tokens_per_step());
   }
 }
 

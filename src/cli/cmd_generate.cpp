@@ -36,6 +36,7 @@ int run(const Opts& o) {
   g.stop_at_eos = !o.ignore_eos;
   g.sampling = o.sampling.params;
   g.stop = o.stop;
+  g.speculative_k = o.sampling.speculative_k();
 
   if (!o.prompt_ids.empty()) {  // token ids in, token ids out: needs no tokenizer
     DSV3_CHECK(o.stop.empty(), "--stop needs text prompts (the tokenizer); use --prompt");
@@ -47,6 +48,9 @@ int run(const Opts& o) {
     std::fprintf(stderr, "%zu prompt + %zu new tokens: prefill %.2fs, decode %.2fs (%.1f tok/s, %d threads)\n",
                  ids.size(), r.tokens.size(), r.prefill_seconds, r.decode_seconds,
                  r.tokens.size() / std::max(r.decode_seconds, 1e-9), o.threads);
+    if (g.speculative_k)
+      std::fprintf(stderr, "speculative mtp:%d: %lld steps, acceptance %.1f%%, %.2f tokens/step\n", g.speculative_k,
+                   (long long)r.spec.steps, 100 * r.spec.acceptance_rate(), r.spec.tokens_per_step());
     return 0;
   }
 
@@ -93,6 +97,9 @@ int run(const Opts& o) {
                  i + 1, prompts.size(), ids.size(), r.prefill_seconds, ids.size() / std::max(r.prefill_seconds, 1e-9),
                  r.tokens.size(), r.decode_seconds, r.tokens.size() / std::max(r.decode_seconds, 1e-9),
                  r.finish_reason.c_str());
+    if (g.speculative_k)
+      std::fprintf(stderr, "speculative mtp:%d: acceptance %.1f%%, %.2f tokens/step\n", g.speculative_k,
+                   100 * r.spec.acceptance_rate(), r.spec.tokens_per_step());
   }
   return 0;
 }

@@ -20,6 +20,21 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o) {
   cmd->add_option("--min-p", o.params.min_p, "Drop tokens below min-p x the top probability (0 = off)")
       ->check(CLI::Range(0.0f, 1.0f))->capture_default_str();
   cmd->add_option("--seed", o.params.seed, "Random seed: the same seed gives the same text")->capture_default_str();
+  cmd->add_option("--speculative", o.speculative,
+                  "Self-speculative decoding with the checkpoint's MTP module: mtp (1 draft token) or mtp:K");
+}
+
+int SamplingOptions::speculative_k() const {
+  if (speculative.empty()) return 0;
+  if (speculative == "mtp") return 1;
+  if (speculative.rfind("mtp:", 0) == 0) {
+    const std::string k = speculative.substr(4);
+    DSV3_CHECK(!k.empty() && k.find_first_not_of("0123456789") == std::string::npos && k.size() <= 2 &&
+                   std::stoi(k) >= 1 && std::stoi(k) <= 16,
+               "--speculative: '", speculative, "': K must be an integer from 1 to 16");
+    return std::stoi(k);
+  }
+  fail("--speculative: '", speculative, "' is not supported (mtp or mtp:K)");
 }
 
 Tokenizer load_tokenizer(const std::string& dir) {

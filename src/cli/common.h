@@ -16,8 +16,10 @@ namespace dsv3::cli {
 struct SamplingOptions {
   SamplingParams params;
   int64_t max_new_tokens = 256;
+  std::string speculative;  // "", "mtp" or "mtp:K"
+  int speculative_k() const;
 };
-// --temperature, --top-k, --top-p, --min-p, --seed, --max-new-tokens.
+// --temperature, --top-k, --top-p, --min-p, --seed, --max-new-tokens, --speculative.
 void add_sampling_options(CLI::App* cmd, SamplingOptions& o);
 
 // The tokenizer files of `dir` (tokenizer.json, tokenizer_config.json); throws a clear error

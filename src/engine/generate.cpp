@@ -56,12 +56,121 @@ class StopMatcher {
   bool stopped_ = false;
 };
 
+// Takes each chosen token through the stop conditions and the text stream.
+class Emitter {
+ public:
+  Emitter(const ModelConfig& c, const Tokenizer* tok, const GenerateOptions& opt, GenerateResult& res)
+      : c_(c), opt_(opt), res_(res), stops_(opt.stop) {
+    if (tok) decoder_.emplace(*tok);
+    res_.finish_reason = "length";
+  }
+  // Records `t`; false when generation must end here (EOS, stop string, callback, limit).
+  bool emit(int32_t t) {
+    res_.tokens.push_back(t);
+    if (opt_.on_token && !opt_.on_token(t)) return finish("stop");
+    const bool eos = std::find(c_.eos_token_ids.begin(), c_.eos_token_ids.end(), t) != c_.eos_token_ids.end();
+    if (eos && opt_.stop_at_eos) return finish("stop");
+    if (decoder_) {
+      text(stops_.push(decoder_->put(t)));
+      if (stops_.stopped()) return finish("stop");
+    }
+    if (int64_t(res_.tokens.size()) >= opt_.max_new_tokens) return finish("length");
+    if (opt_.cancel && opt_.cancel->load()) return finish("cancelled");
+    return true;
+  }
+  bool finish(const char* reason) {
+    res_.finish_reason = reason;
+    return false;
+  }
+  void close() {
+    if (decoder_ && !stops_.stopped()) text(stops_.push(decoder_->flush()) + stops_.flush());
+  }
+
+ private:
+  void text(const std::string& s) {
+    if (s.empty()) return;
+    res_.text += s;
+    if (opt_.on_text) opt_.on_text(s);
+  }
+  const ModelConfig& c_;
+  const GenerateOptions& opt_;
+  GenerateResult& res_;
+  std::optional<StreamDecoder> decoder_;
+  StopMatcher stops_;
+};
+
+// Plain decoding: one token per forward step.
+void decode_plain(Sequence& seq, Sampler& sampler, Emitter& out, ThreadPool& pool) {
+  for (;;) {
+    const int32_t next = sampler.sample(seq.logits());
+    if (!out.emit(next)) return;
+    if (seq.room() < 1) return;  // context full: finishes as "length"
+    const int32_t t[1] = {next};
+    seq.feed(t, pool);
+  }
+}
+
+// Speculative decoding: the pending token x plus k MTP drafts verified in one forward step.
+void decode_speculative(Sequence& seq, Sampler& sampler, int k, const Drafter& drafter, Emitter& out, SpecStats& stats,
+                        ThreadPool& pool) {
+  const int64_t vocab = seq.model().config().vocab_size;
+  int32_t x = sampler.sample(seq.logits());
+  if (!out.emit(x)) return;
+  std::vector<float> q;
+  for (;;) {
+    const int kk = int(std::min<int64_t>(k, seq.room() - 1));
+    if (kk < 1) {  // no room to verify drafts: finish plainly
+      if (seq.room() < 1) return;
+      const int32_t t[1] = {x};
+      seq.feed(t, pool);
+      x = sampler.sample(seq.logits());
+      if (!out.emit(x)) return;
+      continue;
+    }
+    const int64_t base = seq.pos();
+    const std::vector<int32_t> drafts =
+        drafter ? drafter(seq, x, kk, q) : mtp_draft(seq, x, kk, sampler, sampler, q, pool);
+    DSV3_ASSERT(int(drafts.size()) == kk && q.size() == size_t(kk) * size_t(vocab));
+    std::vector<int32_t> verify = {x};
+    verify.insert(verify.end(), drafts.begin(), drafts.end());
+    seq.feed(verify, pool, /*all_logits=*/true);  // row j predicts the token after verify[j]
+
+    int m = 0;
+    int32_t next = -1;
+    for (; m < kk; ++m) {
+      const std::vector<float> p = sampler.probabilities(std::span(seq.logits_row(m), size_t(vocab)));
+      const AcceptResult a = speculative_accept(p, std::span(q).subspan(size_t(m) * size_t(vocab), size_t(vocab)),
+                                                drafts[size_t(m)], sampler);
+      if (!a.accepted) {
+        next = a.token;
+        break;
+      }
+    }
+    if (m == kk) next = sampler.sample(std::span(seq.logits_row(kk), size_t(vocab)));
+    stats.steps++;
+    stats.drafted += kk;
+    stats.accepted += m;
+    // Keep x and the accepted drafts; roll back the rejected positions.
+    seq.truncate(base + 1 + m);
+    seq.select_logits_row(m);
+    for (int j = 0; j < m; ++j)
+      if (!out.emit(drafts[size_t(j)])) return;
+    if (!out.emit(next)) return;
+    x = next;
+  }
+}
+
 }  // namespace
 
 GenerateResult generate(Sequence& seq, std::span<const int32_t> prompt, const Tokenizer* tok,
                         const GenerateOptions& opt, ThreadPool& pool) {
   const ModelConfig& c = seq.model().config();
   DSV3_CHECK(tok || (opt.stop.empty() && !opt.on_text), "generate: stop strings and text output need a tokenizer");
+  DSV3_CHECK(opt.speculative_k >= 0 && opt.speculative_k <= 16, "speculative draft length must be in [0, 16], got ",
+             opt.speculative_k);
+  DSV3_CHECK(opt.speculative_k == 0 || opt.drafter || seq.model().mtp_depth() > 0,
+             "speculative decoding needs the checkpoint's MTP module (model.layers.", c.num_hidden_layers,
+             ".*), which this checkpoint does not have");
   GenerateResult res;
   res.prompt_tokens = int64_t(prompt.size());
   const auto t0 = Clock::now();
@@ -69,47 +178,16 @@ GenerateResult generate(Sequence& seq, std::span<const int32_t> prompt, const To
   DSV3_CHECK(seq.pos() > 0, "empty prompt: nothing to continue");
   res.prefill_seconds = since(t0);
 
-  Sampler sampler(opt.sampling);
-  std::optional<StreamDecoder> decoder;
-  if (tok) decoder.emplace(*tok);
-  StopMatcher stops(opt.stop);
-  auto emit = [&](const std::string& s) {
-    if (s.empty()) return;
-    res.text += s;
-    if (opt.on_text) opt.on_text(s);
-  };
-
   const auto t1 = Clock::now();
-  res.finish_reason = "length";
-  for (int64_t i = 0; i < opt.max_new_tokens; ++i) {
-    if (opt.cancel && opt.cancel->load()) {
-      res.finish_reason = "cancelled";
-      break;
-    }
-    const int32_t next = sampler.sample(seq.logits());
-    res.tokens.push_back(next);
-    const bool eos = std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), next) != c.eos_token_ids.end();
-    if (opt.on_token && !opt.on_token(next)) {
-      res.finish_reason = "stop";
-      break;
-    }
-    if (eos && opt.stop_at_eos) {
-      res.finish_reason = "stop";
-      break;
-    }
-    if (decoder) {
-      emit(stops.push(decoder->put(next)));
-      if (stops.stopped()) {
-        res.finish_reason = "stop";
-        break;
-      }
-    }
-    if (i + 1 == opt.max_new_tokens) break;
-    if (seq.room() < 1) break;  // context full: finish as "length"
-    const int32_t t[1] = {next};
-    seq.feed(t, pool);
+  Sampler sampler(opt.sampling);
+  Emitter out(c, tok, opt, res);
+  if (opt.max_new_tokens > 0) {
+    if (opt.speculative_k > 0)
+      decode_speculative(seq, sampler, opt.speculative_k, opt.drafter, out, res.spec, pool);
+    else
+      decode_plain(seq, sampler, out, pool);
   }
-  if (decoder && !stops.stopped()) emit(stops.push(decoder->flush()) + stops.flush());
+  out.close();
   res.decode_seconds = since(t1);
   return res;
 }

@@ -13,6 +13,7 @@
 #include "core/thread_pool.h"
 #include "engine/sampler.h"
 #include "engine/sequence.h"
+#include "engine/speculative.h"
 #include "model/transformer.h"
 #include "tokenizer/tokenizer.h"
 
@@ -31,6 +32,11 @@ struct GenerateOptions {
   // Called with text as it becomes final (whole UTF-8 characters, never part of a stop string).
   std::function<void(std::string_view)> on_text;
   const std::atomic<bool>* cancel = nullptr;  // set to stop at the next token (Ctrl-C)
+  // Self-speculative decoding with the checkpoint's MTP module: k draft tokens per step
+  // (0 = off). Greedy output is identical to plain decoding; sampled output has the same
+  // distribution (speculative sampling rule).
+  int speculative_k = 0;
+  Drafter drafter;  // empty: the MTP module
 };
 
 struct GenerateResult {
@@ -39,6 +45,7 @@ struct GenerateResult {
   std::string finish_reason;    // "stop" (EOS or stop string), "length", "cancelled"
   int64_t prompt_tokens = 0;
   double prefill_seconds = 0, decode_seconds = 0;
+  SpecStats spec;  // filled when speculative_k > 0
 };
 
 // Feeds `prompt` (may be empty if the sequence already holds tokens and logits) and generates.

@@ -5,27 +5,39 @@
 namespace dsv3 {
 
 Sequence::Sequence(const Transformer& model, int64_t ctx_size)
-    : model_(&model), cache_(model.make_cache(ctx_size)),
-      logits_(static_cast<size_t>(model.config().vocab_size)),
-      hidden_(static_cast<size_t>(model.config().hidden_size)) {}
+    : model_(&model), cache_(model.make_cache(ctx_size)), vocab_(model.config().vocab_size),
+      dim_(model.config().hidden_size), logits_(static_cast<size_t>(vocab_)), hidden_(static_cast<size_t>(dim_)) {}
 
-void Sequence::feed(std::span<const int32_t> tokens, ThreadPool& pool) {
+void Sequence::feed(std::span<const int32_t> tokens, ThreadPool& pool, bool all_logits) {
   const int64_t n = int64_t(tokens.size());
   DSV3_CHECK(n > 0, "empty prompt: nothing to run");
   DSV3_CHECK(pos_ + n <= ctx_size(), "prompt too long: ", pos_, " tokens in context + ", n,
              " new = ", pos_ + n, " exceed the context size of ", ctx_size(), " tokens (--ctx-size)");
-  const int64_t dim = model_->config().hidden_size;
-  std::vector<float> hidden(static_cast<size_t>(n * dim));
-  model_->forward(tokens, pos_, cache_, logits_.data(), /*all_logits=*/false, pool, nullptr, hidden.data());
-  std::copy(hidden.end() - dim, hidden.end(), hidden_.begin());
+  if (hidden_rows_.size() < size_t((pos_ + n) * dim_)) hidden_rows_.resize(size_t((pos_ + n) * dim_));
+  float* hidden = &hidden_rows_[size_t(pos_ * dim_)];
+  if (all_logits) {
+    logits_rows_.resize(size_t(n * vocab_));
+    model_->forward(tokens, pos_, cache_, logits_rows_.data(), true, pool, nullptr, hidden);
+    std::copy(logits_rows_.end() - vocab_, logits_rows_.end(), logits_.begin());
+  } else {
+    model_->forward(tokens, pos_, cache_, logits_.data(), false, pool, nullptr, hidden);
+  }
+  std::copy(hidden + (n - 1) * dim_, hidden + n * dim_, hidden_.begin());
   tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
   pos_ += n;
+}
+
+void Sequence::select_logits_row(int64_t i) {
+  std::copy(logits_row(i), logits_row(i) + vocab_, logits_.begin());
 }
 
 void Sequence::truncate(int64_t pos) {
   DSV3_ASSERT(pos >= 0 && pos <= pos_);
   pos_ = pos;
   tokens_.resize(size_t(pos));
+  if (pos > 0) std::copy(hidden_row(pos - 1), hidden_row(pos - 1) + dim_, hidden_.begin());
+  // MTP row i pairs h[i] with token i+1: rows from pos-1 on depend on what comes next.
+  mtp_pos_ = std::min(mtp_pos_, std::max<int64_t>(pos - 1, 0));
 }
 
 }  // namespace dsv3

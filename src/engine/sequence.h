@@ -26,18 +26,31 @@ class Sequence {
   KVCache& cache() { return cache_; }
 
   // Runs `tokens` at the current position (prefill or one decode step). Throws dsv3::Error
-  // naming both lengths when they do not fit the context.
-  void feed(std::span<const int32_t> tokens, ThreadPool& pool);
+  // naming both lengths when they do not fit the context. With `all_logits`, logits_row(i)
+  // holds the logits after each fed token (speculative verification); otherwise only the last.
+  void feed(std::span<const int32_t> tokens, ThreadPool& pool, bool all_logits = false);
+  // Logits after the i-th token of the last feed (all_logits feeds only).
+  const float* logits_row(int64_t i) const { return &logits_rows_[size_t(i * vocab_)]; }
+  // Makes row i of the last all_logits feed the current logits (after a truncate).
+  void select_logits_row(int64_t i);
   // Forgets everything from position `pos` on (the cache rows are simply overwritten later).
   void truncate(int64_t pos);
   void clear() { truncate(0); }
 
+  // Hidden state (after model.norm) of position i < pos(), [dim].
+  const float* hidden_row(int64_t i) const { return &hidden_rows_[size_t(i * dim_)]; }
+  // MTP rows 0..mtp_pos()-1 are in the MTP layer's cache (speculative decoding bookkeeping).
+  int64_t mtp_pos() const { return mtp_pos_; }
+  void set_mtp_pos(int64_t p) { mtp_pos_ = p; }
+
  private:
   const Transformer* model_;
   KVCache cache_;
-  int64_t pos_ = 0;
+  int64_t pos_ = 0, mtp_pos_ = 0, vocab_, dim_;
   std::vector<int32_t> tokens_;
   std::vector<float> logits_, hidden_;
+  std::vector<float> logits_rows_;  // [rows of the last all_logits feed, vocab]
+  std::vector<float> hidden_rows_;  // [ctx, dim]: grown as positions are fed
 };
 
 }  // namespace dsv3

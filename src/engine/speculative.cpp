@@ -1,0 +1,61 @@
+#include "engine/speculative.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace dsv3 {
+
+AcceptResult speculative_accept(std::span<const float> p, std::span<const float> q, int32_t d, Sampler& rng) {
+  const float pd = p[size_t(d)], qd = q[size_t(d)];
+  DSV3_ASSERT(qd > 0);  // d was drawn from q
+  if (pd >= qd || rng.uniform() < pd / qd) return {true, d};
+  std::vector<float> residual(p.size());
+  float mass = 0;
+  for (size_t i = 0; i < p.size(); ++i) {
+    residual[i] = std::max(0.0f, p[i] - q[i]);
+    mass += residual[i];
+  }
+  // p != q here (p(d) < q(d)), so the residual has positive mass; guard float underflow anyway.
+  if (mass <= 0) return {false, int32_t(std::max_element(p.begin(), p.end()) - p.begin())};
+  return {false, rng.draw(residual)};
+}
+
+std::vector<int32_t> mtp_draft(Sequence& seq, int32_t x, int k, const Sampler& sampler, Sampler& rng,
+                               std::vector<float>& q, ThreadPool& pool) {
+  const Transformer& model = seq.model();
+  const int64_t vocab = model.config().vocab_size, dim = model.config().hidden_size;
+  const int64_t pos = seq.pos();
+  DSV3_ASSERT(pos >= 1 && k >= 1 && pos + k <= seq.ctx_size());
+  // Catch-up rows: row i pairs h[i] with t[i+1] (the fed token), the last row with x.
+  const int64_t first = seq.mtp_pos();
+  std::vector<int32_t> next;
+  std::vector<float> h;
+  for (int64_t i = first; i < pos; ++i) {
+    next.push_back(i + 1 < pos ? seq.tokens()[size_t(i + 1)] : x);
+    h.insert(h.end(), seq.hidden_row(i), seq.hidden_row(i) + dim);
+  }
+  std::vector<float> logits(static_cast<size_t>(vocab)), mtp_h(next.size() * size_t(dim));
+  model.mtp_forward(0, next, h.data(), first, seq.cache(), logits.data(), false, pool, nullptr, mtp_h.data());
+  seq.set_mtp_pos(pos);
+
+  std::vector<int32_t> drafts;
+  q.clear();
+  std::vector<float> hidden(mtp_h.end() - dim, mtp_h.end());
+  for (int j = 0; j < k; ++j) {
+    if (j > 0) {  // recursive step at position pos + j - 1 (overwritten by the next catch-up)
+      const int32_t t[1] = {drafts.back()};
+      std::vector<float> out(static_cast<size_t>(dim));
+      model.mtp_forward(0, t, hidden.data(), pos + j - 1, seq.cache(), logits.data(), false, pool, nullptr,
+                        out.data());
+      hidden = out;
+    }
+    std::vector<float> qj = sampler.probabilities(logits);
+    const int32_t d = sampler.greedy() ? int32_t(std::max_element(qj.begin(), qj.end()) - qj.begin()) : rng.draw(qj);
+    drafts.push_back(d);
+    q.insert(q.end(), qj.begin(), qj.end());
+  }
+  return drafts;
+}
+
+}  // namespace dsv3
