@@ -40,4 +40,9 @@ void Sequence::truncate(int64_t pos) {
   mtp_pos_ = std::min(mtp_pos_, std::max<int64_t>(pos - 1, 0));
 }
 
+void feed_batch(std::span<Sequence* const> seqs, std::span<const int32_t> tokens, ThreadPool& pool) {
+  DSV3_ASSERT(seqs.size() == tokens.size());
+  for (size_t i = 0; i < seqs.size(); ++i) seqs[i]->feed(tokens.subspan(i, 1), pool);
+}
+
 }  // namespace dsv3

@@ -53,4 +53,9 @@ class Sequence {
   std::vector<float> hidden_rows_;  // [ctx, dim]: grown as positions are fed
 };
 
+// One decode step for several independent sequences: seqs[i] is fed tokens[i] at its own
+// position. Equivalent to seqs[i]->feed({tokens[i]}) for each i (same logits, bit for bit);
+// the batched model step reads each weight once per step for all sequences.
+void feed_batch(std::span<Sequence* const> seqs, std::span<const int32_t> tokens, ThreadPool& pool);
+
 }  // namespace dsv3
