@@ -40,9 +40,33 @@ void Sequence::truncate(int64_t pos) {
   mtp_pos_ = std::min(mtp_pos_, std::max<int64_t>(pos - 1, 0));
 }
 
+void Sequence::accept_step(int32_t token, const float* logits, const float* hidden) {
+  if (hidden_rows_.size() < size_t((pos_ + 1) * dim_)) hidden_rows_.resize(size_t((pos_ + 1) * dim_));
+  std::copy(hidden, hidden + dim_, &hidden_rows_[size_t(pos_ * dim_)]);
+  std::copy(hidden, hidden + dim_, hidden_.begin());
+  std::copy(logits, logits + vocab_, logits_.begin());
+  tokens_.push_back(token);
+  ++pos_;
+}
+
 void feed_batch(std::span<Sequence* const> seqs, std::span<const int32_t> tokens, ThreadPool& pool) {
   DSV3_ASSERT(seqs.size() == tokens.size());
-  for (size_t i = 0; i < seqs.size(); ++i) seqs[i]->feed(tokens.subspan(i, 1), pool);
+  if (seqs.empty()) return;
+  const Transformer& model = seqs[0]->model();
+  const int64_t n = int64_t(seqs.size()), vocab = model.config().vocab_size, dim = model.config().hidden_size;
+  std::vector<TokenSlot> slots;
+  std::vector<int64_t> rows;
+  for (int64_t i = 0; i < n; ++i) {
+    Sequence& s = *seqs[size_t(i)];
+    DSV3_CHECK(&s.model() == &model, "feed_batch: sequences of different models");
+    DSV3_CHECK(s.room() >= 1, "context full: sequence ", i, " holds ", s.pos(), " of ", s.ctx_size(), " tokens");
+    for (int64_t j = 0; j < i; ++j) DSV3_CHECK(seqs[size_t(j)] != &s, "feed_batch: a sequence appears twice");
+    slots.push_back({&s.cache(), s.pos()});
+    rows.push_back(i);
+  }
+  std::vector<float> logits(static_cast<size_t>(n * vocab)), hidden(static_cast<size_t>(n * dim));
+  model.forward_batch(tokens, slots, rows, logits.data(), pool, nullptr, hidden.data());
+  for (int64_t i = 0; i < n; ++i) seqs[size_t(i)]->accept_step(tokens[size_t(i)], &logits[size_t(i * vocab)], &hidden[size_t(i * dim)]);
 }
 
 }  // namespace dsv3

@@ -44,6 +44,10 @@ class Sequence {
   void set_mtp_pos(int64_t p) { mtp_pos_ = p; }
 
  private:
+  friend void feed_batch(std::span<Sequence* const>, std::span<const int32_t>, ThreadPool&);
+  // Records a token the batched step ran for this sequence, with its logits and hidden state.
+  void accept_step(int32_t token, const float* logits, const float* hidden);
+
   const Transformer* model_;
   KVCache cache_;
   int64_t pos_ = 0, mtp_pos_ = 0, vocab_, dim_;

@@ -1,5 +1,6 @@
 #include "io/config.h"
 
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -23,9 +24,17 @@ struct Reader {
       return *dflt;
     }
     const json& v = j[key];
-    DSV3_CHECK(v.is_number_integer() || (v.is_number_float() && v.get<double>() == double(int64_t(v.get<double>()))),
-               what, ": field '", key, "' must be an integer, got ", v.dump());
-    return v.is_number_integer() ? v.get<int64_t>() : int64_t(v.get<double>());
+    if (v.is_number_unsigned()) {
+      DSV3_CHECK(v.get<uint64_t>() <= uint64_t(INT64_MAX), what, ": field '", key, "' is out of range: ", v.dump());
+      return int64_t(v.get<uint64_t>());
+    }
+    if (v.is_number_integer()) return v.get<int64_t>();
+    // Whole floats (256.0) are integers too; range-checked before the conversion, which is
+    // undefined behaviour for values outside int64 (1e300) and for NaN.
+    const double d = v.is_number_float() ? v.get<double>() : 0.5;
+    DSV3_CHECK(d == std::trunc(d) && std::fabs(d) < 9.2e18, what, ": field '", key,
+               "' must be an integer, got ", v.dump());
+    return int64_t(d);
   }
   double number(const char* key, std::optional<double> dflt = std::nullopt) const {
     if (!present(key)) {
@@ -161,6 +170,25 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& what) {
   non_negative(c.first_k_dense_replace, "first_k_dense_replace");
   non_negative(c.num_nextn_predict_layers, "num_nextn_predict_layers");
   positive(c.moe_layer_freq, "moe_layer_freq");
+  // Upper bounds, 8-16x above the largest released models (V3: hidden 7168, 61 layers, 256
+  // experts; Kimi-K2: 384 experts): low enough that no tensor size or parameter count can
+  // overflow int64 and no loop over layers and experts runs for hours.
+  auto at_most = [&](int64_t v, int64_t limit, const char* name) {
+    DSV3_CHECK(v <= limit, what, ": ", name, " (", v, ") is implausibly large (at most ", limit, ")");
+  };
+  at_most(c.hidden_size, 1 << 16, "hidden_size");
+  at_most(c.intermediate_size, 1 << 18, "intermediate_size");
+  at_most(c.moe_intermediate_size, 1 << 16, "moe_intermediate_size");
+  at_most(c.num_hidden_layers, 1 << 10, "num_hidden_layers");
+  at_most(c.num_nextn_predict_layers, 1 << 4, "num_nextn_predict_layers");
+  at_most(c.num_attention_heads, 1 << 10, "num_attention_heads");
+  at_most(c.n_routed_experts, 1 << 12, "n_routed_experts");
+  at_most(c.n_shared_experts, 1 << 4, "n_shared_experts");
+  at_most(c.q_lora_rank, 1 << 16, "q_lora_rank");
+  at_most(c.kv_lora_rank, 1 << 16, "kv_lora_rank");
+  at_most(c.qk_nope_head_dim, 1 << 12, "qk_nope_head_dim");
+  at_most(c.qk_rope_head_dim, 1 << 12, "qk_rope_head_dim");
+  at_most(c.v_head_dim, 1 << 12, "v_head_dim");
   DSV3_CHECK(c.qk_rope_head_dim % 2 == 0, what, ": qk_rope_head_dim must be even (rope rotates pairs), got ",
              c.qk_rope_head_dim);
   DSV3_CHECK(c.rms_norm_eps > 0, what, ": rms_norm_eps must be positive");

@@ -54,7 +54,7 @@ NpyArray read_npy_f32(const std::string& path) {
   }
   DSV3_CHECK(bytes.size() - 10 - hlen == size_t(n) * 4, path, ": data size does not match the shape");
   a.data.resize(n);
-  std::memcpy(a.data.data(), bytes.data() + 10 + hlen, size_t(n) * 4);
+  if (n > 0) std::memcpy(a.data.data(), bytes.data() + 10 + hlen, size_t(n) * 4);
   return a;
 }
 

@@ -58,13 +58,16 @@ SafetensorsHeader parse_safetensors_header(std::span<const uint8_t> bytes, const
     e.dtype = *d;
     const auto& shp = v["shape"];
     if (shp.size() > size_t(Shape::kMaxDims)) bad("rank ", shp.size(), " exceeds ", Shape::kMaxDims);
-    uint64_t numel = 1;
+    // The product of the non-zero dims bounds every partial product, so neither this count nor
+    // Shape::numel() (int64) can overflow, whatever the order of the dims or a zero among them.
+    uint64_t numel = 1, nonzero = 1;
     for (const auto& s : shp) {
       if (!s.is_number_unsigned()) bad("shape has a non-integer or negative dimension");
       const uint64_t dim = s.get<uint64_t>();
       if (dim > (1ull << 40)) bad("dimension ", dim, " is implausibly large");
+      if (dim > 0 && nonzero > (1ull << 50) / dim) bad("element count overflows");
+      if (dim > 0) nonzero *= dim;
       numel *= dim;
-      if (numel > (1ull << 50)) bad("element count overflows");
       e.shape.dims[e.shape.rank++] = int64_t(dim);
     }
     for (const auto& o : v["data_offsets"])

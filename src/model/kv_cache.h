@@ -28,4 +28,11 @@ class KVCache {
   std::vector<std::vector<float>> k_pe_;  // [layer][max_seq, qk_rope_head_dim]
 };
 
+// Where one row of a forward batch lives: its sequence's cache and its position in it. Rows of
+// one batch may belong to different sequences (batched decode) or to one (prefill).
+struct TokenSlot {
+  KVCache* cache;
+  int64_t pos;
+};
+
 }  // namespace dsv3

@@ -1,5 +1,6 @@
 #include "model/mla.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -8,8 +9,8 @@
 
 namespace dsv3 {
 
-void mla_forward(const ModelConfig& c, const MLAWeights& w, const Rope& rope, KVCache& cache, int64_t layer,
-                 const float* x, int64_t n, int64_t start_pos, float* out, ThreadPool& pool) {
+void mla_forward(const ModelConfig& c, const MLAWeights& w, const Rope& rope, int64_t layer, const float* x, int64_t n,
+                 std::span<const TokenSlot> slots, float* out, ThreadPool& pool) {
   const int64_t n_heads = c.num_attention_heads, dn = c.qk_nope_head_dim, dr = c.qk_rope_head_dim,
                 dv = c.v_head_dim, dqk = c.qk_head_dim(), rank = c.kv_lora_rank;
 
@@ -30,7 +31,8 @@ void mla_forward(const ModelConfig& c, const MLAWeights& w, const Rope& rope, KV
   kernels::linear(w.wkv_a, x, kv.data(), n, pool);
   std::vector<float> cos(static_cast<size_t>(dr / 2)), sin(static_cast<size_t>(dr / 2));
   for (int64_t t = 0; t < n; ++t) {
-    const int64_t pos = start_pos + t;
+    KVCache& cache = *slots[size_t(t)].cache;
+    const int64_t pos = slots[size_t(t)].pos;
     const float* kv_t = &kv[size_t(t * (rank + dr))];
     kernels::rmsnorm(kv_t, w.kv_norm, float(c.rms_norm_eps), cache.c_kv(layer, pos));
     float* k_pe = cache.k_pe(layer, pos);
@@ -46,7 +48,9 @@ void mla_forward(const ModelConfig& c, const MLAWeights& w, const Rope& rope, KV
   const float scale = rope.softmax_scale();
   std::vector<float> heads_out(static_cast<size_t>(n * n_heads * dv));
   pool.parallel_for(n * n_heads, [&](int64_t begin, int64_t end) {
-    std::vector<float> q_abs(static_cast<size_t>(rank)), scores(static_cast<size_t>(start_pos + n)), o(static_cast<size_t>(rank));
+    int64_t max_len = 0;
+    for (const TokenSlot& sl : slots) max_len = std::max(max_len, sl.pos + 1);
+    std::vector<float> q_abs(static_cast<size_t>(rank)), scores(static_cast<size_t>(max_len)), o(static_cast<size_t>(rank));
     for (int64_t th = begin; th < end; ++th) {
       const int64_t t = th / n_heads, h = th % n_heads;
       const float* q_th = &q[size_t(th * dqk)];
@@ -54,7 +58,8 @@ void mla_forward(const ModelConfig& c, const MLAWeights& w, const Rope& rope, KV
       const Matrix w_uv = w.wkv_b.row_slice(h * (dn + dv) + dn, dv);
       std::fill(q_abs.begin(), q_abs.end(), 0.0f);
       kernels::linear_transposed_acc(w_uk, q_th, q_abs.data());
-      const int64_t len = start_pos + t + 1;
+      const KVCache& cache = *slots[size_t(t)].cache;
+      const int64_t len = slots[size_t(t)].pos + 1;
       for (int64_t s = 0; s < len; ++s) {
         const float* ck = cache.c_kv(layer, s);
         const float* kp = cache.k_pe(layer, s);

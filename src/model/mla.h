@@ -1,6 +1,7 @@
 // Multi-head Latent Attention (DeepSeek-V2/V3 report, section 2.1.1; model.py class MLA).
 #pragma once
 #include <cstdint>
+#include <span>
 
 #include "core/thread_pool.h"
 #include "io/config.h"
@@ -10,14 +11,15 @@
 
 namespace dsv3 {
 
-// Runs attention for n consecutive tokens at positions [start_pos, start_pos + n): x is the
-// normed input [n, dim], out receives [n, dim]. Appends c_kv and k_pe of these positions to
-// `cache` (layer `layer`) and attends causally over positions [0, start_pos + i].
+// Runs attention for n tokens: x is the normed input [n, dim], out receives [n, dim]. Row i
+// writes its c_kv and k_pe into slots[i].cache (layer `layer`) at slots[i].pos, then attends
+// causally over positions [0, slots[i].pos] of that cache (so rows of one sequence in the same
+// batch see each other, rows of different sequences never do).
 //
 // Form: "absorb" (model.py attn_impl="absorb"): kv_b_proj's key part is folded into the query,
 // q_abs[h] = q_nope[h] W_uk[h], scores = q_abs . c_kv + q_pe . k_pe, and its value part is
 // applied to the attention-weighted latent afterwards, so attention reads only the latent cache.
-void mla_forward(const ModelConfig& c, const MLAWeights& w, const Rope& rope, KVCache& cache, int64_t layer,
-                 const float* x, int64_t n, int64_t start_pos, float* out, ThreadPool& pool);
+void mla_forward(const ModelConfig& c, const MLAWeights& w, const Rope& rope, int64_t layer, const float* x, int64_t n,
+                 std::span<const TokenSlot> slots, float* out, ThreadPool& pool);
 
 }  // namespace dsv3

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <vector>
@@ -223,7 +224,8 @@ void write_synthetic_checkpoint(const ModelConfig& cfg, const SynthOptions& opt)
   auto item_name = [&](const Item& it) { return it.spec.name + (it.scale ? "_scale_inv" : ""); };
   nlohmann::ordered_json index;
   index["metadata"] = {{"total_size", total}};
-  Progress progress("synth " + out.filename().string(), total, "B");
+  std::optional<Progress> progress;
+  if (opt.progress) progress.emplace("synth " + out.filename().string(), total, "B");
   char fname[64];
   for (size_t s = 0; s < shards.size(); ++s) {
     std::snprintf(fname, sizeof fname, "model-%05zu-of-%05zu.safetensors", s + 1, shards.size());
@@ -235,10 +237,10 @@ void write_synthetic_checkpoint(const ModelConfig& cfg, const SynthOptions& opt)
     w.write((tmp / fname).string(), [&](size_t k, std::span<uint8_t> dst) {
       const Item& it = items[shards[s][k]];
       fill_item(it, c, opt.seed, dst);
-      if (opt.progress) progress.advance(it.bytes());
+      if (progress) progress->advance(it.bytes());
     });
   }
-  if (opt.progress) progress.finish();
+  if (progress) progress->finish();
 
   nlohmann::ordered_json cj = c.to_json();
   cj["dsv3_synthetic"] = "random weights written by dsv3 synth; outputs are meaningless";

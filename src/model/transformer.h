@@ -57,8 +57,17 @@ class Transformer {
                    ForwardTrace* trace = nullptr, float* mtp_hidden = nullptr) const;
   int64_t mtp_depth() const { return int64_t(w_.mtp.size()); }
 
+  // The general step: row i is token tokens[i] at slots[i] (any mix of sequences and
+  // positions; a sequence's rows in position order). Every weight is read once for all rows.
+  // Logits are computed for the rows listed in `logit_rows` only, [logit_rows.size(), vocab];
+  // `hidden` (optional) receives all rows' final hidden states [n, dim].
+  void forward_batch(std::span<const int32_t> tokens, std::span<const TokenSlot> slots,
+                     std::span<const int64_t> logit_rows, float* logits, ThreadPool& pool,
+                     ForwardTrace* trace = nullptr, float* hidden = nullptr) const;
+
  private:
-  void check_inputs(std::span<const int32_t> tokens, int64_t start_pos, const KVCache& cache) const;
+  void check_inputs(std::span<const int32_t> tokens, std::span<const TokenSlot> slots) const;
+  void head(const Matrix& w, const float* x, std::span<const int64_t> rows, float* logits, ThreadPool& pool) const;
 
   ModelConfig c_;
   ModelWeights w_;
@@ -66,10 +75,11 @@ class Transformer {
 };
 
 // One decoder block (model.py Block): x = x + attn(attn_norm(x)); x = x + ffn(ffn_norm(x)).
-// x is [n, dim] at positions [start_pos, start_pos + n); `cache_layer` is the cache slot the
-// block's attention reads and appends to. Routing of MoE blocks goes to `routing` if non-null.
-void block_forward(const ModelConfig& c, const BlockWeights& b, const Rope& rope, KVCache& cache, int64_t cache_layer,
-                   float* x, int64_t n, int64_t start_pos, ThreadPool& pool, std::vector<Routing>* routing = nullptr);
+// x is [n, dim], row i at slots[i]; `cache_layer` is the cache layer the block's attention
+// reads and appends to. Routing of MoE blocks goes to `routing` if non-null.
+void block_forward(const ModelConfig& c, const BlockWeights& b, const Rope& rope, int64_t cache_layer, float* x,
+                   int64_t n, std::span<const TokenSlot> slots, ThreadPool& pool,
+                   std::vector<Routing>* routing = nullptr);
 
 // A loaded model: the mapped checkpoint and the transformer over its weights.
 struct LoadedModel {

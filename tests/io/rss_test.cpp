@@ -1,0 +1,71 @@
+// Loading must not copy the weights: after load_model on a ~0.8 GB synthetic checkpoint the
+// process's resident memory grows by a small fraction of the file size; reading one expert's
+// weights then makes about that many bytes resident (pages come in on first touch).
+#include <gtest/gtest.h>
+
+#include "io/mapped_file.h"
+#include "io_test_util.h"
+#include "model/synth.h"
+#include "model/transformer.h"
+
+namespace dsv3 {
+namespace {
+
+using testing::TempDir;
+
+// Reads every byte of a tensor (summing, so the reads cannot be optimised away).
+uint64_t touch(const TensorView& v) {
+  const auto* p = static_cast<const volatile uint8_t*>(v.data);
+  uint64_t sum = 0;
+  for (size_t i = 0; i < v.nbytes(); ++i) sum += p[i];
+  return sum;
+}
+
+TEST(LoadRss, OpeningDoesNotCopyWeights) {
+  TempDir dir("rss");
+  SynthOptions opt;
+  opt.out_dir = (dir.path() / "small").string();
+  opt.progress = false;
+  opt.shard_bytes = 256ull << 20;  // several shards, as real checkpoints have
+  write_synthetic_checkpoint(synth_preset("small"), opt);
+
+  uint64_t file_bytes = 0;
+  for (const auto& e : std::filesystem::directory_iterator(opt.out_dir))
+    if (e.path().extension() == ".safetensors") file_bytes += e.file_size();
+  ASSERT_GT(file_bytes, 500ull << 20) << "the preset no longer makes a large checkpoint";
+
+  const int64_t before = int64_t(current_rss_bytes());
+  const LoadedModel m = load_model(opt.out_dir);
+  const int64_t after_load = int64_t(current_rss_bytes());
+  const int64_t load_growth = after_load - before;
+  RecordProperty("file_bytes", std::to_string(file_bytes));
+  RecordProperty("load_rss_growth", std::to_string(load_growth));
+  EXPECT_LT(load_growth, int64_t(file_bytes / 10))
+      << "RSS grew by " << load_growth << " bytes opening a " << file_bytes << "-byte checkpoint";
+
+  // The bound weights are the mapped bytes themselves, not copies.
+  const std::string down = "model.layers.1.mlp.experts.0.down_proj.weight";
+  EXPECT_EQ(m.model->weights().layers[1].moe.experts[0].w2.data, m.checkpoint->get(down).data);
+
+  // Touch all of expert 0 of layer 1 (three FP8 matrices and their scales).
+  uint64_t expert_bytes = 0, sink = 0;
+  for (const char* part : {"gate_proj", "up_proj", "down_proj"})
+    for (const char* suffix : {"", "_scale_inv"}) {
+      const TensorView v =
+          m.checkpoint->get(std::string("model.layers.1.mlp.experts.0.") + part + ".weight" + suffix);
+      expert_bytes += v.nbytes();
+      sink += touch(v);
+    }
+  const int64_t touch_growth = int64_t(current_rss_bytes()) - after_load;
+  RecordProperty("expert_bytes", std::to_string(expert_bytes));
+  RecordProperty("touch_rss_growth", std::to_string(touch_growth));
+  EXPECT_GT(sink, 0u);
+  // Loose: the kernel may map a few neighbouring pages around each fault (fault-around).
+  EXPECT_GE(touch_growth, int64_t(expert_bytes) / 2)
+      << "touching " << expert_bytes << " bytes of weights grew RSS by only " << touch_growth;
+  EXPECT_LE(touch_growth, int64_t(expert_bytes) * 2 + (8 << 20))
+      << "touching " << expert_bytes << " bytes of weights grew RSS by " << touch_growth;
+}
+
+}  // namespace
+}  // namespace dsv3
