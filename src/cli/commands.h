@@ -16,6 +16,7 @@ Run add_logits(CLI::App& app);
 Run add_generate(CLI::App& app);
 Run add_synth(CLI::App& app);
 Run add_chat(CLI::App& app);
+Run add_bench(CLI::App& app);
 Run add_tokenize(CLI::App& app);
 Run add_detokenize(CLI::App& app);
 Run add_chat_template(CLI::App& app);

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   reg(dsv3::cli::add_logits);
   reg(dsv3::cli::add_generate);
   reg(dsv3::cli::add_chat);
+  reg(dsv3::cli::add_bench);
   reg(dsv3::cli::add_synth);
   reg(dsv3::cli::add_tokenize);
   reg(dsv3::cli::add_detokenize);

@@ -120,6 +120,22 @@ TEST_F(Cli, InvalidUtf8PromptIsReplacedNotFatal) {
   EXPECT_EQ(r.code, 0) << r.err;
 }
 
+TEST_F(Cli, BenchReportsEveryFigureAndSpeculationMatchesPlainGreedy) {
+  // bench itself checks that speculative output equals plain greedy output (it fails if not).
+  const auto r = run_command(kBin + " bench" + model() + " --json --prompt-len 8 --gen 6 --batch 2 --speculative mtp:2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  for (const char* k : {"mem_read_gbps", "prefill_tokens_per_s", "decode_tokens_per_s", "batch_decode_tokens_per_s",
+                        "spec_acceptance_rate", "spec_tokens_per_step", "spec_decode_tokens_per_s",
+                        "decode_roofline_fraction"})
+    EXPECT_TRUE(j.contains(k)) << k;
+  EXPECT_GT(j["decode_tokens_per_s"].get<double>(), 0);
+  EXPECT_GE(j["spec_tokens_per_step"].get<double>(), 1.0);
+  const auto bad = run_command(kBin + " bench --model " + std::string(DSV3_TESTDATA_DIR) + "/golden/tiny-v3 --gen 2");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("MTP module"), std::string::npos) << bad.err;
+}
+
 TEST_F(Cli, InspectOnTheFull671BConfig) {
   const auto r =
       run_command(kBin + " inspect --json --model " + std::string(DSV3_TESTDATA_DIR) + "/configs/deepseek-v3-671b");

@@ -1,0 +1,162 @@
+// `dsv3 bench`: prefill, decode, batched decode and speculative decode throughput of a
+// checkpoint, each next to the bound that limits it (memory read bandwidth measured in the
+// same run), as text or one JSON object.
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "engine/bench.h"
+#include "engine/generate.h"
+#include "kernels/ops.h"
+
+namespace dsv3::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+struct Opts {
+  std::string model;
+  int64_t prompt_len = 64, gen = 32, batch = 4;
+  std::string speculative = "mtp";
+  int threads = 1;
+  bool json = false;
+};
+
+std::vector<int32_t> bench_prompt(int64_t n, int64_t vocab, uint64_t seed) {
+  std::vector<int32_t> p = {0};
+  uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
+  while (int64_t(p.size()) < n) {
+    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+    p.push_back(int32_t(2 + s % uint64_t(std::max<int64_t>(vocab - 2, 1))));
+  }
+  return p;
+}
+
+int run(const Opts& o) {
+  SamplingOptions so;
+  so.speculative = o.speculative;
+  const int spec_k = o.speculative == "off" ? 0 : so.speculative_k();
+  LoadedModel m = load_model(o.model);
+  const ModelConfig& c = m.config;
+  DSV3_CHECK(spec_k == 0 || m.model->mtp_depth() > 0, o.model,
+             ": --speculative needs the checkpoint's MTP module weights; use --speculative off");
+  ThreadPool pool(o.threads);
+  const int64_t ctx = o.prompt_len + o.gen + 16;
+  nlohmann::ordered_json j;
+  j["model"] = o.model;
+  j["threads"] = o.threads;
+  j["kernels"] = kernels::active_variant();
+
+  // Memory bound first, so the model's pages are not what is being measured.
+  const double bw = measure_read_bandwidth(pool);
+  const double bytes_per_token = decode_weight_bytes_per_token(c, m.model->weights());
+  j["mem_read_gbps"] = bw / 1e9;
+  j["decode_weight_bytes_per_token"] = bytes_per_token;
+
+  // Prefill (warm-up run first: page the weights in).
+  const auto prompt = bench_prompt(o.prompt_len, c.vocab_size, 1);
+  {
+    Sequence warm(*m.model, ctx);
+    warm.feed(prompt, pool);
+  }
+  Sequence seq(*m.model, ctx);
+  auto t0 = Clock::now();
+  seq.feed(prompt, pool);
+  const double prefill_s = since(t0);
+  j["prompt_tokens"] = o.prompt_len;
+  j["prefill_tokens_per_s"] = double(o.prompt_len) / prefill_s;
+
+  // Plain greedy decode, one sequence.
+  GenerateOptions g;
+  g.max_new_tokens = o.gen;
+  g.stop_at_eos = false;
+  const GenerateResult plain = generate(seq, {}, nullptr, g, pool);
+  const double decode_tps = double(plain.tokens.size()) / plain.decode_seconds;
+  j["decode_tokens"] = plain.tokens.size();
+  j["decode_tokens_per_s"] = decode_tps;
+  j["decode_weight_gbps"] = decode_tps * bytes_per_token / 1e9;
+  j["decode_roofline_fraction"] = decode_tps * bytes_per_token / bw;
+
+  // Batched decode: B sequences advanced together, one token each per step.
+  if (o.batch > 1) {
+    std::vector<Sequence> seqs;
+    for (int64_t b = 0; b < o.batch; ++b) {
+      seqs.emplace_back(*m.model, ctx);
+      seqs.back().feed(bench_prompt(8, c.vocab_size, uint64_t(b + 2)), pool);
+    }
+    std::vector<Sequence*> ptrs;
+    for (auto& s : seqs) ptrs.push_back(&s);
+    std::vector<int32_t> toks(size_t(o.batch));
+    t0 = Clock::now();
+    for (int64_t step = 0; step < o.gen; ++step) {
+      for (int64_t b = 0; b < o.batch; ++b) toks[size_t(b)] = argmax(seqs[size_t(b)].logits().data(), c.vocab_size);
+      feed_batch(ptrs, toks, pool);
+    }
+    const double s = since(t0);
+    j["batch"] = o.batch;
+    j["batch_decode_tokens_per_s"] = double(o.batch * o.gen) / s;
+    j["batch_speedup_vs_single"] = double(o.batch * o.gen) / s / decode_tps;
+  }
+
+  // Speculative decode with the MTP module, same prompt, same greedy output.
+  if (spec_k > 0) {
+    Sequence sseq(*m.model, ctx);
+    sseq.feed(prompt, pool);
+    g.speculative_k = spec_k;
+    const GenerateResult spec = generate(sseq, {}, nullptr, g, pool);
+    DSV3_CHECK(spec.tokens == plain.tokens, "speculative output differs from plain greedy output (a bug)");
+    j["speculative"] = "mtp:" + std::to_string(spec_k);
+    j["spec_acceptance_rate"] = spec.spec.acceptance_rate();
+    j["spec_tokens_per_step"] = spec.spec.tokens_per_step();
+    j["spec_decode_tokens_per_s"] = double(spec.tokens.size()) / spec.decode_seconds;
+    j["spec_speedup"] = double(spec.tokens.size()) / spec.decode_seconds / decode_tps;
+  }
+
+  if (o.json) {
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  std::printf("model            %s (%s kernels, %d threads)\n", o.model.c_str(), kernels::active_variant().c_str(),
+              o.threads);
+  std::printf("memory read      %.1f GB/s (measured now, %d threads)\n", bw / 1e9, o.threads);
+  std::printf("prefill          %.1f tok/s (%lld-token prompt)\n", j["prefill_tokens_per_s"].get<double>(),
+              (long long)o.prompt_len);
+  std::printf("decode           %.1f tok/s; reads %.1f MB of weights per token = %.2f GB/s = %.0f%% of read bandwidth\n",
+              decode_tps, bytes_per_token / 1e6, decode_tps * bytes_per_token / 1e9,
+              100 * decode_tps * bytes_per_token / bw);
+  if (o.batch > 1)
+    std::printf("batched decode   %.1f tok/s with %lld sequences (%.2fx one sequence)\n",
+                j["batch_decode_tokens_per_s"].get<double>(), (long long)o.batch,
+                j["batch_speedup_vs_single"].get<double>());
+  if (spec_k > 0)
+    std::printf("speculative      mtp:%d: acceptance %.1f%%, %.2f tokens/step, %.1f tok/s (%.2fx plain decode)\n",
+                spec_k, 100 * j["spec_acceptance_rate"].get<double>(), j["spec_tokens_per_step"].get<double>(),
+                j["spec_decode_tokens_per_s"].get<double>(), j["spec_speedup"].get<double>());
+  return 0;
+}
+
+}  // namespace
+
+Run add_bench(CLI::App& app) {
+  auto* cmd = app.add_subcommand("bench", "Measure prefill, decode, batched and speculative decode against memory bandwidth");
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--model", o->model, "Checkpoint folder")->required();
+  cmd->add_option("--prompt-len", o->prompt_len, "Prompt tokens for the prefill measurement")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20))->capture_default_str();
+  cmd->add_option("--gen", o->gen, "Tokens to decode")->check(CLI::Range(int64_t(1), int64_t(1) << 20))
+      ->capture_default_str();
+  cmd->add_option("--batch", o->batch, "Sequences for the batched-decode measurement (1 = skip)")
+      ->check(CLI::Range(int64_t(1), int64_t(1024)))->capture_default_str();
+  cmd->add_option("--speculative", o->speculative, "mtp, mtp:K, or off")->capture_default_str();
+  cmd->add_flag("--json", o->json, "Print one JSON object");
+  add_threads_option(cmd, o->threads);
+  return [o] { return run(*o); };
+}
+
+}  // namespace dsv3::cli
