@@ -26,6 +26,7 @@ struct Opts {
   std::string speculative = "mtp";
   int threads = 1;
   bool json = false;
+  std::string kv_cache;
 };
 
 std::vector<int32_t> bench_prompt(int64_t n, int64_t vocab, uint64_t seed) {
@@ -62,10 +63,12 @@ int run(const Opts& o) {
   // Prefill (warm-up run first: page the weights in).
   const auto prompt = bench_prompt(o.prompt_len, c.vocab_size, 1);
   {
-    Sequence warm(*m.model, ctx);
+    Sequence warm(*m.model, ctx, kv_cache_dtype(o.kv_cache));
     warm.feed(prompt, pool);
   }
-  Sequence seq(*m.model, ctx);
+  const DType kv = kv_cache_dtype(o.kv_cache);
+  j["kv_cache"] = o.kv_cache;
+  Sequence seq(*m.model, ctx, kv);
   auto t0 = Clock::now();
   seq.feed(prompt, pool);
   const double prefill_s = since(t0);
@@ -87,7 +90,7 @@ int run(const Opts& o) {
   if (o.batch > 1) {
     std::vector<Sequence> seqs;
     for (int64_t b = 0; b < o.batch; ++b) {
-      seqs.emplace_back(*m.model, ctx);
+      seqs.emplace_back(*m.model, ctx, kv);
       seqs.back().feed(bench_prompt(8, c.vocab_size, uint64_t(b + 2)), pool);
     }
     std::vector<Sequence*> ptrs;
@@ -106,7 +109,7 @@ int run(const Opts& o) {
 
   // Speculative decode with the MTP module, same prompt, same greedy output.
   if (spec_k > 0) {
-    Sequence sseq(*m.model, ctx);
+    Sequence sseq(*m.model, ctx, kv);
     sseq.feed(prompt, pool);
     g.speculative_k = spec_k;
     const GenerateResult spec = generate(sseq, {}, nullptr, g, pool);
@@ -155,6 +158,7 @@ Run add_bench(CLI::App& app) {
       ->check(CLI::Range(int64_t(1), int64_t(1024)))->capture_default_str();
   cmd->add_option("--speculative", o->speculative, "mtp, mtp:K, or off")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print one JSON object");
+  add_kv_cache_option(cmd, o->kv_cache);
   add_threads_option(cmd, o->threads);
   return [o] { return run(*o); };
 }

@@ -28,6 +28,7 @@ struct Opts {
   int64_t ctx_size = 4096;
   bool verbose = false;
   int threads = 1;
+  std::string kv_cache;
   SamplingOptions sampling;
 };
 
@@ -40,7 +41,7 @@ int run(const Opts& o) {
   const ModelConfig& c = cm.loaded.config;
   const int64_t ctx = std::min(o.ctx_size, c.max_position_embeddings);
   ThreadPool pool(o.threads);
-  Sequence seq(*cm.loaded.model, ctx);
+  Sequence seq(*cm.loaded.model, ctx, kv_cache_dtype(o.kv_cache));
 
   struct sigaction sa {};
   sa.sa_handler = on_sigint;  // no SA_RESTART: a Ctrl-C at the prompt interrupts the read
@@ -140,6 +141,7 @@ Run add_chat(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--verbose,-v", o->verbose, "Print prefill/decode speed after each answer even when not on a terminal");
   add_sampling_options(cmd, o->sampling);
+  add_kv_cache_option(cmd, o->kv_cache);
   add_threads_option(cmd, o->threads);
   return [o] { return run(*o); };
 }

@@ -18,6 +18,7 @@ struct Opts {
   std::vector<std::string> stop;
   int64_t ctx_size = 0;
   int threads = 1;
+  std::string kv_cache;
   SamplingOptions sampling;
 };
 
@@ -42,7 +43,8 @@ int run(const Opts& o) {
     DSV3_CHECK(o.stop.empty(), "--stop needs text prompts (the tokenizer); use --prompt");
     const auto ids = parse_ids(o.prompt_ids, "--prompt-ids");
     LoadedModel m = load_model(o.model);
-    Sequence seq(*m.model, o.ctx_size > 0 ? o.ctx_size : int64_t(ids.size()) + g.max_new_tokens);
+    Sequence seq(*m.model, o.ctx_size > 0 ? o.ctx_size : int64_t(ids.size()) + g.max_new_tokens,
+                 kv_cache_dtype(o.kv_cache));
     const GenerateResult r = generate(seq, ids, nullptr, g, pool);
     std::printf("%s\n", join_ids(r.tokens).c_str());
     std::fprintf(stderr, "%zu prompt + %zu new tokens: prefill %.2fs, decode %.2fs (%.1f tok/s, %d threads)\n",
@@ -82,7 +84,7 @@ int run(const Opts& o) {
       ids = tok.encode(text, /*add_special=*/true);
     }
     const int64_t ctx = o.ctx_size > 0 ? o.ctx_size : int64_t(ids.size()) + g.max_new_tokens;
-    Sequence seq(*m.model, ctx);
+    Sequence seq(*m.model, ctx, kv_cache_dtype(o.kv_cache));
     if (batch) std::printf("Prompt: %s\nCompletion: ", prompts[i].c_str());
     GenerateOptions gi = g;
     gi.on_text = [](std::string_view s) {
@@ -121,6 +123,7 @@ Run add_generate(CLI::App& app) {
   cmd->add_option("--ctx-size,-c", o->ctx_size, "Context size in tokens (default: prompt + max-new-tokens)")
       ->check(CLI::NonNegativeNumber);
   add_sampling_options(cmd, o->sampling);
+  add_kv_cache_option(cmd, o->kv_cache);
   add_threads_option(cmd, o->threads);
   return [o] { return run(*o); };
 }

@@ -37,6 +37,14 @@ int SamplingOptions::speculative_k() const {
   fail("--speculative: '", speculative, "' is not supported (mtp or mtp:K)");
 }
 
+void add_kv_cache_option(CLI::App* cmd, std::string& kv_cache) {
+  kv_cache = "bf16";
+  cmd->add_option("--kv-cache", kv_cache, "Latent KV cache storage: bf16 (half the memory) or f32 (exact reference)")
+      ->check(CLI::IsMember({"bf16", "f32"}))->capture_default_str();
+}
+
+DType kv_cache_dtype(const std::string& kv_cache) { return kv_cache == "f32" ? DType::F32 : DType::BF16; }
+
 Tokenizer load_tokenizer(const std::string& dir) {
   DSV3_CHECK(fs::exists(fs::path(dir) / "tokenizer.json"), dir,
              ": no tokenizer.json (a checkpoint folder with the model's tokenizer files is needed for text)");

@@ -22,6 +22,10 @@ struct SamplingOptions {
 // --temperature, --top-k, --top-p, --min-p, --seed, --max-new-tokens, --speculative.
 void add_sampling_options(CLI::App* cmd, SamplingOptions& o);
 
+// --kv-cache bf16|f32 (default bf16): the latent cache's storage type.
+void add_kv_cache_option(CLI::App* cmd, std::string& kv_cache);
+DType kv_cache_dtype(const std::string& kv_cache);
+
 // The tokenizer files of `dir` (tokenizer.json, tokenizer_config.json); throws a clear error
 // naming the folder when they are missing.
 Tokenizer load_tokenizer(const std::string& dir);

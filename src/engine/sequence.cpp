@@ -4,8 +4,8 @@
 
 namespace dsv3 {
 
-Sequence::Sequence(const Transformer& model, int64_t ctx_size)
-    : model_(&model), cache_(model.make_cache(ctx_size)), vocab_(model.config().vocab_size),
+Sequence::Sequence(const Transformer& model, int64_t ctx_size, DType cache_dtype)
+    : model_(&model), cache_(model.make_cache(ctx_size, cache_dtype)), vocab_(model.config().vocab_size),
       dim_(model.config().hidden_size), logits_(static_cast<size_t>(vocab_)), hidden_(static_cast<size_t>(dim_)) {}
 
 void Sequence::feed(std::span<const int32_t> tokens, ThreadPool& pool, bool all_logits) {

@@ -12,7 +12,9 @@ namespace dsv3 {
 
 class Sequence {
  public:
-  Sequence(const Transformer& model, int64_t ctx_size);
+  // The latent cache is BF16 by default (half the memory; float32 arithmetic on read), F32
+  // for the exact reference.
+  Sequence(const Transformer& model, int64_t ctx_size, DType cache_dtype = DType::BF16);
 
   const Transformer& model() const { return *model_; }
   int64_t pos() const { return pos_; }

@@ -34,7 +34,14 @@ void softmax(float* x, int64_t n);
 // out = silu(gate) * up, elementwise.
 void silu_mul(const float* gate, const float* up, float* out, int64_t n);
 
-// Name of the variant these calls dispatch to ("scalar" until SIMD variants land).
+// sum_i a[i] b[i] (attention scores over the latent cache).
+float dot(const float* a, const float* b, int64_t n);
+
+// y[i] += a x[i] (attention output as a weighted sum of cached latents).
+void axpy(float a, const float* x, float* y, int64_t n);
+
+// Name of the variant these calls dispatch to: "scalar", "avx2" or "avx512", the best this CPU
+// supports unless the environment variable DSV3_KERNELS names one.
 std::string active_variant();
 
 }  // namespace dsv3::kernels

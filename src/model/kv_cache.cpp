@@ -1,14 +1,40 @@
 #include "model/kv_cache.h"
 
+#include <cstring>
+
 #include "core/error.h"
 
 namespace dsv3 {
 
-KVCache::KVCache(const ModelConfig& c, int64_t n_layers, int64_t max_seq)
-    : max_seq_(max_seq), kv_rank_(c.kv_lora_rank), rope_dim_(c.qk_rope_head_dim) {
+KVCache::KVCache(const ModelConfig& c, int64_t n_layers, int64_t max_seq, DType dtype)
+    : max_seq_(max_seq), kv_rank_(c.kv_lora_rank), rope_dim_(c.qk_rope_head_dim), dtype_(dtype) {
   DSV3_CHECK(max_seq > 0, "context size must be positive, got ", max_seq);
-  c_kv_.assign(size_t(n_layers), std::vector<float>(size_t(max_seq * kv_rank_)));
-  k_pe_.assign(size_t(n_layers), std::vector<float>(size_t(max_seq * rope_dim_)));
+  DSV3_CHECK(dtype == DType::F32 || dtype == DType::BF16, "KV cache dtype must be F32 or BF16, got ",
+             dtype_name(dtype));
+  data_.assign(size_t(n_layers), std::vector<uint8_t>(size_t(max_seq * row_size()) * dtype_size(dtype)));
+}
+
+size_t KVCache::bytes() const { return data_.empty() ? 0 : data_.size() * data_[0].size(); }
+
+void KVCache::store(int64_t layer, int64_t pos, const float* c_kv, const float* k_pe) {
+  DSV3_ASSERT(pos >= 0 && pos < max_seq_);
+  uint8_t* dst = &data_[size_t(layer)][size_t(pos * row_size()) * dtype_size(dtype_)];
+  if (dtype_ == DType::F32) {
+    std::memcpy(dst, c_kv, size_t(kv_rank_) * 4);
+    std::memcpy(dst + kv_rank_ * 4, k_pe, size_t(rope_dim_) * 4);
+    return;
+  }
+  uint16_t* d = reinterpret_cast<uint16_t*>(dst);
+  for (int64_t i = 0; i < kv_rank_; ++i) d[i] = f32_to_bf16(c_kv[i]);
+  for (int64_t i = 0; i < rope_dim_; ++i) d[kv_rank_ + i] = f32_to_bf16(k_pe[i]);
+}
+
+const float* KVCache::row(int64_t layer, int64_t pos, float* scratch) const {
+  const uint8_t* src = &data_[size_t(layer)][size_t(pos * row_size()) * dtype_size(dtype_)];
+  if (dtype_ == DType::F32) return reinterpret_cast<const float*>(src);
+  const uint16_t* s = reinterpret_cast<const uint16_t*>(src);
+  for (int64_t i = 0; i < row_size(); ++i) scratch[i] = bf16_to_f32(s[i]);
+  return scratch;
 }
 
 }  // namespace dsv3

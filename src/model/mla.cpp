@@ -9,8 +9,167 @@
 
 namespace dsv3 {
 
+namespace {
+
+// Positions per attention chunk in the absorb form. Long windows are split into chunks that
+// run in parallel and are merged with a safe softmax (flash-decoding), so one decoding sequence
+// keeps every thread busy. The split depends only on the window length, never on the thread
+// count, so results do not either.
+constexpr int64_t kAttnChunk = 256;
+
+// Absorb form (model.py attn_impl="absorb", DeepSeek's decode path): per (token, head),
+// q_abs = q_nope W_uk[h] (kv_lora_rank values), scores against the latent cache directly,
+// o = sum_s p_s c_kv[s], head output = W_uv[h] o. Reads only the cache, and each cached row once
+// for a whole group of heads (all heads share the latent, as in FlashMLA): best for decode.
+void attend_absorbed(const ModelConfig& c, const MLAWeights& w, int64_t layer, const float* q,
+                     std::span<const TokenSlot> slots, float scale, float* heads_out, ThreadPool& pool) {
+  const int64_t n = int64_t(slots.size()), n_heads = c.num_attention_heads, dn = c.qk_nope_head_dim,
+                dr = c.qk_rope_head_dim, dv = c.v_head_dim, dqk = c.qk_head_dim(), rank = c.kv_lora_rank;
+  // q_abs for every (token, head).                                       [n, n_heads, rank]
+  std::vector<float> q_abs(static_cast<size_t>(n * n_heads * rank), 0.0f);
+  pool.parallel_for(n * n_heads, [&](int64_t begin, int64_t end) {
+    for (int64_t th = begin; th < end; ++th)
+      kernels::linear_transposed_acc(w.wkv_b.row_slice((th % n_heads) * (dn + dv), dn), &q[size_t(th * dqk)],
+                                     &q_abs[size_t(th * rank)]);
+  });
+  // Work items (token, chunk, head group); heads are grouped so there are enough items to keep
+  // every thread busy (grouping never changes a head's result, chunking is fixed by length).
+  int64_t total_chunks = 0;
+  for (const TokenSlot& s : slots) total_chunks += (s.pos + kAttnChunk) / kAttnChunk;
+  const int64_t want_groups = (4 * pool.size() + total_chunks - 1) / total_chunks;
+  const int64_t group = (n_heads + std::min(n_heads, want_groups) - 1) / std::min(n_heads, want_groups);
+  const int64_t n_groups = (n_heads + group - 1) / group;
+  struct Item { int64_t t, chunk, g; };
+  std::vector<Item> items;
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t ch = 0; ch * kAttnChunk <= slots[size_t(t)].pos; ++ch)
+      for (int64_t g = 0; g < n_groups; ++g) items.push_back({t, ch, g});
+  // Per (token, head, chunk): running max, sum and unnormalised latent output.
+  std::vector<int64_t> first_chunk(static_cast<size_t>(n + 1), 0);
+  for (int64_t t = 0; t < n; ++t)
+    first_chunk[size_t(t + 1)] = first_chunk[size_t(t)] + (slots[size_t(t)].pos + kAttnChunk) / kAttnChunk;
+  auto part = [&](int64_t t, int64_t h, int64_t ch) { return (first_chunk[size_t(t)] + ch) * n_heads + h; };
+  const int64_t parts = first_chunk[size_t(n)] * n_heads;
+  std::vector<float> part_o(static_cast<size_t>(parts * rank)), part_m(static_cast<size_t>(parts)),
+      part_l(static_cast<size_t>(parts));
+  pool.parallel_for(int64_t(items.size()), [&](int64_t begin, int64_t end) {
+    std::vector<float> scores(static_cast<size_t>(kAttnChunk * group)), scratch(static_cast<size_t>(rank + dr));
+    for (int64_t i = begin; i < end; ++i) {
+      const Item it = items[size_t(i)];
+      const KVCache& cache = *slots[size_t(it.t)].cache;
+      const int64_t s0 = it.chunk * kAttnChunk, s1 = std::min(slots[size_t(it.t)].pos + 1, s0 + kAttnChunk);
+      const int64_t h0 = it.g * group, h1 = std::min(n_heads, h0 + group);
+      for (int64_t s = s0; s < s1; ++s) {
+        const float* row = cache.row(layer, s, scratch.data());  // [c_kv | k_pe]
+        for (int64_t h = h0; h < h1; ++h) {
+          const int64_t th = it.t * n_heads + h;
+          scores[size_t((h - h0) * kAttnChunk + s - s0)] =
+              (kernels::dot(&q_abs[size_t(th * rank)], row, rank) + kernels::dot(&q[size_t(th * dqk + dn)], row + rank, dr)) *
+              scale;
+        }
+      }
+      for (int64_t h = h0; h < h1; ++h) {
+        float* sc = &scores[size_t((h - h0) * kAttnChunk)];
+        float m = -std::numeric_limits<float>::infinity(), l = 0.0f;
+        for (int64_t s = 0; s < s1 - s0; ++s) m = std::max(m, sc[s]);
+        for (int64_t s = 0; s < s1 - s0; ++s) l += sc[s] = std::exp(sc[s] - m);
+        part_m[size_t(part(it.t, h, it.chunk))] = m;
+        part_l[size_t(part(it.t, h, it.chunk))] = l;
+        float* o = &part_o[size_t(part(it.t, h, it.chunk) * rank)];
+        std::fill(o, o + rank, 0.0f);
+      }
+      for (int64_t s = s0; s < s1; ++s) {
+        const float* row = cache.row(layer, s, scratch.data());
+        for (int64_t h = h0; h < h1; ++h)
+          kernels::axpy(scores[size_t((h - h0) * kAttnChunk + s - s0)], row,
+                        &part_o[size_t(part(it.t, h, it.chunk) * rank)], rank);
+      }
+    }
+  });
+  // Merge the chunks of each (token, head) in order, then apply W_uv[h].
+  pool.parallel_for(n * n_heads, [&](int64_t begin, int64_t end) {
+    std::vector<float> o(static_cast<size_t>(rank));
+    for (int64_t th = begin; th < end; ++th) {
+      const int64_t t = th / n_heads, h = th % n_heads;
+      const int64_t chunks = first_chunk[size_t(t + 1)] - first_chunk[size_t(t)];
+      float m = -std::numeric_limits<float>::infinity();
+      for (int64_t k = 0; k < chunks; ++k) m = std::max(m, part_m[size_t(part(t, h, k))]);
+      float l = 0.0f;
+      std::fill(o.begin(), o.end(), 0.0f);
+      for (int64_t k = 0; k < chunks; ++k) {
+        const float f = std::exp(part_m[size_t(part(t, h, k))] - m);
+        l += f * part_l[size_t(part(t, h, k))];
+        kernels::axpy(f, &part_o[size_t(part(t, h, k) * rank)], o.data(), rank);
+      }
+      for (float& v : o) v /= l;
+      kernels::linear(w.wkv_b.row_slice(h * (dn + dv) + dn, dv), o.data(), &heads_out[size_t(th * dv)], 1);
+    }
+  });
+}
+
+// Expanded form (model.py attn_impl="naive"): k_nope and v of every cached position are
+// expanded from c_kv once (kv_b_proj as one batched linear), then ordinary attention with
+// qk_head_dim-sized keys. Fewer operations when many queries share one sequence (prefill):
+// per (query, key) pair it costs qk_head_dim + v_head_dim instead of 2 kv_lora_rank + rope.
+void attend_expanded(const ModelConfig& c, const MLAWeights& w, int64_t layer, const float* q,
+                     std::span<const TokenSlot> slots, float scale, float* heads_out, ThreadPool& pool) {
+  const int64_t n = int64_t(slots.size()), n_heads = c.num_attention_heads, dn = c.qk_nope_head_dim,
+                dr = c.qk_rope_head_dim, dv = c.v_head_dim, dqk = c.qk_head_dim(), rank = c.kv_lora_rank;
+  const KVCache& cache = *slots[0].cache;
+  int64_t len = 0;
+  for (const TokenSlot& sl : slots) len = std::max(len, sl.pos + 1);
+  // The window as float32: c_kv [len, rank] and k_pe [len, dr].
+  std::vector<float> c_kv(static_cast<size_t>(len * rank)), k_pe(static_cast<size_t>(len * dr));
+  pool.parallel_for(len, [&](int64_t b, int64_t e) {
+    std::vector<float> scratch(static_cast<size_t>(rank + dr));
+    for (int64_t s = b; s < e; ++s) {
+      const float* row = cache.row(layer, s, scratch.data());
+      std::copy(row, row + rank, &c_kv[size_t(s * rank)]);
+      std::copy(row + rank, row + rank + dr, &k_pe[size_t(s * dr)]);
+    }
+  });
+  // kv[s] = wkv_b c_kv[s]: [len, n_heads, dn + dv]
+  std::vector<float> kv(static_cast<size_t>(len * n_heads * (dn + dv)));
+  kernels::linear(w.wkv_b, c_kv.data(), kv.data(), len, pool);
+  const int64_t stride = n_heads * (dn + dv);
+  pool.parallel_for(n * n_heads, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores(static_cast<size_t>(len));
+    for (int64_t th = begin; th < end; ++th) {
+      const int64_t t = th / n_heads, h = th % n_heads;
+      const float* q_th = &q[size_t(th * dqk)];
+      const int64_t n_keys = slots[size_t(t)].pos + 1;
+      for (int64_t s = 0; s < n_keys; ++s)
+        scores[size_t(s)] = (kernels::dot(q_th, &kv[size_t(s * stride + h * (dn + dv))], dn) +
+                             kernels::dot(q_th + dn, &k_pe[size_t(s * dr)], dr)) * scale;
+      kernels::softmax(scores.data(), n_keys);
+      float* o = &heads_out[size_t(th * dv)];
+      std::fill(o, o + dv, 0.0f);
+      for (int64_t s = 0; s < n_keys; ++s)
+        kernels::axpy(scores[size_t(s)], &kv[size_t(s * stride + h * (dn + dv) + dn)], o, dv);
+    }
+  });
+}
+
+// Auto: the expanded form for prefill-like batches (one sequence, many queries), where its
+// one-off expansion of len positions is paid back; the absorb form otherwise.
+bool use_expanded_form(const ModelConfig& c, std::span<const TokenSlot> slots, MLAForm form) {
+  if (form == MLAForm::Absorb) return false;
+  for (const TokenSlot& s : slots)
+    if (s.cache != slots[0].cache) return false;  // several sequences: absorb reads only their caches
+  if (form == MLAForm::Expanded) return true;
+  int64_t len = 0;
+  for (const TokenSlot& s : slots) len = std::max(len, s.pos + 1);
+  const double n = double(slots.size()), h = double(c.num_attention_heads), rank = double(c.kv_lora_rank);
+  const double dn = double(c.qk_nope_head_dim), dr = double(c.qk_rope_head_dim), dv = double(c.v_head_dim);
+  const double absorb = n * h * (dn * rank + dv * rank) + n * double(len) * h * (2 * rank + dr);
+  const double expanded = double(len) * h * (dn + dv) * rank + n * double(len) * h * (dn + dr + dv);
+  return expanded < absorb;
+}
+
+}  // namespace
+
 void mla_forward(const ModelConfig& c, const MLAWeights& w, const Rope& rope, int64_t layer, const float* x, int64_t n,
-                 std::span<const TokenSlot> slots, float* out, ThreadPool& pool) {
+                 std::span<const TokenSlot> slots, float* out, ThreadPool& pool, MLAForm form) {
   const int64_t n_heads = c.num_attention_heads, dn = c.qk_nope_head_dim, dr = c.qk_rope_head_dim,
                 dv = c.v_head_dim, dqk = c.qk_head_dim(), rank = c.kv_lora_rank;
 
@@ -33,52 +192,20 @@ void mla_forward(const ModelConfig& c, const MLAWeights& w, const Rope& rope, in
   for (int64_t t = 0; t < n; ++t) {
     KVCache& cache = *slots[size_t(t)].cache;
     const int64_t pos = slots[size_t(t)].pos;
-    const float* kv_t = &kv[size_t(t * (rank + dr))];
-    kernels::rmsnorm(kv_t, w.kv_norm, float(c.rms_norm_eps), cache.c_kv(layer, pos));
-    float* k_pe = cache.k_pe(layer, pos);
-    for (int64_t i = 0; i < dr; ++i) k_pe[i] = kv_t[rank + i];
+    float* kv_t = &kv[size_t(t * (rank + dr))];
+    kernels::rmsnorm(kv_t, w.kv_norm, float(c.rms_norm_eps), kv_t);  // c_kv, in place
     rope.cos_sin(pos, cos.data(), sin.data());
-    kernels::rope_interleaved(k_pe, cos.data(), sin.data(), dr);
+    kernels::rope_interleaved(kv_t + rank, cos.data(), sin.data(), dr);  // k_pe
+    cache.store(layer, pos, kv_t, kv_t + rank);
     for (int64_t h = 0; h < n_heads; ++h)  // q_pe
       kernels::rope_interleaved(&q[size_t((t * n_heads + h) * dqk + dn)], cos.data(), sin.data(), dr);
   }
 
-  // Per (token, head): q_abs = q_nope W_uk[h]; softmax over the causal window; latent output
-  // o = sum_s p_s c_kv[s]; head output = W_uv[h] o.                           [n, n_heads, dv]
-  const float scale = rope.softmax_scale();
   std::vector<float> heads_out(static_cast<size_t>(n * n_heads * dv));
-  pool.parallel_for(n * n_heads, [&](int64_t begin, int64_t end) {
-    int64_t max_len = 0;
-    for (const TokenSlot& sl : slots) max_len = std::max(max_len, sl.pos + 1);
-    std::vector<float> q_abs(static_cast<size_t>(rank)), scores(static_cast<size_t>(max_len)), o(static_cast<size_t>(rank));
-    for (int64_t th = begin; th < end; ++th) {
-      const int64_t t = th / n_heads, h = th % n_heads;
-      const float* q_th = &q[size_t(th * dqk)];
-      const Matrix w_uk = w.wkv_b.row_slice(h * (dn + dv), dn);
-      const Matrix w_uv = w.wkv_b.row_slice(h * (dn + dv) + dn, dv);
-      std::fill(q_abs.begin(), q_abs.end(), 0.0f);
-      kernels::linear_transposed_acc(w_uk, q_th, q_abs.data());
-      const KVCache& cache = *slots[size_t(t)].cache;
-      const int64_t len = slots[size_t(t)].pos + 1;
-      for (int64_t s = 0; s < len; ++s) {
-        const float* ck = cache.c_kv(layer, s);
-        const float* kp = cache.k_pe(layer, s);
-        float a = 0.0f, b = 0.0f;
-        for (int64_t i = 0; i < rank; ++i) a += q_abs[size_t(i)] * ck[i];
-        for (int64_t i = 0; i < dr; ++i) b += q_th[dn + i] * kp[i];
-        scores[size_t(s)] = (a + b) * scale;
-      }
-      kernels::softmax(scores.data(), len);
-      std::fill(o.begin(), o.end(), 0.0f);
-      for (int64_t s = 0; s < len; ++s) {
-        const float p = scores[size_t(s)];
-        const float* ck = cache.c_kv(layer, s);
-        for (int64_t i = 0; i < rank; ++i) o[size_t(i)] += p * ck[i];
-      }
-      kernels::linear(w_uv, o.data(), &heads_out[size_t(th * dv)], 1);
-    }
-  });
-
+  if (use_expanded_form(c, slots, form))
+    attend_expanded(c, w, layer, q.data(), slots, rope.softmax_scale(), heads_out.data(), pool);
+  else
+    attend_absorbed(c, w, layer, q.data(), slots, rope.softmax_scale(), heads_out.data(), pool);
   kernels::linear(w.wo, heads_out.data(), out, n, pool);
 }
 

@@ -16,10 +16,14 @@ namespace dsv3 {
 // causally over positions [0, slots[i].pos] of that cache (so rows of one sequence in the same
 // batch see each other, rows of different sequences never do).
 //
-// Form: "absorb" (model.py attn_impl="absorb"): kv_b_proj's key part is folded into the query,
-// q_abs[h] = q_nope[h] W_uk[h], scores = q_abs . c_kv + q_pe . k_pe, and its value part is
-// applied to the attention-weighted latent afterwards, so attention reads only the latent cache.
+// Two forms of the same math (model.py attn_impl "absorb" and "naive"), chosen per call by
+// operation count unless `form` forces one: absorb folds kv_b_proj's key part into the query
+// (q_abs[h] = q_nope[h] W_uk[h]; scores = q_abs . c_kv + q_pe . k_pe) and applies its value part
+// after attention, reading only the latent cache (decode); expanded recomputes k_nope and v from
+// c_kv for the whole window (long prefill).
+enum class MLAForm { Auto, Absorb, Expanded };
+
 void mla_forward(const ModelConfig& c, const MLAWeights& w, const Rope& rope, int64_t layer, const float* x, int64_t n,
-                 std::span<const TokenSlot> slots, float* out, ThreadPool& pool);
+                 std::span<const TokenSlot> slots, float* out, ThreadPool& pool, MLAForm form = MLAForm::Auto);
 
 }  // namespace dsv3

@@ -11,13 +11,14 @@ namespace dsv3 {
 Transformer::Transformer(const ModelConfig& c, const ModelWeights& w) : c_(c), w_(w), rope_(c) {}
 
 void block_forward(const ModelConfig& c, const BlockWeights& b, const Rope& rope, int64_t cache_layer, float* x,
-                   int64_t n, std::span<const TokenSlot> slots, ThreadPool& pool, std::vector<Routing>* routing) {
+                   int64_t n, std::span<const TokenSlot> slots, ThreadPool& pool, std::vector<Routing>* routing,
+                   MLAForm form) {
   const int64_t dim = c.hidden_size;
   const float eps = float(c.rms_norm_eps);
   std::vector<float> h(static_cast<size_t>(n * dim)), o(static_cast<size_t>(n * dim));
   // x = x + attn(attn_norm(x))
   for (int64_t t = 0; t < n; ++t) kernels::rmsnorm(x + t * dim, b.attn_norm, eps, &h[size_t(t * dim)]);
-  mla_forward(c, b.attn, rope, cache_layer, h.data(), n, slots, o.data(), pool);
+  mla_forward(c, b.attn, rope, cache_layer, h.data(), n, slots, o.data(), pool, form);
   for (int64_t i = 0; i < n * dim; ++i) x[i] += o[size_t(i)];
   // x = x + ffn(ffn_norm(x))
   for (int64_t t = 0; t < n; ++t) kernels::rmsnorm(x + t * dim, b.ffn_norm, eps, &h[size_t(t * dim)]);
@@ -81,7 +82,7 @@ void Transformer::forward_batch(std::span<const int32_t> tokens, std::span<const
   for (int64_t t = 0; t < n; ++t) kernels::dequant_row(w_.embed, tokens[size_t(t)], &x[size_t(t * dim)]);
   for (int64_t l = 0; l < c_.num_hidden_layers; ++l) {
     block_forward(c_, w_.layers[size_t(l)], rope_, l, x.data(), n, slots, pool,
-                  trace ? &trace->routing[size_t(l)] : nullptr);
+                  trace ? &trace->routing[size_t(l)] : nullptr, mla_form_);
     if (trace) trace->layer_outputs[size_t(l)].assign(x.begin(), x.end());
   }
   // Final norm in place: x becomes h, the hidden state the head and the MTP module read.
@@ -123,7 +124,7 @@ void Transformer::mtp_forward(int64_t depth, std::span<const int32_t> next_token
   }
   kernels::linear(m.eh_proj, eh.data(), x.data(), n, pool);
   block_forward(c_, m.block, rope_, c_.num_hidden_layers + depth, x.data(), n, slots, pool,
-                trace ? &trace->mtp_routing : nullptr);
+                trace ? &trace->mtp_routing : nullptr, mla_form_);
   for (int64_t t = 0; t < n; ++t) kernels::rmsnorm(&x[size_t(t * dim)], m.head_norm, eps, &x[size_t(t * dim)]);
   if (mtp_hidden) std::copy(x.begin(), x.end(), mtp_hidden);
   head(m.head, x.data(), logit_rows_for(n, all_logits), logits, pool);

@@ -10,6 +10,7 @@
 #include "io/checkpoint.h"
 #include "io/config.h"
 #include "model/kv_cache.h"
+#include "model/mla.h"
 #include "model/moe.h"
 #include "model/rope.h"
 #include "model/weights.h"
@@ -31,8 +32,8 @@ class Transformer {
   const ModelWeights& weights() const { return w_; }
 
   // A cache sized for `max_seq` positions of the main layers and the MTP modules (if loaded).
-  KVCache make_cache(int64_t max_seq) const {
-    return KVCache(c_, c_.num_hidden_layers + int64_t(w_.mtp.size()), max_seq);
+  KVCache make_cache(int64_t max_seq, DType dtype = DType::F32) const {
+    return KVCache(c_, c_.num_hidden_layers + int64_t(w_.mtp.size()), max_seq, dtype);
   }
 
   // Runs tokens at positions [start_pos, start_pos + n), appending to `cache`. Writes logits
@@ -56,6 +57,8 @@ class Transformer {
                    KVCache& cache, float* logits, bool all_logits, ThreadPool& pool,
                    ForwardTrace* trace = nullptr, float* mtp_hidden = nullptr) const;
   int64_t mtp_depth() const { return int64_t(w_.mtp.size()); }
+  // Which MLA form attention uses (default: chosen per call by operation count).
+  void set_mla_form(MLAForm f) { mla_form_ = f; }
 
   // The general step: row i is token tokens[i] at slots[i] (any mix of sequences and
   // positions; a sequence's rows in position order). Every weight is read once for all rows.
@@ -72,6 +75,7 @@ class Transformer {
   ModelConfig c_;
   ModelWeights w_;
   Rope rope_;
+  MLAForm mla_form_ = MLAForm::Auto;
 };
 
 // One decoder block (model.py Block): x = x + attn(attn_norm(x)); x = x + ffn(ffn_norm(x)).
@@ -79,7 +83,7 @@ class Transformer {
 // reads and appends to. Routing of MoE blocks goes to `routing` if non-null.
 void block_forward(const ModelConfig& c, const BlockWeights& b, const Rope& rope, int64_t cache_layer, float* x,
                    int64_t n, std::span<const TokenSlot> slots, ThreadPool& pool,
-                   std::vector<Routing>* routing = nullptr);
+                   std::vector<Routing>* routing = nullptr, MLAForm form = MLAForm::Auto);
 
 // A loaded model: the mapped checkpoint and the transformer over its weights.
 struct LoadedModel {

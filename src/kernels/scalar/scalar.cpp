@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/variant.h"
 
 namespace dsv3::kernels::scalar {
 
@@ -112,6 +113,32 @@ void softmax(float* x, int64_t n) {
 
 void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+float dot(const float* a, const float* b, int64_t n) {
+  float acc = 0.0f;
+  for (int64_t i = 0; i < n; ++i) acc += a[i] * b[i];
+  return acc;
+}
+
+void axpy(float a, const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+const Variant& variant() {
+  static const Variant v{
+      "scalar",
+      linear_rows,
+      [](const Matrix& w, const float* x, float* y, float*) { linear_transposed_acc(w, x, y); },
+      dequant_row_range,
+      rmsnorm,
+      rope_interleaved,
+      softmax,
+      silu_mul,
+      dot,
+      axpy,
+  };
+  return v;
 }
 
 }  // namespace dsv3::kernels::scalar

@@ -1,0 +1,191 @@
+// Matrix x vector throughput of every kernel variant at DeepSeek-V3's shapes, in bytes of
+// weights read per second, next to a STREAM-style read and copy of the same memory: decode is
+// bandwidth-bound, so "GB/s of weights / GB/s the memory gives" is the figure that matters.
+// Run: build/bench/kernels/dsv3_bench_kernels   (docs/kernels.md has the reference numbers)
+#include <benchmark/benchmark.h>
+#include <sys/mman.h>
+
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/thread_pool.h"
+#include "kernels/variant.h"
+
+namespace dsv3::kernels {
+namespace {
+
+// Every benchmark reads at least this much distinct memory per pass (several copies of a
+// small matrix, used in turn), far beyond the 32 MiB L3, so numbers are DRAM numbers.
+constexpr size_t kWorkingSetBytes = size_t(256) << 20;
+
+// Anonymous memory with transparent huge pages requested (as `--no-mmap` weights would be):
+// with 4 KiB pages the TLB, not DRAM, limits a matvec over hundreds of MB.
+struct Buffer {
+  explicit Buffer(size_t bytes) : size(bytes) {
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    madvise(p, bytes, MADV_HUGEPAGE);
+    data = static_cast<uint8_t*>(p);
+    std::memset(data, 0, bytes);  // fault every page in before timing
+  }
+  ~Buffer() { munmap(data, size); }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  uint8_t* data;
+  size_t size;
+};
+
+ThreadPool& pool(int threads) {
+  static std::map<int, std::unique_ptr<ThreadPool>> pools;
+  auto& p = pools[threads];
+  if (!p) p = std::make_unique<ThreadPool>(threads);
+  return *p;
+}
+
+// STREAM-style read: sum 64-bit words with four independent chains; each thread a slice.
+void BM_MemoryRead(benchmark::State& state) {
+  const int threads = int(state.range(0));
+  Buffer buf(kWorkingSetBytes);
+  const auto* words = reinterpret_cast<const uint64_t*>(buf.data);
+  const int64_t n = int64_t(buf.size / 8);
+  std::vector<uint64_t> sums(size_t(threads) * 8);  // one cache line per thread
+  for (auto _ : state) {
+    pool(threads).parallel_for(n / 4, [&](int64_t b, int64_t e) {
+      uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (int64_t i = 4 * b; i < 4 * e; i += 4) {
+        s0 += words[i];
+        s1 += words[i + 1];
+        s2 += words[i + 2];
+        s3 += words[i + 3];
+      }
+      sums[size_t(b * threads / (n / 4)) * 8] = s0 ^ s1 ^ s2 ^ s3;
+    });
+    benchmark::DoNotOptimize(sums.data());
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(buf.size));
+}
+BENCHMARK(BM_MemoryRead)->Name("stream/read")->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime()->MinTime(0.5);
+
+// STREAM copy: bytes counted as read + written, as STREAM does.
+void BM_MemoryCopy(benchmark::State& state) {
+  const int threads = int(state.range(0));
+  Buffer src(kWorkingSetBytes / 2), dst(kWorkingSetBytes / 2);
+  const int64_t n = int64_t(src.size);
+  for (auto _ : state) {
+    pool(threads).parallel_for(n / 4096, [&](int64_t b, int64_t e) {
+      std::memcpy(dst.data + b * 4096, src.data + b * 4096, size_t(e - b) * 4096);
+    });
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * 2 * n);
+}
+BENCHMARK(BM_MemoryCopy)->Name("stream/copy")->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime()->MinTime(0.5);
+
+struct Shape {
+  const char* name;  // DeepSeek-V3 tensor, HF shape [out, in]
+  int64_t rows, cols;
+};
+const Shape kShapes[] = {
+    {"w1_expert", 2048, 7168},  // mlp.experts.*.gate_proj / up_proj
+    {"w2_expert", 7168, 2048},  // mlp.experts.*.down_proj
+    {"wq_a", 1536, 7168},       // self_attn.q_a_proj
+    {"wq_b", 24576, 1536},      // self_attn.q_b_proj
+};
+
+// Enough copies of a [rows, cols] matrix of `dtype` to fill the working set, random codes.
+struct Weights {
+  Weights(DType dtype, int64_t rows, int64_t cols) {
+    const size_t bytes = size_t(rows * cols) * dtype_size(dtype);
+    copies = std::max<size_t>(1, (kWorkingSetBytes + bytes - 1) / bytes);
+    buf = std::make_unique<Buffer>(bytes * copies);
+    // Codes distributed as in a real checkpoint: Gaussian weights quantized per block with the
+    // block's |max| (about 4.5 sigma) mapped to 448, so FP8 subnormals are rare (~1e-4), as in
+    // DeepSeek-V3's files. A 64 Ki table of such codes, indexed by a hash, fills 256 MiB fast.
+    std::mt19937 rng(1);
+    std::normal_distribution<float> nd(0, 1);
+    std::vector<uint16_t> table(1 << 16);
+    for (auto& t : table) t = dtype == DType::F8_E4M3 ? f32_to_fp8e4m3(nd(rng) * 448.0f / 4.5f) : f32_to_bf16(nd(rng) * 0.02f);
+    uint64_t h = 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i < buf->size / dtype_size(dtype); ++i) {
+      h ^= h << 13, h ^= h >> 7, h ^= h << 17;
+      const uint16_t code = table[h & 0xffff];
+      if (dtype == DType::F8_E4M3)
+        buf->data[i] = uint8_t(code);
+      else
+        std::memcpy(buf->data + 2 * i, &code, 2);
+    }
+    const int64_t sr = (rows + 127) / 128, sc = (cols + 127) / 128;
+    scales.assign(size_t(sr * sc), 1e-2f);
+    for (size_t k = 0; k < copies; ++k) {
+      Matrix m{dtype, rows, cols, buf->data + k * bytes};
+      if (dtype == DType::F8_E4M3) {
+        m.scale = scales.data();
+        m.scale_cols = sc;
+      }
+      views.push_back(m);
+    }
+    weight_bytes = bytes;
+  }
+  size_t copies, weight_bytes;
+  std::unique_ptr<Buffer> buf;
+  std::vector<float> scales;
+  std::vector<Matrix> views;
+};
+
+void linear_bench(benchmark::State& state, const Variant* v, DType dtype, Shape s, int64_t n, int threads) {
+  Weights w(dtype, s.rows, s.cols);
+  std::vector<float> x(size_t(n * s.cols), 0.5f), y(size_t(n * s.rows));
+  size_t k = 0;
+  for (auto _ : state) {
+    const Matrix& m = w.views[k];
+    k = k + 1 == w.copies ? 0 : k + 1;
+    pool(threads).parallel_for(m.rows, [&](int64_t r0, int64_t r1) {
+      thread_local std::vector<float> scratch;
+      scratch.resize(size_t(kLinearScratchRows * m.cols));
+      v->linear_rows(m, x.data(), y.data(), n, r0, r1, scratch.data());
+    });
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(w.weight_bytes));
+  state.counters["GFLOP/s"] = benchmark::Counter(double(state.iterations()) * 2.0 * double(s.rows * s.cols * n) * 1e-9,
+                                                 benchmark::Counter::kIsRate);
+}
+
+void register_linear() {
+  for (const Variant* v : compiled_variants()) {
+    if (!missing_cpu_feature(*v).empty()) continue;
+    for (DType dtype : {DType::F8_E4M3, DType::BF16})
+      for (const Shape& s : kShapes)
+        for (int64_t n : {1, 8})
+          for (int threads : {1, 2}) {
+            if (n != 1 && threads != 2) continue;  // many-token runs only at full width
+            const std::string name = std::string("linear/") + (dtype == DType::F8_E4M3 ? "fp8" : "bf16") + "/" + s.name +
+                                     "_" + std::to_string(s.rows) + "x" + std::to_string(s.cols) +
+                                     "/n:" + std::to_string(n) + "/threads:" + std::to_string(threads) + "/" + v->name;
+            benchmark::RegisterBenchmark(name.c_str(), linear_bench, v, dtype, s, n, threads)->UseRealTime()->MinTime(0.2);
+          }
+  }
+}
+
+}  // namespace
+}  // namespace dsv3::kernels
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  std::ifstream thp("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string mode;
+  std::getline(thp, mode);
+  benchmark::AddCustomContext("transparent_hugepage", mode.empty() ? "unknown" : mode);
+  benchmark::AddCustomContext("pages", "anonymous memory, madvise(MADV_HUGEPAGE)");
+  benchmark::AddCustomContext("default_kernel_variant", dsv3::kernels::active().name);
+  dsv3::kernels::register_linear();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

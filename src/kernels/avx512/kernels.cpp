@@ -1,0 +1,109 @@
+// The AVX-512 kernel variant (F, BW, VL, DQ; compiled with those flags and reached only after
+// dispatch.cpp saw them in cpuid): 16 float lanes, 32 registers, masked loads for every tail.
+#include <immintrin.h>
+
+#include "kernels/scalar/scalar.h"
+#include "kernels/simd/elementwise.h"
+#include "kernels/simd/linear.h"
+#include "kernels/variant.h"
+
+namespace dsv3::kernels::avx512 {
+namespace {
+
+struct V {
+  using Reg = __m512;
+  static constexpr int kLanes = 16;
+  // linear: 4 rows x 4 tokens = 16 accumulators + 4 weight vectors + scales, within 32 zmm.
+  static constexpr int kRows = 4, kTokens = 4;
+  // linear_transposed_acc: 8 accumulators = 128 columns = one FP8 scale block.
+  static constexpr int kPanel = 8;
+  static constexpr float kFp8Unit = 0x1p120f;  // load_fp8 returns the value x 2^-120
+
+  static __mmask16 mask(int count) { return count >= 16 ? __mmask16(0xffff) : __mmask16((1u << count) - 1); }
+  static Reg zero() { return _mm512_setzero_ps(); }
+  static Reg set1(float v) { return _mm512_set1_ps(v); }
+  static Reg add(Reg a, Reg b) { return _mm512_add_ps(a, b); }
+  static Reg sub(Reg a, Reg b) { return _mm512_sub_ps(a, b); }
+  static Reg mul(Reg a, Reg b) { return _mm512_mul_ps(a, b); }
+  static Reg div(Reg a, Reg b) { return _mm512_div_ps(a, b); }
+  static Reg max(Reg a, Reg b) { return _mm512_max_ps(a, b); }
+  static Reg fma(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static float reduce_add(Reg v) { return _mm512_reduce_add_ps(v); }
+  static float reduce_max(Reg v) { return _mm512_reduce_max_ps(v); }
+  static float sqrt_scalar(float v) { return _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(v))); }
+
+  static Reg load_f32(const float* p, int count) {
+    return count == 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(mask(count), p);
+  }
+  static Reg load_f32_fill(const float* p, int count, float fill) {
+    return count == 16 ? _mm512_loadu_ps(p) : _mm512_mask_loadu_ps(_mm512_set1_ps(fill), mask(count), p);
+  }
+  static void store_f32(float* p, Reg v, int count) {
+    if (count == 16)
+      _mm512_storeu_ps(p, v);
+    else
+      _mm512_mask_storeu_ps(p, mask(count), v);
+  }
+  static __m256i load_u16(const void* p, int count) {
+    return count == 16 ? _mm256_loadu_si256(static_cast<const __m256i*>(p)) : _mm256_maskz_loadu_epi16(mask(count), p);
+  }
+  static Reg load_bf16(const void* p, int count) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(load_u16(p, count)), 16));
+  }
+  static Reg load_f16(const void* p, int count) { return _mm512_cvtph_ps(load_u16(p, count)); }
+  // FP8 e4m3 s.eeee.mmm -> f16 s.0eeee.mmm0000000: the same bits one exponent field wider, so
+  // the f16 value is exactly the FP8 value x 2^-8 (bias 15 vs 7), subnormals included; the
+  // hardware f16 conversion then does the rest. Code 0x7f (NaN) decodes to 480, finite: the
+  // checkpoints hold no NaN. Three integer ops per 16 weights plus vcvtph2ps.
+  // FP8 e4m3 s.eeee.mmm -> float32 bits s.000eeee.mmm0...0 (shift the byte to the top,
+  // arithmetic shift right by 4, clear the sign copies): the float32 is exactly the FP8 value
+  // x 2^-120 (bias 127 vs 7), FP8 subnormals landing on float32 subnormals, so the scale
+  // carries 2^120 (kFp8Unit). Four integer ops per 16 weights; measured 1.35x faster here
+  // than going through f16 and vcvtph2ps. Needs the CPU's default denormal handling (no DAZ).
+  // Code 0x7f (NaN) decodes to 480, finite: checkpoints hold no NaN.
+  static Reg load_fp8(const void* p, int count) {
+    const __m128i b = count == 16 ? _mm_loadu_si128(static_cast<const __m128i*>(p)) : _mm_maskz_loadu_epi8(mask(count), p);
+    __m512i h = _mm512_slli_epi32(_mm512_cvtepu8_epi32(b), 24);
+    h = _mm512_and_si512(_mm512_srai_epi32(h, 4), _mm512_set1_epi32(int(0x87f00000u)));
+    return _mm512_castsi512_ps(h);
+  }
+  // exp with Cephes' expf polynomial (about 1 ulp); 0 below log(FLT_MIN), -inf included.
+  static Reg exp(Reg x) {
+    const Reg lo = set1(-87.33654475f);
+    const __mmask16 under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+    x = _mm512_min_ps(_mm512_max_ps(x, lo), set1(88.3f));
+    const Reg fx = _mm512_roundscale_ps(mul(x, set1(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    Reg r = _mm512_fnmadd_ps(fx, set1(0.693359375f), x);
+    r = _mm512_fnmadd_ps(fx, set1(-2.12194440e-4f), r);
+    Reg p = set1(1.9875691500e-4f);
+    p = fma(p, r, set1(1.3981999507e-3f));
+    p = fma(p, r, set1(8.3334519073e-3f));
+    p = fma(p, r, set1(4.1665795894e-2f));
+    p = fma(p, r, set1(1.6666665459e-1f));
+    p = fma(p, r, set1(5.0000001201e-1f));
+    p = fma(p, mul(r, r), add(r, set1(1.0f)));
+    const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(fx), _mm512_set1_epi32(127)), 23);
+    return _mm512_maskz_mov_ps(__mmask16(~under), mul(p, _mm512_castsi512_ps(e)));
+  }
+  [[noreturn]] static void unsupported(DType d) { unsupported_dtype(d); }
+};
+
+}  // namespace
+
+const Variant& variant() {
+  static const Variant v{
+      "avx512",
+      simd::linear_rows<V>,
+      simd::linear_transposed_acc<V>,
+      simd::dequant_row_range_any<V>,
+      simd::rmsnorm<V>,
+      scalar::rope_interleaved,  // 64 values per head: not worth a vector version
+      simd::softmax<V>,
+      simd::silu_mul<V>,
+      simd::dot<V>,
+      simd::axpy<V>,
+  };
+  return v;
+}
+
+}  // namespace dsv3::kernels::avx512

@@ -1,0 +1,330 @@
+// Every vectorised kernel variant against its scalar twin (kernels/scalar), on random inputs of
+// awkward sizes, misaligned weight data, FP8 matrices with partial edge blocks and row-slice
+// views. Each test is instantiated once per SIMD variant and carries the variant's name
+// (".../avx512"); a variant this CPU cannot run is skipped naming the missing feature.
+//
+// Tolerances. The vector kernels dequantize every weight to the same float32 as the scalar
+// code, so what differs is only the order of the float32 sums (16 or 8 lanes, then a tree)
+// and FMA's single rounding. For a sum of n terms the rounding error of either order is about
+// sqrt(n) * 2^-24 * sum|terms| on random data (worst case n * 2^-24); at n = 4097 that is
+// 4e-6, so we allow 1e-5 * sum|terms|: tight enough to catch a wrong scale, a dropped or
+// doubled element or a misread tail (each of which is >= 1e-3 of the magnitude here), loose
+// enough for any legitimate order. exp() is Cephes' polynomial (~2 ulp) against libm's
+// correctly rounded one: 1e-5 relative covers both plus the sum of the softmax.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "kernels/variant.h"
+
+namespace dsv3::kernels {
+namespace {
+
+constexpr double kRel = 1e-5;
+
+std::vector<float> random_vec(int64_t n, uint32_t seed, float sd = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0, sd);
+  std::vector<float> v(size_t(n > 0 ? n : 0));
+  for (auto& x : v) x = nd(rng);
+  return v;
+}
+
+// A weight tensor stored at an odd address (mapped files promise no alignment), with its FP8
+// block scales also misaligned, and the float32 value of every element for reference sums.
+struct Weight {
+  std::vector<uint8_t> bytes, scale_bytes;
+  std::vector<float> dense;  // [rows, cols], dequantized exactly as the scalar code does
+  Matrix m;
+};
+
+Weight make_weight(DType dtype, int64_t rows, int64_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0, 1);
+  Weight w;
+  const size_t n = size_t(rows * cols), es = dtype_size(dtype);
+  w.bytes.assign(n * es + 1, 0);
+  uint8_t* data = w.bytes.data() + 1;
+  w.dense.resize(n);
+  const int64_t sr = (rows + 127) / 128, sc = (cols + 127) / 128;
+  std::vector<float> scales(size_t(sr * sc));
+  std::uniform_real_distribution<float> gain(0.5f, 2.0f);
+  for (auto& s : scales) s = gain(rng) * 1e-2f;
+  for (size_t i = 0; i < n; ++i) {
+    const float v = nd(rng);
+    switch (dtype) {
+      case DType::F32:
+        std::memcpy(data + 4 * i, &v, 4);
+        w.dense[i] = v;
+        break;
+      case DType::BF16: {
+        const uint16_t h = f32_to_bf16(v);
+        std::memcpy(data + 2 * i, &h, 2);
+        w.dense[i] = bf16_to_f32(h);
+        break;
+      }
+      case DType::F16: {
+        const uint16_t h = f32_to_f16(v);
+        std::memcpy(data + 2 * i, &h, 2);
+        w.dense[i] = f16_to_f32(h);
+        break;
+      }
+      default: {  // FP8 e4m3 over its whole range, subnormals and both zeros included
+        const uint8_t code = f32_to_fp8e4m3(v * 100.0f * (i % 7 == 0 ? 1e-3f : 1.0f));
+        data[i] = code;
+        const int64_t r = int64_t(i) / cols, c = int64_t(i) % cols;
+        w.dense[i] = fp8e4m3_to_f32(code) * scales[size_t((r / 128) * sc + c / 128)];
+      }
+    }
+  }
+  w.m = Matrix{dtype, rows, cols, data};
+  if (dtype == DType::F8_E4M3) {
+    w.scale_bytes.assign(scales.size() * 4 + 2, 0);
+    std::memcpy(w.scale_bytes.data() + 2, scales.data(), scales.size() * 4);
+    w.m.scale = reinterpret_cast<const float*>(w.scale_bytes.data() + 2);
+    w.m.scale_cols = sc;
+  }
+  return w;
+}
+
+class VariantTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    for (const Variant* v : compiled_variants())
+      if (GetParam() == v->name) variant_ = v;
+    if (variant_ == nullptr) GTEST_SKIP() << GetParam() << " is not compiled for this architecture";
+    const std::string missing = missing_cpu_feature(*variant_);
+    if (!missing.empty()) GTEST_SKIP() << "this CPU lacks " << missing << ", needed by " << GetParam();
+  }
+  const Variant& v() const { return *variant_; }
+  const Variant& ref() const { return scalar::variant(); }
+
+  const Variant* variant_ = nullptr;
+};
+
+std::string variant_name(const ::testing::TestParamInfo<std::string>& info) { return info.param; }
+
+#define DSV3_INSTANTIATE_VARIANTS(suite) \
+  INSTANTIATE_TEST_SUITE_P(Simd, suite, ::testing::Values("avx2", "avx512"), variant_name)
+
+struct Shape {
+  int64_t rows, cols;
+};
+const Shape kShapes[] = {{1, 1}, {127, 129}, {129, 127}, {80, 256}, {257, 300}, {7, 4097}};
+const DType kDtypes[] = {DType::F8_E4M3, DType::BF16, DType::F16, DType::F32};
+
+// y = W x through `var`, rows split at `cuts` as threads would split them.
+std::vector<float> run_linear(const Variant& var, const Matrix& w, const std::vector<float>& x, int64_t n,
+                              const std::vector<int64_t>& cuts = {}) {
+  std::vector<float> y(size_t(n * w.rows), NAN), scratch(size_t(kLinearScratchRows * w.cols));
+  int64_t r0 = 0;
+  for (int64_t c : cuts) {
+    var.linear_rows(w, x.data(), y.data(), n, r0, c, scratch.data());
+    r0 = c;
+  }
+  var.linear_rows(w, x.data(), y.data(), n, r0, w.rows, scratch.data());
+  return y;
+}
+
+// Checks y (from the variant) and y_ref (scalar) against the magnitude of each row's terms.
+void expect_linear_close(const Weight& w, const Matrix& view, int64_t row_off, const std::vector<float>& x, int64_t n,
+                         const std::vector<float>& y, const std::vector<float>& y_ref) {
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t r = 0; r < view.rows; ++r) {
+      double mag = 0;
+      for (int64_t c = 0; c < view.cols; ++c)
+        mag += std::fabs(double(w.dense[size_t((row_off + r) * view.cols + c)]) * x[size_t(t * view.cols + c)]);
+      const size_t i = size_t(t * view.rows + r);
+      ASSERT_NEAR(y[i], y_ref[i], kRel * mag + 1e-30)
+          << dtype_name(view.dtype) << " " << view.rows << "x" << view.cols << " token " << t << " row " << r;
+    }
+}
+
+class SimdLinear : public VariantTest {};
+
+TEST_P(SimdLinear, MatchesScalarOnAwkwardShapesAllDtypesAndTokenCounts) {
+  for (DType d : kDtypes)
+    for (const Shape& s : kShapes) {
+      const Weight w = make_weight(d, s.rows, s.cols, uint32_t(s.rows * 31 + s.cols));
+      for (int64_t n : {1, 2, 5}) {
+        const auto x = random_vec(n * s.cols, uint32_t(n));
+        expect_linear_close(w, w.m, 0, x, n, run_linear(v(), w.m, x, n), run_linear(ref(), w.m, x, n));
+      }
+    }
+}
+
+TEST_P(SimdLinear, Fp8RowSliceViewsUseTheirOwnScales) {
+  const Weight w = make_weight(DType::F8_E4M3, 300, 257, 11);
+  for (auto [r0, rows] : {std::pair<int64_t, int64_t>{100, 157}, {127, 2}, {129, 171}, {250, 50}}) {
+    const Matrix view = w.m.row_slice(r0, rows);
+    for (int64_t n : {1, 2, 5}) {
+      const auto x = random_vec(n * 257, uint32_t(r0 + n));
+      expect_linear_close(w, view, r0, x, n, run_linear(v(), view, x, n), run_linear(ref(), view, x, n));
+    }
+  }
+}
+
+// Scales too large for the vector decode's 2^120 factor fall back to exact results.
+TEST_P(SimdLinear, Fp8HugeScales) {
+  Weight w = make_weight(DType::F8_E4M3, 130, 129, 12);
+  auto* scales = reinterpret_cast<float*>(w.scale_bytes.data() + 2);
+  const float big = 1e3f;
+  std::memcpy(scales + 3, &big, 4);  // block (1, 1)
+  for (size_t i = 0; i < w.dense.size(); ++i) {
+    const int64_t r = int64_t(i) / 129, c = int64_t(i) % 129;
+    if (r >= 128 && c >= 128) w.dense[i] = fp8e4m3_to_f32(w.bytes[i + 1]) * big;
+  }
+  const auto x = random_vec(2 * 129, 3);
+  expect_linear_close(w, w.m, 0, x, 2, run_linear(v(), w.m, x, 2), run_linear(ref(), w.m, x, 2));
+}
+
+// Each row's result is the same bits however rows are split across threads and however many
+// tokens are computed together: the reduction order is a property of the row alone.
+TEST_P(SimdLinear, BitwiseIndependentOfRowSplitAndTokenCount) {
+  for (DType d : kDtypes) {
+    const Weight w = make_weight(d, 257, 300, 3);
+    const int64_t n = 11;
+    const auto x = random_vec(n * 300, 4);
+    const auto whole = run_linear(v(), w.m, x, n);
+    EXPECT_EQ(run_linear(v(), w.m, x, n, {1, 5, 130, 131}), whole) << dtype_name(d);
+    for (int64_t t = 0; t < n; ++t) {
+      const std::vector<float> xt(x.begin() + t * 300, x.begin() + (t + 1) * 300);
+      const auto yt = run_linear(v(), w.m, xt, 1);
+      for (int64_t r = 0; r < 257; ++r)
+        ASSERT_EQ(yt[size_t(r)], whole[size_t(t * 257 + r)]) << dtype_name(d) << " token " << t << " row " << r;
+    }
+  }
+}
+
+TEST_P(SimdLinear, TransposedAccumulateMatchesScalar) {
+  for (DType d : kDtypes)
+    for (const Shape& s : kShapes) {
+      const Weight w = make_weight(d, s.rows, s.cols, uint32_t(s.rows + s.cols));
+      const auto x = random_vec(s.rows, 5);
+      const auto y0 = random_vec(s.cols, 6);
+      std::vector<float> y = y0, y_ref = y0, scratch(size_t(kLinearScratchRows * s.cols));
+      v().linear_transposed_acc(w.m, x.data(), y.data(), scratch.data());
+      ref().linear_transposed_acc(w.m, x.data(), y_ref.data(), scratch.data());
+      for (int64_t c = 0; c < s.cols; ++c) {
+        double mag = std::fabs(y0[size_t(c)]);
+        for (int64_t r = 0; r < s.rows; ++r) mag += std::fabs(double(x[size_t(r)]) * w.dense[size_t(r * s.cols + c)]);
+        ASSERT_NEAR(y[size_t(c)], y_ref[size_t(c)], kRel * mag) << dtype_name(d) << " " << s.rows << "x" << s.cols << " col " << c;
+      }
+    }
+}
+
+TEST_P(SimdLinear, DequantRowIsExact) {
+  for (DType d : kDtypes) {
+    const Weight w = make_weight(d, 300, 257, 8);
+    const Matrix view = w.m.row_slice(129, 100);
+    std::vector<float> out(257), out_ref(257);
+    for (int64_t r : {0, 1, 99})
+      for (auto [c0, len] : {std::pair<int64_t, int64_t>{0, 257}, {3, 200}, {127, 2}, {250, 7}}) {
+        v().dequant_row_range(view, r, c0, len, out.data());
+        ref().dequant_row_range(view, r, c0, len, out_ref.data());
+        for (int64_t i = 0; i < len; ++i) ASSERT_EQ(out[size_t(i)], out_ref[size_t(i)]) << dtype_name(d) << " " << r << "," << c0 + i;
+      }
+  }
+}
+
+const int64_t kLengths[] = {1, 3, 127, 128, 129, 255, 4095, 4097};
+
+class SimdElementwise : public VariantTest {};
+
+TEST_P(SimdElementwise, DotAndAxpy) {
+  for (int64_t n : kLengths) {
+    // Offsets by one float: the vector loads must not assume 64-byte alignment.
+    const auto a = random_vec(n + 1, uint32_t(n)), b = random_vec(n + 1, uint32_t(n + 1));
+    double mag = 0;
+    for (int64_t i = 0; i < n; ++i) mag += std::fabs(double(a[size_t(i + 1)]) * b[size_t(i + 1)]);
+    EXPECT_NEAR(v().dot(a.data() + 1, b.data() + 1, n), ref().dot(a.data() + 1, b.data() + 1, n), kRel * mag) << n;
+
+    std::vector<float> y = random_vec(n + 2, 9), y_ref = y;  // y[n + 1] must stay untouched
+    v().axpy(0.37f, a.data() + 1, y.data() + 1, n);
+    ref().axpy(0.37f, a.data() + 1, y_ref.data() + 1, n);
+    for (int64_t i = 0; i < n + 2; ++i)
+      ASSERT_NEAR(y[size_t(i)], y_ref[size_t(i)], 1e-6 * (std::fabs(y_ref[size_t(i)]) + 1)) << n << " at " << i;
+    EXPECT_EQ(y[size_t(n + 1)], y_ref[size_t(n + 1)]);
+  }
+}
+
+TEST_P(SimdElementwise, RmsNormAllWeightDtypes) {
+  for (int64_t n : kLengths)
+    for (DType d : {DType::F32, DType::BF16, DType::F8_E4M3}) {
+      const Weight w = make_weight(d, 1, n, uint32_t(n));
+      const auto x = random_vec(n, uint32_t(n + 2), 3.0f);
+      std::vector<float> y(x.size()), y_ref(x.size()), inplace = x;
+      v().rmsnorm(x.data(), w.m, 1e-6f, y.data());
+      ref().rmsnorm(x.data(), w.m, 1e-6f, y_ref.data());
+      v().rmsnorm(inplace.data(), w.m, 1e-6f, inplace.data());
+      for (int64_t i = 0; i < n; ++i) {
+        ASSERT_NEAR(y[size_t(i)], y_ref[size_t(i)], kRel * std::fabs(y_ref[size_t(i)]) + 1e-30) << dtype_name(d) << " " << n << " at " << i;
+        ASSERT_EQ(inplace[size_t(i)], y[size_t(i)]) << "in place, " << n << " at " << i;
+      }
+    }
+}
+
+TEST_P(SimdElementwise, SoftmaxIncludingMaskedEntries) {
+  for (int64_t n : kLengths) {
+    auto x = random_vec(n, uint32_t(n), 4.0f);
+    for (int64_t i = 0; i < n; i += 3) x[size_t(i)] = -INFINITY;  // causal-mask style entries
+    if (n > 1) x[1] = 1.0f;  // at least one finite entry
+    auto p = x, p_ref = x;
+    v().softmax(p.data(), n);
+    ref().softmax(p_ref.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_NEAR(p[size_t(i)], p_ref[size_t(i)], kRel * p_ref[size_t(i)] + 1e-12) << n << " at " << i;
+      if (x[size_t(i)] == -INFINITY) {
+        ASSERT_EQ(p[size_t(i)], 0.0f);
+      }
+    }
+  }
+  std::vector<float> all_masked(5, -INFINITY);
+  v().softmax(all_masked.data(), 5);
+  for (float f : all_masked) EXPECT_EQ(f, 0.0f);
+}
+
+TEST_P(SimdElementwise, SiluMulIncludingLargeGates) {
+  for (int64_t n : kLengths) {
+    auto g = random_vec(n, uint32_t(n), 4.0f);
+    const auto u = random_vec(n, uint32_t(n + 5));
+    if (n > 2) g[0] = -100.0f, g[1] = 100.0f, g[2] = -88.5f;  // exp over- and underflow
+    std::vector<float> o(g.size()), o_ref(g.size());
+    v().silu_mul(g.data(), u.data(), o.data(), n);
+    ref().silu_mul(g.data(), u.data(), o_ref.data(), n);
+    for (int64_t i = 0; i < n; ++i)
+      ASSERT_NEAR(o[size_t(i)], o_ref[size_t(i)], kRel * std::fabs(o_ref[size_t(i)]) + 1e-30) << n << " at " << i << " gate " << g[size_t(i)];
+  }
+}
+
+TEST_P(SimdElementwise, RopeInterleaved) {
+  for (int64_t dim : {2, 64, 130}) {
+    auto x = random_vec(dim, uint32_t(dim)), x_ref = x;
+    const auto cs = random_vec(dim / 2, 1), sn = random_vec(dim / 2, 2);
+    v().rope_interleaved(x.data(), cs.data(), sn.data(), dim);
+    ref().rope_interleaved(x_ref.data(), cs.data(), sn.data(), dim);
+    for (int64_t i = 0; i < dim; ++i) ASSERT_NEAR(x[size_t(i)], x_ref[size_t(i)], 1e-6 * (std::fabs(x_ref[size_t(i)]) + 1));
+  }
+}
+
+DSV3_INSTANTIATE_VARIANTS(SimdLinear);
+DSV3_INSTANTIATE_VARIANTS(SimdElementwise);
+
+TEST(Dispatch, ActiveVariantIsTheBestSupported) {
+  const Variant* best = nullptr;
+  for (const Variant* v : compiled_variants())
+    if (missing_cpu_feature(*v).empty()) best = v;
+  ASSERT_NE(best, nullptr);
+  if (std::getenv("DSV3_KERNELS") == nullptr) {
+    EXPECT_STREQ(active().name, best->name);
+  }
+}
+
+}  // namespace
+}  // namespace dsv3::kernels
