@@ -11,7 +11,9 @@
 #include "core/thread_pool.h"
 #include "engine/bench.h"
 #include "engine/generate.h"
+#include "io/mapped_file.h"
 #include "kernels/ops.h"
+#include "model/params.h"
 
 namespace dsv3::cli {
 
@@ -27,6 +29,7 @@ struct Opts {
   int threads = 1;
   bool json = false;
   std::string kv_cache;
+  LoadOptions load;
 };
 
 std::vector<int32_t> bench_prompt(int64_t n, int64_t vocab, uint64_t seed) {
@@ -43,7 +46,9 @@ int run(const Opts& o) {
   SamplingOptions so;
   so.speculative = o.speculative;
   const int spec_k = o.speculative == "off" ? 0 : so.speculative_k();
-  LoadedModel m = load_model(o.model);
+  auto t_load = Clock::now();
+  LoadedModel m = load_model(o.model, true, o.load);
+  const double load_s = since(t_load);
   const ModelConfig& c = m.config;
   DSV3_CHECK(spec_k == 0 || m.model->mtp_depth() > 0, o.model,
              ": --speculative needs the checkpoint's MTP module weights; use --speculative off");
@@ -53,12 +58,15 @@ int run(const Opts& o) {
   j["model"] = o.model;
   j["threads"] = o.threads;
   j["kernels"] = kernels::active_variant();
+  j["weights"] = o.load.mmap ? "mmap" : "read into huge-page-backed memory (--no-mmap)";
+  j["mlock"] = o.load.mlock;
+  j["load_seconds"] = load_s;
+  j["weights_file_bytes"] = m.checkpoint->file_bytes();
 
   // Memory bound first, so the model's pages are not what is being measured.
   const double bw = measure_read_bandwidth(pool);
   const double bytes_per_token = decode_weight_bytes_per_token(c, m.model->weights());
-  j["mem_read_gbps"] = bw / 1e9;
-  j["decode_weight_bytes_per_token"] = bytes_per_token;
+  j["bandwidth_gb_s"] = bw / 1e9;
 
   // Prefill (warm-up run first: page the weights in).
   const auto prompt = bench_prompt(o.prompt_len, c.vocab_size, 1);
@@ -74,6 +82,9 @@ int run(const Opts& o) {
   const double prefill_s = since(t0);
   j["prompt_tokens"] = o.prompt_len;
   j["prefill_tokens_per_s"] = double(o.prompt_len) / prefill_s;
+  // 2 FLOPs per weight per token for the weights a token uses (attention scores not counted).
+  j["prefill_gflop_per_s"] = 2.0 * double(count_params(c).active) * double(o.prompt_len) / prefill_s / 1e9;
+  j["time_to_first_token_s"] = prefill_s;  // the first token is sampled from the prefill's logits
 
   // Plain greedy decode, one sequence.
   GenerateOptions g;
@@ -81,10 +92,15 @@ int run(const Opts& o) {
   g.stop_at_eos = false;
   const GenerateResult plain = generate(seq, {}, nullptr, g, pool);
   const double decode_tps = double(plain.tokens.size()) / plain.decode_seconds;
+  // Cache bytes read per token: the whole latent window of every layer, averaged over the run.
+  const double cache_bytes = double(seq.cache().row_size() * int64_t(dtype_size(seq.cache().dtype()))) *
+                             double(c.num_hidden_layers) * (double(o.prompt_len) + double(o.gen) / 2);
   j["decode_tokens"] = plain.tokens.size();
   j["decode_tokens_per_s"] = decode_tps;
-  j["decode_weight_gbps"] = decode_tps * bytes_per_token / 1e9;
-  j["decode_roofline_fraction"] = decode_tps * bytes_per_token / bw;
+  j["weight_bytes_per_token"] = bytes_per_token;
+  j["cache_bytes_per_token"] = cache_bytes;
+  j["bytes_per_token"] = bytes_per_token + cache_bytes;
+  j["decode_bandwidth_share"] = decode_tps * (bytes_per_token + cache_bytes) / bw;
 
   // Batched decode: B sequences advanced together, one token each per step.
   if (o.batch > 1) {
@@ -121,18 +137,23 @@ int run(const Opts& o) {
     j["spec_speedup"] = double(spec.tokens.size()) / spec.decode_seconds / decode_tps;
   }
 
+  j["peak_rss_bytes"] = peak_rss_bytes();
   if (o.json) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
   std::printf("model            %s (%s kernels, %d threads)\n", o.model.c_str(), kernels::active_variant().c_str(),
               o.threads);
+  std::printf("weights          %s, %.1f MB, loaded in %.2fs; peak RSS %.1f MB\n", j["weights"].get<std::string>().c_str(),
+              double(m.checkpoint->file_bytes()) / 1e6, load_s, double(peak_rss_bytes()) / 1e6);
   std::printf("memory read      %.1f GB/s (measured now, %d threads)\n", bw / 1e9, o.threads);
-  std::printf("prefill          %.1f tok/s (%lld-token prompt)\n", j["prefill_tokens_per_s"].get<double>(),
-              (long long)o.prompt_len);
-  std::printf("decode           %.1f tok/s; reads %.1f MB of weights per token = %.2f GB/s = %.0f%% of read bandwidth\n",
-              decode_tps, bytes_per_token / 1e6, decode_tps * bytes_per_token / 1e9,
-              100 * decode_tps * bytes_per_token / bw);
+  std::printf("prefill          %.1f tok/s (%lld-token prompt, %.1f GFLOP/s, time to first token %.3fs)\n",
+              j["prefill_tokens_per_s"].get<double>(), (long long)o.prompt_len,
+              j["prefill_gflop_per_s"].get<double>(), prefill_s);
+  std::printf("decode           %.1f tok/s; reads %.1f MB per token (weights %.1f + cache %.2f) = %.2f GB/s = %.0f%% "
+              "of read bandwidth\n",
+              decode_tps, (bytes_per_token + cache_bytes) / 1e6, bytes_per_token / 1e6, cache_bytes / 1e6,
+              decode_tps * (bytes_per_token + cache_bytes) / 1e9, 100 * j["decode_bandwidth_share"].get<double>());
   if (o.batch > 1)
     std::printf("batched decode   %.1f tok/s with %lld sequences (%.2fx one sequence)\n",
                 j["batch_decode_tokens_per_s"].get<double>(), (long long)o.batch,
@@ -150,15 +171,16 @@ Run add_bench(CLI::App& app) {
   auto* cmd = app.add_subcommand("bench", "Measure prefill, decode, batched and speculative decode against memory bandwidth");
   auto o = std::make_shared<Opts>();
   cmd->add_option("--model", o->model, "Checkpoint folder")->required();
-  cmd->add_option("--prompt-len", o->prompt_len, "Prompt tokens for the prefill measurement")
+  cmd->add_option("-p,--prompt-len", o->prompt_len, "Prompt tokens for the prefill measurement")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 20))->capture_default_str();
-  cmd->add_option("--gen", o->gen, "Tokens to decode")->check(CLI::Range(int64_t(1), int64_t(1) << 20))
+  cmd->add_option("-n,--gen", o->gen, "Tokens to decode")->check(CLI::Range(int64_t(1), int64_t(1) << 20))
       ->capture_default_str();
   cmd->add_option("--batch", o->batch, "Sequences for the batched-decode measurement (1 = skip)")
       ->check(CLI::Range(int64_t(1), int64_t(1024)))->capture_default_str();
   cmd->add_option("--speculative", o->speculative, "mtp, mtp:K, or off")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print one JSON object");
   add_kv_cache_option(cmd, o->kv_cache);
+  add_load_options(cmd, o->load);
   add_threads_option(cmd, o->threads);
   return [o] { return run(*o); };
 }

@@ -29,12 +29,13 @@ struct Opts {
   bool verbose = false;
   int threads = 1;
   std::string kv_cache;
+  LoadOptions load;
   SamplingOptions sampling;
 };
 
 int run(const Opts& o) {
   const int spec_k = o.sampling.speculative_k();  // validate flags before the (slow) load
-  ChatModel cm = load_chat_model(o.model);
+  ChatModel cm = load_chat_model(o.model, o.load);
   DSV3_CHECK(spec_k == 0 || cm.loaded.model->mtp_depth() > 0, o.model,
              ": --speculative needs the checkpoint's MTP module weights (model.layers.",
              cm.loaded.config.num_hidden_layers, ".*), which it does not have");
@@ -142,6 +143,7 @@ Run add_chat(CLI::App& app) {
   cmd->add_flag("--verbose,-v", o->verbose, "Print prefill/decode speed after each answer even when not on a terminal");
   add_sampling_options(cmd, o->sampling);
   add_kv_cache_option(cmd, o->kv_cache);
+  add_load_options(cmd, o->load);
   add_threads_option(cmd, o->threads);
   return [o] { return run(*o); };
 }

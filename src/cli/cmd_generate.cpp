@@ -19,6 +19,7 @@ struct Opts {
   int64_t ctx_size = 0;
   int threads = 1;
   std::string kv_cache;
+  LoadOptions load;
   SamplingOptions sampling;
 };
 
@@ -42,7 +43,7 @@ int run(const Opts& o) {
   if (!o.prompt_ids.empty()) {  // token ids in, token ids out: needs no tokenizer
     DSV3_CHECK(o.stop.empty(), "--stop needs text prompts (the tokenizer); use --prompt");
     const auto ids = parse_ids(o.prompt_ids, "--prompt-ids");
-    LoadedModel m = load_model(o.model);
+    LoadedModel m = load_model(o.model, true, o.load);
     Sequence seq(*m.model, o.ctx_size > 0 ? o.ctx_size : int64_t(ids.size()) + g.max_new_tokens,
                  kv_cache_dtype(o.kv_cache));
     const GenerateResult r = generate(seq, ids, nullptr, g, pool);
@@ -69,7 +70,7 @@ int run(const Opts& o) {
   Tokenizer tok = load_tokenizer(o.model);
   std::optional<ChatTemplate> tmpl;
   if (!o.raw) tmpl = load_chat_template(o.model);
-  LoadedModel m = load_model(o.model);
+  LoadedModel m = load_model(o.model, true, o.load);
   const bool batch = !o.input_file.empty();
   for (size_t i = 0; i < prompts.size(); ++i) {
     std::string text;
@@ -124,6 +125,7 @@ Run add_generate(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   add_sampling_options(cmd, o->sampling);
   add_kv_cache_option(cmd, o->kv_cache);
+  add_load_options(cmd, o->load);
   add_threads_option(cmd, o->threads);
   return [o] { return run(*o); };
 }

@@ -1,6 +1,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "io/npy.h"
@@ -14,6 +15,7 @@ Run add_logits(CLI::App& app) {
     std::string model, ids, out;
     int threads = 1;
     bool mtp = false;
+    LoadOptions load;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--model", o->model, "Checkpoint folder")->required();
@@ -21,10 +23,11 @@ Run add_logits(CLI::App& app) {
   cmd->add_option("--out", o->out, "Output .npy file, shape [positions, vocab]")->required();
   cmd->add_flag("--mtp", o->mtp,
                 "Write the MTP head's logits instead: rows 0..n-2, row i from h[i] and token i+1 (predicts token i+2)");
+  add_load_options(cmd, o->load);
   add_threads_option(cmd, o->threads);
   return [o] {
     const auto ids = parse_ids(o->ids, "--ids");
-    LoadedModel m = load_model(o->model);
+    LoadedModel m = load_model(o->model, true, o->load);
     ThreadPool pool(o->threads);
     KVCache cache = m.model->make_cache(int64_t(ids.size()));
     const int64_t vocab = m.config.vocab_size;

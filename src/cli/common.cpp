@@ -37,13 +37,22 @@ int SamplingOptions::speculative_k() const {
   fail("--speculative: '", speculative, "' is not supported (mtp or mtp:K)");
 }
 
+void add_load_options(CLI::App* cmd, LoadOptions& load) {
+  cmd->add_flag_callback("--no-mmap", [&load] { load.mmap = false; },
+                         "Read the weights into memory backed by transparent huge pages instead of mapping "
+                         "the files (fewer TLB misses; costs RAM and load time)");
+  cmd->add_flag("--mlock", load.mlock, "Lock the weights in RAM so they are never paged out");
+}
+
 void add_kv_cache_option(CLI::App* cmd, std::string& kv_cache) {
-  kv_cache = "bf16";
-  cmd->add_option("--kv-cache", kv_cache, "Latent KV cache storage: bf16 (half the memory) or f32 (exact reference)")
+  kv_cache = "f32";
+  cmd->add_option("--kv-cache", kv_cache,
+                  "Latent KV cache storage: f32 (matches the reference) or bf16 (half the memory; on random-weight "
+                  "models its rounding can flip fragile expert routing, see docs/perplexity.md)")
       ->check(CLI::IsMember({"bf16", "f32"}))->capture_default_str();
 }
 
-DType kv_cache_dtype(const std::string& kv_cache) { return kv_cache == "f32" ? DType::F32 : DType::BF16; }
+DType kv_cache_dtype(const std::string& kv_cache) { return kv_cache == "bf16" ? DType::BF16 : DType::F32; }
 
 Tokenizer load_tokenizer(const std::string& dir) {
   DSV3_CHECK(fs::exists(fs::path(dir) / "tokenizer.json"), dir,
@@ -57,10 +66,10 @@ ChatTemplate load_chat_template(const std::string& dir) {
   return ChatTemplate::from_tokenizer_config(p);
 }
 
-ChatModel load_chat_model(const std::string& dir) {
+ChatModel load_chat_model(const std::string& dir, const LoadOptions& load) {
   Tokenizer tok = load_tokenizer(dir);
   ChatTemplate tmpl = load_chat_template(dir);
-  return ChatModel{load_model(dir), std::move(tok), std::move(tmpl)};
+  return ChatModel{load_model(dir, true, load), std::move(tok), std::move(tmpl)};
 }
 
 }  // namespace dsv3::cli

@@ -22,7 +22,10 @@ struct SamplingOptions {
 // --temperature, --top-k, --top-p, --min-p, --seed, --max-new-tokens, --speculative.
 void add_sampling_options(CLI::App* cmd, SamplingOptions& o);
 
-// --kv-cache bf16|f32 (default bf16): the latent cache's storage type.
+// --no-mmap (read weights into huge-page-backed memory) and --mlock.
+void add_load_options(CLI::App* cmd, LoadOptions& load);
+
+// --kv-cache f32|bf16 (default f32): the latent cache's storage type.
 void add_kv_cache_option(CLI::App* cmd, std::string& kv_cache);
 DType kv_cache_dtype(const std::string& kv_cache);
 
@@ -36,6 +39,6 @@ struct ChatModel {
   Tokenizer tokenizer;
   ChatTemplate chat_template;
 };
-ChatModel load_chat_model(const std::string& dir);
+ChatModel load_chat_model(const std::string& dir, const LoadOptions& load = {});
 
 }  // namespace dsv3::cli

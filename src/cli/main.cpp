@@ -25,6 +25,9 @@ int main(int argc, char** argv) {
   reg(dsv3::cli::add_tokenize);
   reg(dsv3::cli::add_detokenize);
   reg(dsv3::cli::add_chat_template);
+  reg(dsv3::cli::add_serve);
+  reg(dsv3::cli::add_convert);
+  reg(dsv3::cli::add_perplexity);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

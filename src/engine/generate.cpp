@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "core/error.h"
+#include "engine/stop_matcher.h"
 #include "tokenizer/stream_decoder.h"
 
 namespace dsv3 {
@@ -19,42 +20,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-// Holds back text that could still turn into a stop string, and finds stop strings.
-class StopMatcher {
- public:
-  explicit StopMatcher(const std::vector<std::string>& stops) : stops_(stops) {}
-  // Appends text; returns the part that is now final. Sets stopped() when a stop string appears.
-  std::string push(std::string_view s) {
-    pending_ += s;
-    size_t hit = std::string::npos;
-    for (const auto& st : stops_)
-      if (!st.empty()) hit = std::min(hit, pending_.find(st));
-    if (hit != std::string::npos) {
-      stopped_ = true;
-      std::string out = pending_.substr(0, hit);
-      pending_.clear();
-      return out;
-    }
-    size_t hold = 0;  // longest suffix of pending_ that is a proper prefix of a stop string
-    for (const auto& st : stops_)
-      for (size_t k = std::min(st.size() - 1, pending_.size()); k > hold; --k)
-        if (pending_.compare(pending_.size() - k, k, st, 0, k) == 0) {
-          hold = k;
-          break;
-        }
-    std::string out = pending_.substr(0, pending_.size() - hold);
-    pending_.erase(0, pending_.size() - hold);
-    return out;
-  }
-  std::string flush() { return std::exchange(pending_, {}); }
-  bool stopped() const { return stopped_; }
-
- private:
-  const std::vector<std::string>& stops_;
-  std::string pending_;
-  bool stopped_ = false;
-};
 
 // Takes each chosen token through the stop conditions and the text stream.
 class Emitter {

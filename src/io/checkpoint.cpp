@@ -12,7 +12,13 @@ namespace dsv3 {
 
 namespace fs = std::filesystem;
 
-Checkpoint Checkpoint::open(const std::string& dir, bool weights_required) {
+uint64_t Checkpoint::file_bytes() const {
+  uint64_t n = 0;
+  for (const auto& f : files_) n += std::filesystem::file_size(f->path());
+  return n;
+}
+
+Checkpoint Checkpoint::open(const std::string& dir, bool weights_required, const LoadOptions& opt) {
   Checkpoint ck;
   ck.dir_ = dir;
   DSV3_CHECK(fs::is_directory(dir), dir, ": not a checkpoint folder (not a directory)");
@@ -59,7 +65,7 @@ Checkpoint Checkpoint::open(const std::string& dir, bool weights_required) {
   }
 
   for (const auto& s : shard_names) {
-    ck.files_.push_back(std::make_unique<SafetensorsFile>((fs::path(dir) / s).string()));
+    ck.files_.push_back(std::make_unique<SafetensorsFile>((fs::path(dir) / s).string(), opt));
     const SafetensorsFile* file = ck.files_.back().get();
     for (const auto& e : file->entries()) {
       auto [it, inserted] = ck.tensors_.emplace(e.name, TensorLocation{file, &e});

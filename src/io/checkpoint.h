@@ -23,10 +23,13 @@ class Checkpoint {
   // Opens `dir`: maps every shard named by model.safetensors.index.json, or every *.safetensors
   // file in the folder when there is no index. With `weights_required` false, a folder with only
   // config.json (and maybe an index) opens too; has_weights() then says false.
-  static Checkpoint open(const std::string& dir, bool weights_required = true);
+  // `opt` says how shards are brought into memory (mapped by default).
+  static Checkpoint open(const std::string& dir, bool weights_required = true, const LoadOptions& opt = {});
 
   const std::string& dir() const { return dir_; }
   bool has_weights() const { return !files_.empty(); }
+  // Total bytes of the shards.
+  uint64_t file_bytes() const;
   bool has(const std::string& name) const { return tensors_.count(name) != 0; }
   // Throws dsv3::Error "<dir>: missing tensor '<name>'" when absent.
   TensorView get(const std::string& name) const;

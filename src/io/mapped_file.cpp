@@ -2,10 +2,12 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 
@@ -13,7 +15,40 @@
 
 namespace dsv3 {
 
-MappedFile::MappedFile(const std::string& path) : path_(path) {
+namespace {
+constexpr size_t kHugePage = size_t(2) << 20;
+
+// Reads the whole file into anonymous memory aligned to 2 MiB and advised for transparent huge
+// pages, then makes it read-only.
+const uint8_t* read_into_huge_pages(int fd, size_t size, size_t& alloc, const std::string& path,
+                                    const LoadOptions& opt) {
+  alloc = (size + kHugePage - 1) / kHugePage * kHugePage;
+  // Over-allocate by one huge page so the start can be aligned to 2 MiB.
+  void* raw = ::mmap(nullptr, alloc + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  DSV3_CHECK(raw != MAP_FAILED, path, ": cannot allocate ", size, " bytes: ", std::strerror(errno));
+  uint8_t* base = static_cast<uint8_t*>(raw);
+  uint8_t* aligned = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(base) + kHugePage - 1) & ~(kHugePage - 1));
+  if (aligned > base) ::munmap(base, size_t(aligned - base));
+  const size_t tail = size_t(base + alloc + kHugePage - (aligned + alloc));
+  if (tail) ::munmap(aligned + alloc, tail);
+  ::madvise(aligned, alloc, MADV_HUGEPAGE);  // a hint: ignored where THP is off
+  size_t done = 0;
+  while (done < size) {
+    const ssize_t r = ::pread(fd, aligned + done, std::min<size_t>(size - done, size_t(64) << 20), off_t(done));
+    if (r <= 0) {
+      const int err = r < 0 ? errno : EIO;
+      ::munmap(aligned, alloc);
+      fail(path, ": read failed at byte ", done, " of ", size, ": ", std::strerror(err));
+    }
+    done += size_t(r);
+    if (opt.on_read) opt.on_read(opt.on_read_ctx, size_t(r));
+  }
+  ::mprotect(aligned, alloc, PROT_READ);
+  return aligned;
+}
+}  // namespace
+
+MappedFile::MappedFile(const std::string& path, const LoadOptions& opt) : path_(path), mapped_file_(opt.mmap) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   DSV3_CHECK(fd >= 0, path, ": cannot open: ", std::strerror(errno));
   struct stat st {};
@@ -23,11 +58,29 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   }
   size_ = size_t(st.st_size);
   if (size_ > 0) {
-    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    const int err = errno;
-    ::close(fd);
-    DSV3_CHECK(p != MAP_FAILED, path, ": cannot mmap: ", std::strerror(err));
-    data_ = static_cast<const uint8_t*>(p);
+    if (opt.mmap) {
+      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+      const int err = errno;
+      ::close(fd);
+      DSV3_CHECK(p != MAP_FAILED, path, ": cannot mmap: ", std::strerror(err));
+      data_ = static_cast<const uint8_t*>(p);
+      alloc_size_ = size_;
+      ::madvise(p, size_, MADV_HUGEPAGE);  // honoured for file pages only where the kernel supports it
+    } else {
+      try {
+        data_ = read_into_huge_pages(fd, size_, alloc_size_, path, opt);
+      } catch (...) {
+        ::close(fd);
+        throw;
+      }
+      ::close(fd);
+    }
+    if (opt.mlock && ::mlock(data_, size_) != 0) {
+      const int err = errno;
+      reset();
+      fail(path, ": cannot lock ", size_, " bytes in RAM (--mlock): ", std::strerror(err),
+           err == ENOMEM || err == EPERM ? " (raise `ulimit -l` or run without --mlock)" : "");
+    }
   } else {
     ::close(fd);
   }
@@ -36,15 +89,18 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
 MappedFile::~MappedFile() { reset(); }
 
 void MappedFile::reset() {
-  if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (data_) ::munmap(const_cast<uint8_t*>(data_), alloc_size_);
   data_ = nullptr;
   size_ = 0;
+  alloc_size_ = 0;
 }
 
 MappedFile::MappedFile(MappedFile&& o) noexcept
-    : path_(std::move(o.path_)), data_(o.data_), size_(o.size_) {
+    : path_(std::move(o.path_)), data_(o.data_), size_(o.size_), alloc_size_(o.alloc_size_),
+      mapped_file_(o.mapped_file_) {
   o.data_ = nullptr;
   o.size_ = 0;
+  o.alloc_size_ = 0;
 }
 
 MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
@@ -53,10 +109,19 @@ MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
     path_ = std::move(o.path_);
     data_ = o.data_;
     size_ = o.size_;
+    alloc_size_ = o.alloc_size_;
+    mapped_file_ = o.mapped_file_;
     o.data_ = nullptr;
     o.size_ = 0;
+    o.alloc_size_ = 0;
   }
   return *this;
+}
+
+size_t peak_rss_bytes() {
+  struct rusage ru {};
+  ::getrusage(RUSAGE_SELF, &ru);
+  return size_t(ru.ru_maxrss) * 1024;
 }
 
 size_t current_rss_bytes() {

@@ -97,7 +97,7 @@ SafetensorsHeader parse_safetensors_header(std::span<const uint8_t> bytes, const
   return h;
 }
 
-SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
+SafetensorsFile::SafetensorsFile(const std::string& path, const LoadOptions& opt) : file_(path, opt) {
   header_ = parse_safetensors_header(file_.bytes(), path);
 }
 

@@ -34,7 +34,8 @@ SafetensorsHeader parse_safetensors_header(std::span<const uint8_t> bytes, const
 
 class SafetensorsFile {
  public:
-  explicit SafetensorsFile(const std::string& path);
+  explicit SafetensorsFile(const std::string& path, const LoadOptions& opt = {});
+  bool is_mapped() const { return file_.is_mapped(); }
 
   const std::string& path() const { return file_.path(); }
   const std::vector<SafetensorsEntry>& entries() const { return header_.tensors; }

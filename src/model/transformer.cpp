@@ -1,6 +1,9 @@
 #include "model/transformer.h"
 
 #include <filesystem>
+#include <optional>
+
+#include "core/progress.h"
 
 #include "core/error.h"
 #include "kernels/ops.h"
@@ -130,10 +133,22 @@ void Transformer::mtp_forward(int64_t depth, std::span<const int32_t> next_token
   head(m.head, x.data(), logit_rows_for(n, all_logits), logits, pool);
 }
 
-LoadedModel load_model(const std::string& dir, bool with_mtp) {
+LoadedModel load_model(const std::string& dir, bool with_mtp, const LoadOptions& load) {
   LoadedModel m;
   m.config = ModelConfig::from_file((std::filesystem::path(dir) / "config.json").string());
-  m.checkpoint = std::make_unique<Checkpoint>(Checkpoint::open(dir));
+  LoadOptions opt = load;
+  std::optional<Progress> progress;
+  if (!opt.mmap) {  // reading gigabytes takes a while: show it
+    uint64_t total = 0;
+    if (std::filesystem::is_directory(dir))
+      for (const auto& e : std::filesystem::directory_iterator(dir))
+        if (e.path().extension() == ".safetensors") total += e.file_size();
+    progress.emplace("loading " + std::filesystem::path(dir).filename().string(), total, "B");
+    opt.on_read = [](void* ctx, size_t n) { static_cast<Progress*>(ctx)->advance(n); };
+    opt.on_read_ctx = &*progress;
+  }
+  m.checkpoint = std::make_unique<Checkpoint>(Checkpoint::open(dir, true, opt));
+  if (progress) progress->finish();
   m.model = std::make_unique<Transformer>(m.config, load_weights(*m.checkpoint, m.config, with_mtp));
   return m;
 }

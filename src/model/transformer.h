@@ -92,6 +92,8 @@ struct LoadedModel {
   std::unique_ptr<Transformer> model;
 };
 // Loads config, checkpoint and weights; MTP weights are bound when present and `with_mtp`.
-LoadedModel load_model(const std::string& dir, bool with_mtp = true);
+// `load` chooses mapping (default) or reading into huge-page memory (with a progress bar), and
+// locking.
+LoadedModel load_model(const std::string& dir, bool with_mtp = true, const LoadOptions& load = {});
 
 }  // namespace dsv3

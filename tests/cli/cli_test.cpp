@@ -125,12 +125,17 @@ TEST_F(Cli, BenchReportsEveryFigureAndSpeculationMatchesPlainGreedy) {
   const auto r = run_command(kBin + " bench" + model() + " --json --prompt-len 8 --gen 6 --batch 2 --speculative mtp:2");
   ASSERT_EQ(r.code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
-  for (const char* k : {"mem_read_gbps", "prefill_tokens_per_s", "decode_tokens_per_s", "batch_decode_tokens_per_s",
-                        "spec_acceptance_rate", "spec_tokens_per_step", "spec_decode_tokens_per_s",
-                        "decode_roofline_fraction"})
+  for (const char* k : {"bandwidth_gb_s", "prefill_tokens_per_s", "decode_tokens_per_s", "batch_decode_tokens_per_s",
+                        "bytes_per_token", "decode_bandwidth_share", "time_to_first_token_s", "peak_rss_bytes",
+                        "spec_acceptance_rate", "spec_tokens_per_step", "spec_decode_tokens_per_s"})
     EXPECT_TRUE(j.contains(k)) << k;
   EXPECT_GT(j["decode_tokens_per_s"].get<double>(), 0);
   EXPECT_GE(j["spec_tokens_per_step"].get<double>(), 1.0);
+  // --no-mmap reads the weights into huge-page-backed memory: same greedy tokens.
+  const auto ids = run_command(kBin + " generate" + model() + " --prompt-ids 0,5,7 -n 6 --ignore-eos");
+  const auto ids_read = run_command(kBin + " generate" + model() + " --prompt-ids 0,5,7 -n 6 --ignore-eos --no-mmap");
+  ASSERT_EQ(ids_read.code, 0) << ids_read.err;
+  EXPECT_EQ(ids.out, ids_read.out);
   const auto bad = run_command(kBin + " bench --model " + std::string(DSV3_TESTDATA_DIR) + "/golden/tiny-v3 --gen 2");
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.err.find("MTP module"), std::string::npos) << bad.err;

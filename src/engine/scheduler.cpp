@@ -1,0 +1,216 @@
+#include "engine/scheduler.h"
+
+#include <algorithm>
+#include <optional>
+
+#include "engine/sequence.h"
+#include "engine/stop_matcher.h"
+#include "tokenizer/stream_decoder.h"
+
+namespace dsv3 {
+
+JobOutput Job::take(std::chrono::milliseconds timeout) {
+  std::unique_lock lk(mu_);
+  cv_.wait_for(lk, timeout, [&] { return pending_.done || pending_.new_tokens > 0 || !pending_.text.empty(); });
+  JobOutput out = std::move(pending_);
+  pending_ = JobOutput{};
+  pending_.done = out.done;  // done stays visible to later takes
+  pending_.finish_reason = out.finish_reason;
+  pending_.error = out.error;
+  return out;
+}
+
+void Job::append(std::string_view text, int64_t n_tokens) {
+  n_generated_ += n_tokens;
+  {
+    std::lock_guard lk(mu_);
+    pending_.text += text;
+    pending_.new_tokens += n_tokens;
+  }
+  cv_.notify_all();
+}
+
+void Job::finish(std::string reason, std::string error) {
+  {
+    std::lock_guard lk(mu_);
+    if (finished_) return;
+    finished_ = true;
+    pending_.done = true;
+    pending_.finish_reason = std::move(reason);
+    pending_.error = std::move(error);
+  }
+  cv_.notify_all();
+}
+
+// A KV-cache slot and the state machine of the job running in it:
+// prefill (prompt fed chunk by chunk) -> decode (one token per step) -> released.
+struct Scheduler::Slot {
+  Slot(const Transformer& m, int64_t ctx) : seq(m, ctx) {}
+  Sequence seq;
+  std::shared_ptr<Job> job;  // null: free
+  std::optional<Sampler> sampler;
+  std::optional<StreamDecoder> decoder;
+  std::optional<StopMatcher> stops;
+  int64_t prompt_fed = 0;  // prompt tokens fed so far
+  int64_t generated = 0;
+  int32_t pending = -1;    // sampled token still to be fed (decode phase)
+  uint64_t admitted = 0;   // admission order: prefill goes first-come first-served
+
+  bool prefilling() const { return job && prompt_fed < int64_t(job->request().prompt.size()); }
+};
+
+Scheduler::Scheduler(const Transformer& model, const Tokenizer& tok, const SchedulerOptions& opt)
+    : model_(model), tok_(tok), opt_(opt), pool_(opt.threads) {
+  DSV3_CHECK(opt.max_batch >= 1 && opt.max_queue >= 0 && opt.ctx_size >= 2 && opt.prefill_chunk >= 1,
+             "scheduler: bad options (max_batch ", opt.max_batch, ", max_queue ", opt.max_queue, ", ctx_size ",
+             opt.ctx_size, ", prefill_chunk ", opt.prefill_chunk, ")");
+  for (int i = 0; i < opt.max_batch; ++i) slots_.push_back(std::make_unique<Slot>(model, opt.ctx_size));
+  thread_ = std::thread([this] { loop(); });
+}
+
+Scheduler::~Scheduler() { shutdown(std::chrono::milliseconds(0)); }
+
+std::shared_ptr<Job> Scheduler::submit(GenRequest r) {
+  DSV3_CHECK(!r.prompt.empty(), "empty prompt");
+  DSV3_CHECK(r.max_tokens >= 1, "max_tokens must be at least 1, got ", r.max_tokens);
+  DSV3_CHECK(int64_t(r.prompt.size()) + r.max_tokens <= opt_.ctx_size, "the prompt (", r.prompt.size(),
+             " tokens) plus max_tokens (", r.max_tokens, ") exceeds the context of ", opt_.ctx_size, " tokens");
+  auto job = std::make_shared<Job>(std::move(r));
+  {
+    std::lock_guard lk(mu_);
+    if (!accepting_) throw ShuttingDown("the server is shutting down");
+    const int free_slots = opt_.max_batch - n_running_.load();
+    if (int(queue_.size()) >= opt_.max_queue + std::max(0, free_slots))
+      throw QueueFull(str_cat("the request queue is full (", queue_.size(), " waiting, ", n_running_.load(),
+                              " running); try again later"));
+    queue_.push_back(job);
+    n_queued_ = int(queue_.size());
+  }
+  cv_.notify_all();
+  return job;
+}
+
+void Scheduler::shutdown(std::chrono::milliseconds grace) {
+  {
+    std::unique_lock lk(mu_);
+    accepting_ = false;
+    idle_cv_.wait_for(lk, grace, [&] { return queue_.empty() && n_running_.load() == 0; });
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+bool Scheduler::admit() {
+  std::unique_lock lk(mu_);
+  auto busy = [&] { return std::any_of(slots_.begin(), slots_.end(), [](auto& s) { return s->job != nullptr; }); };
+  if (!busy() && queue_.empty()) idle_cv_.notify_all();
+  cv_.wait(lk, [&] { return stop_ || !queue_.empty() || busy(); });
+  if (stop_) {  // cancel everything left
+    for (auto& j : queue_) j->finish("cancelled");
+    queue_.clear();
+    n_queued_ = 0;
+    lk.unlock();
+    for (auto& s : slots_)
+      if (s->job) release(*s, "cancelled");
+    return false;
+  }
+  for (auto& s : slots_) {
+    if (queue_.empty()) break;
+    if (s->job) continue;
+    s->job = std::move(queue_.front());
+    queue_.pop_front();
+    const GenRequest& r = s->job->request();
+    s->seq.clear();
+    s->sampler.emplace(r.sampling);
+    s->decoder.emplace(tok_, r.skip_special);
+    s->stops.emplace(r.stop);
+    s->prompt_fed = s->generated = 0;
+    s->pending = -1;
+    s->admitted = admissions_++;
+    ++n_running_;
+  }
+  n_queued_ = int(queue_.size());
+  return true;
+}
+
+void Scheduler::loop() {
+  while (admit()) {
+    try {
+      step();
+    } catch (const std::exception& e) {  // a model error fails the running jobs, not the server
+      for (auto& s : slots_)
+        if (s->job) release(*s, "error", e.what());
+    }
+  }
+  std::lock_guard lk(mu_);
+  idle_cv_.notify_all();
+}
+
+void Scheduler::step() {
+  for (auto& s : slots_)
+    if (s->job && s->job->cancelled()) release(*s, "cancelled");
+
+  // Prefill: whole chunks at fixed offsets of each prompt (so a request's computation does not
+  // depend on what else is running), oldest request first, about prefill_chunk tokens per step.
+  std::vector<Slot*> pre;
+  for (auto& s : slots_)
+    if (s->prefilling()) pre.push_back(s.get());
+  std::sort(pre.begin(), pre.end(), [](Slot* a, Slot* b) { return a->admitted < b->admitted; });
+  int64_t budget = opt_.prefill_chunk;
+  for (Slot* s : pre) {
+    if (budget <= 0) break;
+    const auto& prompt = s->job->request().prompt;
+    const int64_t n = std::min<int64_t>(opt_.prefill_chunk, int64_t(prompt.size()) - s->prompt_fed);
+    s->seq.feed(std::span(prompt).subspan(size_t(s->prompt_fed), size_t(n)), pool_);
+    s->prompt_fed += n;
+    budget -= n;
+    if (!s->prefilling()) on_logits(*s);  // the first generated token
+  }
+
+  // Decode: one token for every running sequence that has one pending, in one batched step.
+  std::vector<Sequence*> seqs;
+  std::vector<int32_t> toks;
+  std::vector<Slot*> dec;
+  for (auto& s : slots_)
+    if (s->job && s->pending >= 0) {
+      seqs.push_back(&s->seq);
+      toks.push_back(s->pending);
+      dec.push_back(s.get());
+    }
+  if (!seqs.empty()) {
+    feed_batch(seqs, toks, pool_);
+    last_batch_ = int(seqs.size());
+    n_steps_++;
+    for (Slot* s : dec) {
+      s->pending = -1;
+      on_logits(*s);
+    }
+  }
+}
+
+void Scheduler::on_logits(Slot& s) {
+  const GenRequest& r = s.job->request();
+  const int32_t t = s.sampler->sample(s.seq.logits());
+  s.generated++;
+  const auto& eos = model_.config().eos_token_ids;
+  if (r.stop_at_eos && std::find(eos.begin(), eos.end(), t) != eos.end()) {
+    s.job->append({}, 1);
+    return release(s, "stop");
+  }
+  s.job->append(s.stops->push(s.decoder->put(t)), 1);
+  if (s.stops->stopped()) return release(s, "stop");
+  if (s.generated >= r.max_tokens || s.seq.room() < 1) return release(s, "length");
+  s.pending = t;
+}
+
+void Scheduler::release(Slot& s, const char* reason, std::string error) {
+  if (std::string_view(reason) != "error" && std::string_view(reason) != "cancelled" && !s.stops->stopped())
+    s.job->append(s.stops->push(s.decoder->flush()) + s.stops->flush(), 0);
+  s.job->finish(reason, std::move(error));
+  s.job.reset();
+  s.pending = -1;
+  --n_running_;
+}
+
+}  // namespace dsv3

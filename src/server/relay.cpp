@@ -1,0 +1,185 @@
+#include "server/relay.h"
+
+#include <optional>
+
+#include "server/reasoning.h"
+
+namespace dsv3::server {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string sse(const json& j) { return "data: " + dump(j) + "\n\n"; }
+
+// A job's output as the response needs it: text split into reasoning and content (chat), and
+// token timing recorded in the metrics.
+class Relay {
+ public:
+  Relay(std::shared_ptr<Job> job, const CompletionTask& task, const ResponseMeta& meta, Metrics& metrics,
+        Clock::time_point arrived)
+      : job(std::move(job)), task(task), meta(meta), metrics_(metrics), arrived_(arrived), last_(arrived),
+        splitter_(task.starts_in_reasoning) {}
+
+  struct Piece {
+    std::string reasoning, content;
+  };
+  // Waits up to `timeout` for output; what came, split. Sets done / finish_reason / error at the end.
+  Piece next(milliseconds timeout) {
+    JobOutput o = job->take(timeout);
+    const auto now = Clock::now();
+    if (o.new_tokens > 0) {
+      if (!first_token_) {
+        metrics_.time_to_first_token(std::chrono::duration<double>(now - arrived_).count());
+        if (o.new_tokens > 1) metrics_.inter_token_latency(0.0, o.new_tokens - 1);
+        first_token_ = true;
+      } else {
+        metrics_.inter_token_latency(std::chrono::duration<double>(now - last_).count(), o.new_tokens);
+      }
+      last_ = now;
+    }
+    Piece p;
+    if (task.chat) {
+      auto parts = splitter_.push(o.text);
+      if (o.done) {
+        auto rest = splitter_.flush();
+        parts.reasoning += rest.reasoning;
+        parts.content += rest.content;
+      }
+      p = {std::move(parts.reasoning), std::move(parts.content)};
+    } else {
+      p.content = std::move(o.text);
+    }
+    if (o.done && !done) {
+      done = true;
+      finish_reason = o.finish_reason;
+      error = o.error;
+      metrics_.tokens(int64_t(job->request().prompt.size()), job->completion_tokens());
+    }
+    return p;
+  }
+  bool seen_reasoning() const { return splitter_.seen_reasoning(); }
+  json usage() const { return usage_json(int64_t(job->request().prompt.size()), job->completion_tokens()); }
+  // The error to answer when the job did not end normally.
+  std::optional<ApiError> failure() const {
+    if (finish_reason == "error") return ApiError(500, "generation failed: " + error, "server_error");
+    if (finish_reason == "cancelled")
+      return ApiError(503, "the request was cancelled (the server is shutting down)", "server_error", {},
+                      "server_shutdown");
+    return std::nullopt;
+  }
+
+  const std::shared_ptr<Job> job;
+  const CompletionTask task;
+  const ResponseMeta meta;
+  bool done = false;
+  std::string finish_reason, error;
+
+ private:
+  Metrics& metrics_;
+  Clock::time_point arrived_, last_;
+  bool first_token_ = false;
+  ReasoningSplitter splitter_;
+};
+
+// Provider for stream=true: one call writes what the job produced since the last call.
+bool stream_step(Relay& r, bool& started, Clock::time_point& last_write, httplib::DataSink& sink) {
+  std::string out;
+  if (!started) {
+    started = true;
+    if (r.task.chat)
+      out += sse(completion_chunk(r.meta, {{"role", "assistant"}, {"content", ""}}, "", r.task.include_usage));
+  }
+  const Relay::Piece p = r.next(milliseconds(250));
+  if (!p.reasoning.empty())
+    out += sse(completion_chunk(r.meta, {{"reasoning_content", p.reasoning}}, "", r.task.include_usage));
+  if (!p.content.empty()) {
+    const json delta = r.task.chat ? json{{"content", p.content}} : json{{"text", p.content}};
+    out += sse(completion_chunk(r.meta, delta, "", r.task.include_usage));
+  }
+  if (r.done) {
+    if (auto f = r.failure()) {
+      out += sse(error_json(*f));
+    } else {
+      out += sse(completion_chunk(r.meta, r.task.chat ? json::object() : json{{"text", ""}}, r.finish_reason,
+                                  r.task.include_usage));
+      if (r.task.include_usage) out += sse(usage_chunk(r.meta, r.usage()));
+    }
+    out += "data: [DONE]\n\n";
+  } else if (out.empty() && Clock::now() - last_write > milliseconds(1000)) {
+    out = ": keep-alive\n\n";  // an SSE comment: finds a client that has gone while we wait
+  }
+  if (!out.empty()) {
+    if (!sink.write(out.data(), out.size())) return false;
+    last_write = Clock::now();
+  }
+  if (r.done) sink.done();
+  return true;
+}
+
+struct Collected {
+  std::string reasoning, content;
+  void add(Relay::Piece p) {
+    reasoning += p.reasoning;
+    content += p.content;
+  }
+};
+
+std::string final_body(const Relay& r, const Collected& c) {
+  if (auto f = r.failure()) return dump(error_json(*f));
+  std::optional<std::string> reasoning;
+  if (r.seen_reasoning()) reasoning = c.reasoning;
+  return dump(completion_response(r.meta, c.content, reasoning, r.finish_reason, r.usage()));
+}
+
+}  // namespace
+
+void relay_job(std::shared_ptr<Job> job, const CompletionTask& task, const ResponseMeta& meta, Metrics& metrics,
+               Clock::time_point arrived, std::atomic<int>& in_flight, httplib::Response& res) {
+  auto r = std::make_shared<Relay>(std::move(job), task, meta, metrics, arrived);
+  auto release = [r, &in_flight](bool) {
+    r->job->cancel();  // no-op for a finished job; frees the slot otherwise
+    --in_flight;
+  };
+  if (task.stream) {
+    res.set_header("Cache-Control", "no-cache");
+    res.set_header("X-Accel-Buffering", "no");
+    ++in_flight;
+    auto started = std::make_shared<bool>(false);
+    auto last_write = std::make_shared<Clock::time_point>(Clock::now());
+    res.set_chunked_content_provider(
+        "text/event-stream",
+        [r, started, last_write](size_t, httplib::DataSink& sink) { return stream_step(*r, *started, *last_write, sink); },
+        release);
+    return;
+  }
+  // Non-streaming: most answers are ready within a second and get a normal response (with the
+  // right status code); longer ones switch to a chunked body led by JSON whitespace heartbeats.
+  auto c = std::make_shared<Collected>();
+  const auto deadline = Clock::now() + milliseconds(1000);
+  while (!r->done && Clock::now() < deadline)
+    c->add(r->next(std::chrono::duration_cast<milliseconds>(deadline - Clock::now())));
+  if (r->done) {
+    const auto f = r->failure();
+    res.status = f ? f->status : 200;
+    res.set_content(final_body(*r, *c), "application/json");
+    return;
+  }
+  ++in_flight;
+  res.set_chunked_content_provider(
+      "application/json",
+      [r, c](size_t, httplib::DataSink& sink) {
+        const auto beat = Clock::now() + milliseconds(1000);
+        while (!r->done && Clock::now() < beat)
+          c->add(r->next(std::chrono::duration_cast<milliseconds>(beat - Clock::now()) + milliseconds(1)));
+        const std::string out = r->done ? final_body(*r, *c) : std::string(" ");
+        if (!sink.write(out.data(), out.size())) return false;
+        if (r->done) sink.done();
+        return true;
+      },
+      release);
+}
+
+}  // namespace dsv3::server

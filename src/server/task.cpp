@@ -1,0 +1,316 @@
+#include "server/task.h"
+
+#include <chrono>
+#include <cstdio>
+#include <limits>
+#include <mutex>
+#include <random>
+
+#include "core/error.h"
+#include "tokenizer/utf8.h"
+
+namespace dsv3::server {
+
+namespace {
+
+ApiError bad(const std::string& msg, const std::string& param = {}, const std::string& code = {}) {
+  return ApiError(400, msg, "invalid_request_error", param, code);
+}
+
+json parse_body(const std::string& body) {
+  if (const size_t bad_at = utf8::first_invalid(body); bad_at != body.size())
+    throw bad(str_cat("The request body is not valid UTF-8 (at byte ", bad_at, ")."), {}, "invalid_encoding");
+  json j;
+  try {
+    j = json::parse(body);
+  } catch (const json::exception& e) {  // also catches invalid UTF-8 inside strings
+    throw bad(str_cat("We could not parse the JSON body of your request: ", e.what()), {}, "invalid_json");
+  }
+  if (!j.is_object()) throw bad("The request body must be a JSON object.", {}, "invalid_json");
+  return j;
+}
+
+// The value of `key`, or null when absent or null.
+const json* opt(const json& o, const char* key) {
+  auto it = o.find(key);
+  return it == o.end() || it->is_null() ? nullptr : &*it;
+}
+
+[[noreturn]] void wrong_type(const char* key, const char* want, const json& v) {
+  throw bad(str_cat("Invalid type for '", key, "': expected ", want, ", but got ", v.type_name(), " instead."), key,
+            "invalid_type");
+}
+
+double number(const json& o, const char* key, double def, double lo, double hi) {
+  const json* v = opt(o, key);
+  if (!v) return def;
+  if (!v->is_number()) wrong_type(key, "a number", *v);
+  const double x = v->get<double>();
+  if (!(x >= lo && x <= hi))
+    throw bad(str_cat("Invalid value for '", key, "': ", x, " is not in [", lo, ", ", hi, "]."), key, "invalid_value");
+  return x;
+}
+
+std::optional<int64_t> integer(const json& o, const char* key, int64_t lo, int64_t hi) {
+  const json* v = opt(o, key);
+  if (!v) return std::nullopt;
+  if (!v->is_number_integer()) wrong_type(key, "an integer", *v);
+  if (v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()))
+    throw bad(str_cat("Invalid value for '", key, "': too large."), key, "invalid_value");
+  const int64_t x = v->get<int64_t>();
+  if (x < lo || x > hi)
+    throw bad(str_cat("Invalid value for '", key, "': ", x, " is not in [", lo, ", ", hi, "]."), key, "invalid_value");
+  return x;
+}
+
+bool boolean(const json& o, const char* key, bool def) {
+  const json* v = opt(o, key);
+  if (!v) return def;
+  if (!v->is_boolean()) wrong_type(key, "a boolean", *v);
+  return v->get<bool>();
+}
+
+// Sampling, stop strings, n, streaming options and unsupported features shared by both endpoints.
+void parse_common(const json& j, CompletionTask& t) {
+  if (const json* m = opt(j, "model"); m && !m->is_string()) wrong_type("model", "a string", *m);
+  SamplingParams& s = t.gen.sampling;
+  s.temperature = float(number(j, "temperature", 1.0, 0.0, 2.0));
+  s.top_p = float(number(j, "top_p", 1.0, 0.0, 1.0));
+  if (s.top_p <= 0.0f) throw bad("Invalid value for 'top_p': must be greater than 0.", "top_p", "invalid_value");
+  s.top_k = int(integer(j, "top_k", -1, 1 << 30).value_or(0));
+  if (s.top_k < 0) s.top_k = 0;  // -1 means off, as in vLLM
+  s.min_p = float(number(j, "min_p", 0.0, 0.0, 1.0));
+  if (auto seed = integer(j, "seed", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max()))
+    s.seed = uint64_t(*seed);
+  else
+    s.seed = std::random_device{}();
+  if (integer(j, "n", 1, 1 << 20).value_or(1) != 1)
+    throw bad("Only n = 1 is supported.", "n", "invalid_value");
+  if (const json* st = opt(j, "stop")) {
+    if (st->is_string()) {
+      t.gen.stop.push_back(st->get<std::string>());
+    } else if (st->is_array()) {
+      if (st->size() > 16) throw bad("At most 16 stop sequences are supported.", "stop", "invalid_value");
+      for (const json& x : *st) {
+        if (!x.is_string()) wrong_type("stop", "a string or an array of strings", *st);
+        t.gen.stop.push_back(x.get<std::string>());
+      }
+    } else {
+      wrong_type("stop", "a string or an array of strings", *st);
+    }
+  }
+  t.gen.stop_at_eos = !boolean(j, "ignore_eos", false);  // vLLM extensions
+  t.gen.skip_special = boolean(j, "skip_special_tokens", true);
+  t.stream = boolean(j, "stream", false);
+  if (const json* so = opt(j, "stream_options")) {
+    if (!so->is_object()) wrong_type("stream_options", "an object", *so);
+    if (!t.stream)
+      throw bad("The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options",
+                "invalid_value");
+    t.include_usage = boolean(*so, "include_usage", false);
+  }
+  for (const char* k : {"presence_penalty", "frequency_penalty"})
+    if (number(j, k, 0.0, -2.0, 2.0) != 0.0) throw bad(str_cat("'", k, "' is not supported."), k, "unsupported_parameter");
+  if (boolean(j, "logprobs", false) || opt(j, "top_logprobs"))
+    throw bad("'logprobs' is not supported.", "logprobs", "unsupported_parameter");
+  if (const json* lb = opt(j, "logit_bias"); lb && !lb->empty())
+    throw bad("'logit_bias' is not supported.", "logit_bias", "unsupported_parameter");
+}
+
+// max_tokens (or max_completion_tokens) against the room the prompt leaves.
+void parse_max_tokens(const json& j, CompletionTask& t, int64_t ctx_size, int64_t def) {
+  const int64_t n_prompt = int64_t(t.gen.prompt.size());
+  if (n_prompt >= ctx_size)
+    throw bad(str_cat("This model's maximum context length is ", ctx_size, " tokens. However, your prompt has ",
+                      n_prompt, " tokens. Please reduce the length of the prompt."),
+              t.chat ? "messages" : "prompt", "context_length_exceeded");
+  std::optional<int64_t> m = integer(j, "max_completion_tokens", std::numeric_limits<int64_t>::min(),
+                                     std::numeric_limits<int64_t>::max());
+  const char* key = "max_completion_tokens";
+  if (!m) {
+    m = integer(j, "max_tokens", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
+    key = "max_tokens";
+  }
+  if (m && *m <= 0)
+    throw bad(str_cat("Invalid value for '", key, "': ", *m, ". It must be at least 1."), key, "invalid_value");
+  if (m && *m > ctx_size - n_prompt)
+    throw bad(str_cat("This model's maximum context length is ", ctx_size, " tokens. However, you requested ",
+                      n_prompt + *m, " tokens (", n_prompt, " in the prompt, ", *m,
+                      " for the completion). Please reduce the prompt or '", key, "'."),
+              key, "context_length_exceeded");
+  t.gen.max_tokens = m ? *m : std::min(def, ctx_size - n_prompt);
+}
+
+std::vector<int32_t> encode(const TaskContext& ctx, const std::string& text, bool add_special) {
+  try {
+    return ctx.tokenizer.encode(text, add_special);
+  } catch (const Error& e) {
+    throw bad(str_cat("Could not tokenize the prompt: ", e.what()));
+  }
+}
+
+// OpenAI message content: a string, or an array of {"type": "text", "text": ...} parts.
+json normalise_content(const json& c, size_t i) {
+  if (c.is_null() || c.is_string()) return c;
+  const std::string param = str_cat("messages[", i, "].content");
+  if (!c.is_array()) wrong_type(param.c_str(), "a string or an array of content parts", c);
+  std::string text;
+  for (const json& part : c) {
+    if (!part.is_object() || !part.contains("type") || part["type"] != "text" || !part.contains("text") ||
+        !part["text"].is_string())
+      throw bad(str_cat("Invalid content part in messages[", i, "]: only {\"type\": \"text\", \"text\": string} parts ",
+                        "are supported."),
+                param, "invalid_value");
+    text += part["text"].get<std::string>();
+  }
+  return text;
+}
+
+}  // namespace
+
+json error_json(const ApiError& e) {
+  return {{"error",
+           {{"message", e.what()},
+            {"type", e.type},
+            {"param", e.param.empty() ? json(nullptr) : json(e.param)},
+            {"code", e.code.empty() ? json(nullptr) : json(e.code)}}}};
+}
+
+CompletionTask parse_chat_request(const std::string& body, const TaskContext& ctx) {
+  const json j = parse_body(body);
+  CompletionTask t;
+  t.chat = true;
+  const json* msgs = opt(j, "messages");
+  if (!msgs) throw bad("Missing required parameter: 'messages'.", "messages", "missing_required_parameter");
+  if (!msgs->is_array()) wrong_type("messages", "an array", *msgs);
+  if (msgs->empty()) throw bad("'messages' must contain at least one message.", "messages", "invalid_value");
+  json norm = json::array();
+  for (size_t i = 0; i < msgs->size(); ++i) {
+    const json& m = (*msgs)[i];
+    const std::string param = str_cat("messages[", i, "]");
+    if (!m.is_object()) wrong_type(param.c_str(), "an object", m);
+    json n = m;
+    const json* role = opt(m, "role");
+    if (!role || !role->is_string()) throw bad(str_cat(param, ": 'role' must be a string."), param + ".role");
+    std::string r = role->get<std::string>();
+    if (r == "developer") r = "system";
+    if (r != "system" && r != "user" && r != "assistant" && r != "tool")
+      throw bad(str_cat("Invalid value for '", param, ".role': '", r,
+                        "'. Supported values are: 'system', 'developer', 'user', 'assistant' and 'tool'."),
+                param + ".role", "invalid_value");
+    n["role"] = r;
+    n["content"] = m.contains("content") ? normalise_content(m["content"], i) : json(nullptr);
+    if (n["content"].is_null() && !(r == "assistant" && m.contains("tool_calls")))
+      throw bad(str_cat(param, ": 'content' is required for role '", r, "'."), param + ".content",
+                "missing_required_parameter");
+    norm.push_back(std::move(n));
+  }
+  if (const json* rf = opt(j, "response_format")) {
+    if (!rf->is_object() || !rf->contains("type") || (*rf)["type"] != "text")
+      throw bad("Only response_format {\"type\": \"text\"} is supported (no JSON mode or schemas).", "response_format",
+                "unsupported_parameter");
+  }
+  if (const json* tools = opt(j, "tools"); tools && !tools->empty())
+    throw bad("Tool calling ('tools') is not supported by this server.", "tools", "unsupported_parameter");
+  parse_common(j, t);
+  std::string prompt;
+  try {
+    prompt = ctx.chat_template.render(chat_messages_from_json(norm), /*add_generation_prompt=*/true);
+  } catch (const std::exception& e) {  // dsv3::Error or a JSON type error in tool_calls
+    throw bad(str_cat("Invalid 'messages': ", e.what()), "messages", "invalid_value");
+  }
+  t.gen.prompt = encode(ctx, prompt, /*add_special=*/false);  // the template wrote the BOS
+  t.starts_in_reasoning = ctx.chat_template.opens_think();
+  parse_max_tokens(j, t, ctx.ctx_size, ctx.ctx_size);
+  return t;
+}
+
+CompletionTask parse_completion_request(const std::string& body, const TaskContext& ctx) {
+  const json j = parse_body(body);
+  CompletionTask t;
+  t.chat = false;
+  const json* p = opt(j, "prompt");
+  if (!p) throw bad("Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter");
+  if (p->is_array() && p->size() == 1 && (*p)[0].is_string()) p = &(*p)[0];
+  if (p->is_string()) {
+    t.gen.prompt = encode(ctx, p->get<std::string>(), /*add_special=*/true);
+  } else if (p->is_array() && !p->empty() && (*p)[0].is_number_integer()) {  // token ids
+    for (const json& id : *p) {
+      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= ctx.tokenizer.vocab_size())
+        throw bad("'prompt' token ids must be integers in [0, vocabulary size).", "prompt", "invalid_value");
+      t.gen.prompt.push_back(id.get<int32_t>());
+    }
+  } else {
+    throw bad("'prompt' must be a string, an array of one string, or an array of token ids (batches of prompts are "
+              "not supported).",
+              "prompt", "invalid_type");
+  }
+  if (t.gen.prompt.empty()) throw bad("'prompt' is empty.", "prompt", "invalid_value");
+  for (const char* k : {"echo", "suffix", "best_of"})
+    if (const json* v = opt(j, k); v && *v != false && *v != 1)
+      throw bad(str_cat("'", k, "' is not supported."), k, "unsupported_parameter");
+  parse_common(j, t);
+  parse_max_tokens(j, t, ctx.ctx_size, 16);  // OpenAI's default for completions
+  return t;
+}
+
+ResponseMeta new_response_meta(bool chat, const std::string& model) {
+  static std::mt19937_64 rng{std::random_device{}()};
+  static std::mutex mu;
+  char hex[25];
+  {
+    std::lock_guard lk(mu);
+    std::snprintf(hex, sizeof hex, "%016llx%08x", (unsigned long long)rng(), unsigned(rng()));
+  }
+  const int64_t now =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return {std::string(chat ? "chatcmpl-" : "cmpl-") + hex, now, model, chat};
+}
+
+json usage_json(int64_t prompt_tokens, int64_t completion_tokens) {
+  return {{"prompt_tokens", prompt_tokens},
+          {"completion_tokens", completion_tokens},
+          {"total_tokens", prompt_tokens + completion_tokens}};
+}
+
+static json reason_or_null(const std::string& r) { return r.empty() ? json(nullptr) : json(r); }
+
+json completion_response(const ResponseMeta& m, const std::string& content, const std::optional<std::string>& reasoning,
+                         const std::string& finish_reason, const json& usage) {
+  json choice;
+  if (m.chat) {
+    json msg = {{"role", "assistant"}, {"content", content}};
+    if (reasoning) msg["reasoning_content"] = *reasoning;
+    msg["refusal"] = nullptr;
+    choice = {{"index", 0}, {"message", msg}, {"logprobs", nullptr}, {"finish_reason", reason_or_null(finish_reason)}};
+  } else {
+    choice = {{"index", 0}, {"text", content}, {"logprobs", nullptr}, {"finish_reason", reason_or_null(finish_reason)}};
+  }
+  return {{"id", m.id},          {"object", m.chat ? "chat.completion" : "text_completion"},
+          {"created", m.created}, {"model", m.model},
+          {"choices", {choice}},  {"usage", usage}};
+}
+
+json completion_chunk(const ResponseMeta& m, const json& delta, const std::string& finish_reason, bool include_usage) {
+  json choice = m.chat ? json{{"index", 0}, {"delta", delta}} : json{{"index", 0}, {"text", delta.value("text", "")}};
+  choice["logprobs"] = nullptr;
+  choice["finish_reason"] = reason_or_null(finish_reason);
+  json c = {{"id", m.id},
+            {"object", m.chat ? "chat.completion.chunk" : "text_completion"},
+            {"created", m.created},
+            {"model", m.model},
+            {"choices", {choice}}};
+  if (include_usage) c["usage"] = nullptr;
+  return c;
+}
+
+json usage_chunk(const ResponseMeta& m, const json& usage) {
+  return {{"id", m.id},
+          {"object", m.chat ? "chat.completion.chunk" : "text_completion"},
+          {"created", m.created},
+          {"model", m.model},
+          {"choices", json::array()},
+          {"usage", usage}};
+}
+
+}  // namespace dsv3::server

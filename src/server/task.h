@@ -1,0 +1,70 @@
+// JSON in and out of the OpenAI-compatible API: request bodies validated and turned into
+// engine requests (every problem an ApiError, answered as {"error": {...}}), and the response
+// and stream-chunk objects shaped exactly as OpenAI's.
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include "engine/scheduler.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+namespace dsv3::server {
+
+using nlohmann::json;
+
+// An error answer: HTTP status plus OpenAI's error object fields.
+struct ApiError : std::runtime_error {
+  ApiError(int status, const std::string& message, std::string type = "invalid_request_error",
+           std::string param = {}, std::string code = {})
+      : std::runtime_error(message), status(status), type(std::move(type)), param(std::move(param)),
+        code(std::move(code)) {}
+  int status;
+  std::string type, param, code;  // empty param / code are written as null
+};
+// {"error": {"message", "type", "param", "code"}}.
+json error_json(const ApiError& e);
+
+// What the model needs to turn a request into tokens.
+struct TaskContext {
+  const Tokenizer& tokenizer;
+  const ChatTemplate& chat_template;
+  int64_t ctx_size;
+};
+
+// A validated /v1/chat/completions or /v1/completions request.
+struct CompletionTask {
+  bool chat = true;
+  bool stream = false;
+  bool include_usage = false;        // stream_options.include_usage
+  bool starts_in_reasoning = false;  // the prompt opened "<think>" (R1 template)
+  GenRequest gen;
+};
+
+// Parse and validate a request body; throw ApiError (400) on anything wrong.
+CompletionTask parse_chat_request(const std::string& body, const TaskContext& ctx);
+CompletionTask parse_completion_request(const std::string& body, const TaskContext& ctx);
+
+// Identity shared by all objects of one response.
+struct ResponseMeta {
+  std::string id;  // "chatcmpl-..." or "cmpl-..."
+  int64_t created;
+  std::string model;
+  bool chat;
+};
+ResponseMeta new_response_meta(bool chat, const std::string& model);
+
+json usage_json(int64_t prompt_tokens, int64_t completion_tokens);
+// Non-streaming answers. `reasoning` is set when the answer had a <think> part.
+json completion_response(const ResponseMeta& m, const std::string& content, const std::optional<std::string>& reasoning,
+                         const std::string& finish_reason, const json& usage);
+// One stream chunk. Chat: `delta` is the delta object; completions: {"text": ...}. An empty
+// finish_reason is written as null. With include_usage, "usage": null is added.
+json completion_chunk(const ResponseMeta& m, const json& delta, const std::string& finish_reason, bool include_usage);
+// The last chunk of a stream with include_usage: no choices, the usage.
+json usage_chunk(const ResponseMeta& m, const json& usage);
+
+}  // namespace dsv3::server

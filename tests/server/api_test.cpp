@@ -1,0 +1,240 @@
+// The OpenAI-compatible endpoints against an in-process server: response shapes (plain and
+// streamed), the other endpoints, bad input, body limit and the API key.
+#include <gtest/gtest.h>
+
+#include "server/reasoning.h"
+#include "server_test_env.h"
+
+namespace dsv3::test {
+namespace {
+
+TEST(ServerApi, ChatCompletionHasOpenAIShape) {
+  TestServer s(small_options());
+  const HttpResult r = post(s, "/v1/chat/completions", chat_body("Hello!", 8).dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.content_type.find("application/json"), std::string::npos);
+  const json j = json::parse(r.body);
+  EXPECT_EQ(j["object"], "chat.completion");
+  EXPECT_EQ(j["id"].get<std::string>().rfind("chatcmpl-", 0), 0u);
+  EXPECT_TRUE(j["created"].is_number_integer());
+  EXPECT_EQ(j["model"], "tiny");
+  ASSERT_EQ(j["choices"].size(), 1u);
+  EXPECT_EQ(j["choices"][0]["index"], 0);
+  EXPECT_EQ(j["choices"][0]["message"]["role"], "assistant");
+  EXPECT_TRUE(j["choices"][0]["message"]["content"].is_string());
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(j["usage"]["completion_tokens"], 8);
+  EXPECT_GT(j["usage"]["prompt_tokens"].get<int>(), 2);
+  EXPECT_EQ(j["usage"]["total_tokens"], j["usage"]["prompt_tokens"].get<int>() + 8);
+}
+
+TEST(ServerApi, StreamedChatIsServerSentEventsEndingInDone) {
+  TestServer s(small_options());
+  json body = chat_body("Hello!", 6, /*stream=*/true);
+  body["stream_options"] = {{"include_usage", true}};
+  const HttpResult r = post(s, "/v1/chat/completions", body.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.content_type.find("text/event-stream"), std::string::npos);
+  const auto events = sse_data(r.body);
+  ASSERT_GE(events.size(), 4u);
+  EXPECT_EQ(events.back(), "[DONE]");
+  const json first = json::parse(events[0]);
+  EXPECT_EQ(first["object"], "chat.completion.chunk");
+  EXPECT_EQ(first["choices"][0]["delta"]["role"], "assistant");
+  EXPECT_TRUE(first["usage"].is_null());
+  const json last_choice = json::parse(events[events.size() - 3]);
+  EXPECT_EQ(last_choice["choices"][0]["finish_reason"], "length");
+  const json usage = json::parse(events[events.size() - 2]);
+  EXPECT_TRUE(usage["choices"].empty());
+  EXPECT_EQ(usage["usage"]["completion_tokens"], 6);
+  for (size_t i = 0; i + 1 < events.size(); ++i) EXPECT_EQ(json::parse(events[i])["id"], first["id"]);
+
+  // The same request without streaming gives the same text (greedy).
+  const json plain = json::parse(post(s, "/v1/chat/completions", chat_body("Hello!", 6).dump()).body);
+  EXPECT_EQ(streamed_text(r.body), plain["choices"][0]["message"]["content"].get<std::string>());
+}
+
+TEST(ServerApi, ContentPartsSystemRoleAndMaxCompletionTokens) {
+  TestServer s(small_options());
+  json a = chat_body("Hello world", 5);
+  a["messages"] = {{{"role", "developer"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", "Hello world"}}};
+  json b = a;
+  b["messages"][1]["content"] = {{{"type", "text"}, {"text", "Hello "}}, {{"type", "text"}, {"text", "world"}}};
+  b["messages"][0]["role"] = "system";
+  b.erase("max_tokens");
+  b["max_completion_tokens"] = 5;
+  const json ja = json::parse(post(s, "/v1/chat/completions", a.dump()).body);
+  const json jb = json::parse(post(s, "/v1/chat/completions", b.dump()).body);
+  EXPECT_EQ(ja["choices"][0]["message"], jb["choices"][0]["message"]);
+  EXPECT_EQ(ja["usage"], jb["usage"]);
+  EXPECT_EQ(jb["usage"]["completion_tokens"], 5);
+}
+
+TEST(ServerApi, CompletionsPlainAndStreamed) {
+  TestServer s(small_options());
+  const json body = {{"prompt", "Once upon a time"}, {"max_tokens", 5}, {"temperature", 0}, {"ignore_eos", true}};
+  const HttpResult r = post(s, "/v1/completions", body.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json j = json::parse(r.body);
+  EXPECT_EQ(j["object"], "text_completion");
+  EXPECT_EQ(j["id"].get<std::string>().rfind("cmpl-", 0), 0u);
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(j["usage"]["completion_tokens"], 5);
+  json sb = body;
+  sb["stream"] = true;
+  const HttpResult st = post(s, "/v1/completions", sb.dump());
+  ASSERT_EQ(st.status, 200);
+  EXPECT_EQ(sse_data(st.body).back(), "[DONE]");
+  EXPECT_EQ(streamed_text(st.body), j["choices"][0]["text"].get<std::string>());
+  // Default max_tokens is 16, as OpenAI's.
+  const json d = json::parse(post(s, "/v1/completions", json{{"prompt", "x"}, {"ignore_eos", true}}.dump()).body);
+  EXPECT_EQ(d["usage"]["completion_tokens"], 16);
+}
+
+TEST(ServerApi, StopStringsEndTheAnswer) {
+  TestServer s(small_options());
+  const json full = json::parse(post(s, "/v1/completions", json{{"prompt", "a b c"}, {"max_tokens", 12},
+                                                                 {"temperature", 0}, {"ignore_eos", true}}.dump()).body);
+  const std::string text = full["choices"][0]["text"];
+  ASSERT_GE(text.size(), 4u);
+  const std::string stop = text.substr(text.size() / 2, 2);
+  const json cut = json::parse(post(s, "/v1/completions", json{{"prompt", "a b c"}, {"max_tokens", 12},
+                                                                {"temperature", 0}, {"ignore_eos", true},
+                                                                {"stop", {stop}}}.dump()).body);
+  EXPECT_EQ(cut["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(cut["choices"][0]["text"], text.substr(0, text.find(stop)));
+}
+
+TEST(ServerApi, ModelsHealthMetricsAndChatPage) {
+  TestServer s(small_options());
+  const json models = json::parse(get(s, "/v1/models").body);
+  EXPECT_EQ(models["object"], "list");
+  EXPECT_EQ(models["data"][0]["id"], "tiny");
+  EXPECT_EQ(models["data"][0]["object"], "model");
+  EXPECT_EQ(json::parse(get(s, "/health").body)["status"], "ok");
+  post(s, "/v1/chat/completions", chat_body("Hi", 3).dump());
+  const HttpResult m = get(s, "/metrics");
+  EXPECT_NE(m.content_type.find("text/plain"), std::string::npos);
+  for (const char* name : {"dsv3_requests_total{endpoint=\"/v1/chat/completions\",status=\"200\"} 1",
+                           "dsv3_generation_tokens_total 3", "dsv3_requests_waiting 0", "dsv3_batch_size",
+                           "dsv3_time_to_first_token_seconds_bucket{le=\"+Inf\"} 1",
+                           "dsv3_inter_token_latency_seconds_count 2"})
+    EXPECT_NE(m.body.find(name), std::string::npos) << name << "\n" << m.body;
+  const HttpResult page = get(s, "/");
+  EXPECT_EQ(page.status, 200);
+  EXPECT_NE(page.content_type.find("text/html"), std::string::npos);
+  EXPECT_NE(page.body.find("/v1/chat/completions"), std::string::npos);
+  EXPECT_EQ(page.body.find("http://"), std::string::npos);  // no external resources
+  EXPECT_EQ(page.body.find("https://"), std::string::npos);
+}
+
+// Each bad request gets 400 and an OpenAI error object; the server keeps serving.
+TEST(ServerApi, BadInputIsAnswered400) {
+  TestServer s(small_options(2, 64));
+  const json user = {{{"role", "user"}, {"content", "x"}}};
+  std::string long_prompt;  // longer than the context of 64 tokens
+  for (int i = 0; i < 100; ++i) long_prompt += "word" + std::to_string(i) + " ";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"/v1/chat/completions", "{not json"},
+      {"/v1/chat/completions", "[1, 2]"},
+      {"/v1/chat/completions", "{}"},
+      {"/v1/chat/completions", json{{"messages", json::array()}}.dump()},
+      {"/v1/chat/completions", json{{"messages", "hello"}}.dump()},
+      {"/v1/chat/completions", json{{"messages", {{{"role", "wizard"}, {"content", "x"}}}}}.dump()},
+      {"/v1/chat/completions", json{{"messages", {{{"role", "user"}}}}}.dump()},
+      {"/v1/chat/completions", json{{"messages", {{{"role", "user"}, {"content", 5}}}}}.dump()},
+      {"/v1/chat/completions", json{{"messages", user}, {"max_tokens", 0}}.dump()},
+      {"/v1/chat/completions", json{{"messages", user}, {"max_tokens", -3}}.dump()},
+      {"/v1/chat/completions", json{{"messages", user}, {"max_tokens", 1000}}.dump()},
+      {"/v1/chat/completions", json{{"messages", user}, {"max_tokens", "10"}}.dump()},
+      {"/v1/chat/completions", json{{"messages", user}, {"temperature", "hot"}}.dump()},
+      {"/v1/chat/completions", json{{"messages", user}, {"temperature", 9}}.dump()},
+      {"/v1/chat/completions", json{{"messages", user}, {"n", 2}}.dump()},
+      {"/v1/chat/completions", json{{"messages", user}, {"stop", 7}}.dump()},
+      {"/v1/chat/completions", json{{"messages", user}, {"stream", "yes"}}.dump()},
+      {"/v1/chat/completions", json{{"messages", user}, {"stream_options", {{"include_usage", true}}}}.dump()},
+      {"/v1/chat/completions", json{{"messages", user}, {"response_format", {{"type", "json_object"}}}}.dump()},
+      {"/v1/chat/completions", json{{"messages", {{{"role", "user"}, {"content", long_prompt}}}}}.dump()},
+      {"/v1/chat/completions", std::string("{\"messages\": [{\"role\": \"user\", \"content\": \"\xff\xfe\"}]}")},
+      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": "\ud800"}]})"},
+      {"/v1/completions", json{{"max_tokens", 3}}.dump()},
+      {"/v1/completions", json{{"prompt", 42}}.dump()},
+      {"/v1/completions", json{{"prompt", "x"}, {"echo", true}}.dump()},
+  };
+  for (const auto& [path, body] : cases) {
+    const HttpResult r = post(s, path, body);
+    EXPECT_EQ(r.status, 400) << body << "\n" << r.body;
+    json j;
+    ASSERT_NO_THROW(j = json::parse(r.body)) << r.body;
+    ASSERT_TRUE(j.contains("error")) << r.body;
+    for (const char* k : {"message", "type", "param", "code"}) EXPECT_TRUE(j["error"].contains(k)) << k << r.body;
+    EXPECT_EQ(j["error"]["type"], "invalid_request_error");
+  }
+  EXPECT_EQ(post(s, "/v1/chat/completions", chat_body("still there?", 2).dump()).status, 200);
+  EXPECT_EQ(get(s, "/nope").status, 404);
+  EXPECT_TRUE(json::parse(get(s, "/nope").body).contains("error"));
+}
+
+TEST(ServerApi, BodyLargerThanTheLimitIs413) {
+  server::ServerOptions o = small_options();
+  o.max_body_bytes = 4096;
+  TestServer s(o);
+  const HttpResult r = post(s, "/v1/chat/completions", chat_body(std::string(8000, 'a'), 2).dump());
+  EXPECT_EQ(r.status, 413);
+  EXPECT_TRUE(json::parse(r.body).contains("error")) << r.body;
+  EXPECT_EQ(post(s, "/v1/chat/completions", chat_body("small", 2).dump()).status, 200);
+}
+
+TEST(ServerApi, ApiKeyIsRequiredEverywhereButHealth) {
+  server::ServerOptions o = small_options();
+  o.api_key = "sk-test-123";
+  TestServer s(o);
+  const httplib::Headers good = {{"Authorization", "Bearer sk-test-123"}};
+  for (const httplib::Headers& bad : std::vector<httplib::Headers>{
+           {}, {{"Authorization", "Bearer sk-test-124"}}, {{"Authorization", "Bearer sk-test-12"}},
+           {{"Authorization", "sk-test-123"}}}) {
+    const HttpResult r = post(s, "/v1/chat/completions", chat_body("hi", 2).dump(), bad);
+    EXPECT_EQ(r.status, 401);
+    EXPECT_EQ(json::parse(r.body)["error"]["code"], "invalid_api_key");
+    EXPECT_EQ(get(s, "/v1/models", bad).status, 401);
+    EXPECT_EQ(get(s, "/metrics", bad).status, 401);
+  }
+  EXPECT_EQ(post(s, "/v1/chat/completions", chat_body("hi", 2).dump(), good).status, 200);
+  EXPECT_EQ(get(s, "/v1/models", good).status, 200);
+  EXPECT_EQ(get(s, "/health").status, 200);
+  EXPECT_TRUE(server::constant_time_equal("abc", "abc"));
+  EXPECT_FALSE(server::constant_time_equal("abd", "abc"));
+  EXPECT_FALSE(server::constant_time_equal("abcd", "abc"));
+  EXPECT_FALSE(server::constant_time_equal("", "abc"));
+}
+
+// Reasoning text between <think> and </think> becomes reasoning_content, whatever the pieces.
+TEST(ServerApi, ReasoningSplitter) {
+  const std::string text = "<think>\nLet me see. 1 < 2.</think>\n\nThe answer is 3.";
+  for (size_t piece : {1, 2, 3, 7, 100}) {
+    server::ReasoningSplitter sp(false);
+    std::string reasoning, content;
+    for (size_t i = 0; i < text.size(); i += piece) {
+      auto p = sp.push(text.substr(i, piece));
+      reasoning += p.reasoning;
+      content += p.content;
+    }
+    auto p = sp.flush();
+    EXPECT_EQ(reasoning + p.reasoning, "Let me see. 1 < 2.") << piece;
+    EXPECT_EQ(content + p.content, "The answer is 3.") << piece;
+    EXPECT_TRUE(sp.seen_reasoning());
+  }
+  server::ReasoningSplitter opened(true);  // R1 template: the prompt opened <think>
+  auto a = opened.push("hmm</thi");
+  auto b = opened.push("nk>ok");
+  EXPECT_EQ(a.reasoning + b.reasoning, "hmm");
+  EXPECT_EQ(a.content + b.content, "ok");
+  server::ReasoningSplitter plain(false);
+  auto c = plain.push("<thin");
+  auto d = plain.push("g> is not a tag");
+  EXPECT_EQ(c.content + d.content + plain.flush().content, "<thing> is not a tag");
+  EXPECT_FALSE(plain.seen_reasoning());
+}
+
+}  // namespace
+}  // namespace dsv3::test

@@ -1,0 +1,181 @@
+// Continuous batching: greedy output identical alone and in a batch (through the Scheduler and
+// through HTTP), the bounded queue (429), and a client that hangs up freeing its slot.
+#include <gtest/gtest.h>
+
+#include <atomic>
+
+#include "engine/generate.h"
+#include "engine/scheduler.h"
+#include "server_test_env.h"
+
+namespace dsv3::test {
+namespace {
+
+std::vector<std::vector<int32_t>> test_prompts(const Tokenizer& tok) {
+  std::vector<std::vector<int32_t>> out;
+  const char* texts[] = {"Hello", "The quick brown fox jumps over the lazy dog", "1 2 3 4 5 6 7 8 9 10 11 12",
+                         ("A much longer prompt that will need several prefill chunks before decoding starts, "
+                          "so that prefill and decode interleave in the same steps of the scheduler."),
+                         "Why?", "def f(x):\n    return x * 2\n"};
+  for (const char* t : texts) out.push_back(tok.encode(t, /*add_special=*/true));
+  return out;
+}
+
+// Runs every request to the end; returns the text of each.
+std::vector<std::string> run_all(Scheduler& sched, const std::vector<GenRequest>& reqs) {
+  std::vector<std::shared_ptr<Job>> jobs;
+  for (const GenRequest& r : reqs) jobs.push_back(sched.submit(r));
+  std::vector<std::string> texts;
+  for (auto& j : jobs) {
+    std::string t;
+    for (;;) {
+      JobOutput o = j->take(std::chrono::milliseconds(100));
+      t += o.text;
+      if (o.done) {
+        EXPECT_EQ(o.finish_reason, "length");
+        break;
+      }
+    }
+    texts.push_back(t);
+  }
+  return texts;
+}
+
+TEST(Scheduler, GreedyBatchEqualsAloneEqualsGenerate) {
+  const LoadedChatModel& m = tiny_model();
+  std::vector<GenRequest> reqs;
+  for (auto& p : test_prompts(m.tokenizer)) {
+    GenRequest r;
+    r.prompt = p;
+    r.max_tokens = 20;
+    r.stop_at_eos = false;
+    r.skip_special = false;  // as generate() decodes
+    reqs.push_back(r);
+  }
+  SchedulerOptions o;
+  o.max_batch = 8;
+  o.ctx_size = 256;
+  o.prefill_chunk = 256;  // whole prompts at once, as generate() feeds them
+  Scheduler batched(*m.loaded.model, m.tokenizer, o);
+  const std::vector<std::string> together = run_all(batched, reqs);
+  EXPECT_LT(batched.steps(), int64_t(reqs.size()) * 19);  // the requests really shared steps
+
+  ThreadPool pool(1);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    Sequence seq(*m.loaded.model, 256);
+    GenerateOptions g;
+    g.max_new_tokens = 20;
+    g.stop_at_eos = false;
+    const GenerateResult ref = generate(seq, reqs[i].prompt, &m.tokenizer, g, pool);
+    EXPECT_EQ(together[i], ref.text) << "request " << i;
+  }
+
+  // Small prefill chunks interleave prefill with decode; each request alone gives the same.
+  o.prefill_chunk = 5;
+  Scheduler chunked(*m.loaded.model, m.tokenizer, o);
+  const std::vector<std::string> interleaved = run_all(chunked, reqs);
+  for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(run_all(chunked, {reqs[i]})[0], interleaved[i]) << i;
+}
+
+TEST(ServerBatching, ConcurrentClientsGetTheirOwnGreedyAnswers) {
+  server::ServerOptions opt = small_options(8);
+  opt.scheduler.prefill_chunk = 8;
+  TestServer s(opt);
+  const std::vector<std::string> users = {"Hello", "How are you today?", "Tell me a story about a dragon",
+                                          "2+2=", "Translate 'cat' to French", "What is the capital of France?",
+                                          "x", "Write a haiku about servers and batching"};
+  std::vector<std::string> alone;
+  for (const std::string& u : users) {
+    const HttpResult r = post(s, "/v1/chat/completions", chat_body(u, 16).dump());
+    ASSERT_EQ(r.status, 200) << r.body;
+    alone.push_back(json::parse(r.body)["choices"][0]["message"]["content"]);
+  }
+  const int64_t steps_before = s.server().scheduler().steps();
+  std::vector<std::string> together(users.size());
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < users.size(); ++i)
+    clients.emplace_back([&, i] {
+      const bool stream = i % 2 == 0;
+      const HttpResult r = post(s, "/v1/chat/completions", chat_body(users[i], 16, stream).dump());
+      together[i] = stream ? streamed_text(r.body)
+                           : json::parse(r.body)["choices"][0]["message"]["content"].get<std::string>();
+    });
+  for (auto& t : clients) t.join();
+  for (size_t i = 0; i < users.size(); ++i) EXPECT_EQ(together[i], alone[i]) << "client " << i;
+  EXPECT_LT(s.server().scheduler().steps() - steps_before, int64_t(users.size()) * 15);
+}
+
+// A streaming request in the background that hangs up when `hang_up` is set.
+struct BackgroundStream {
+  BackgroundStream(const TestServer& s, int max_tokens) {
+    thread = std::thread([&s, this, max_tokens] {
+      result = post(s, "/v1/chat/completions", chat_body("Go on and on", max_tokens, true).dump(), {},
+                    [this](const std::string& so_far) {
+                      chunks = int(sse_data(so_far).size());
+                      return !hang_up.load();
+                    });
+    });
+  }
+  ~BackgroundStream() {
+    hang_up = true;
+    thread.join();
+  }
+  std::atomic<bool> hang_up{false};
+  std::atomic<int> chunks{0};
+  HttpResult result;
+  std::thread thread;
+};
+
+TEST(ServerBatching, FullQueueIsAnswered429) {
+  server::ServerOptions opt = small_options(1);
+  opt.scheduler.max_queue = 1;
+  TestServer s(opt);
+  Scheduler& sched = s.server().scheduler();
+  BackgroundStream a(s, 400);
+  ASSERT_TRUE(wait_for([&] { return sched.running() == 1; }));
+  BackgroundStream b(s, 400);
+  ASSERT_TRUE(wait_for([&] { return sched.queued() == 1; }));
+  const HttpResult r = post(s, "/v1/chat/completions", chat_body("one more", 4).dump());
+  EXPECT_EQ(r.status, 429);
+  EXPECT_EQ(json::parse(r.body)["error"]["code"], "rate_limit_exceeded");
+  a.hang_up = b.hang_up = true;
+  ASSERT_TRUE(wait_for([&] { return sched.running() == 0 && sched.queued() == 0; }));
+  EXPECT_EQ(post(s, "/v1/chat/completions", chat_body("now there is room", 4).dump()).status, 200);
+}
+
+TEST(ServerBatching, ClientThatHangsUpFreesItsSlot) {
+  TestServer s(small_options(1));
+  Scheduler& sched = s.server().scheduler();
+  {
+    BackgroundStream a(s, 450);
+    ASSERT_TRUE(wait_for([&] { return a.chunks.load() >= 3; }));
+    a.hang_up = true;
+    ASSERT_TRUE(wait_for([&] { return sched.running() == 0; }, 5));
+  }
+  EXPECT_LT(sched.steps(), 300);  // freed long before its 450 tokens
+  // The one slot serves the next request at once.
+  const HttpResult r = post(s, "/v1/chat/completions", chat_body("next", 4).dump());
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(json::parse(r.body)["usage"]["completion_tokens"], 4);
+}
+
+
+// Non-streaming answers longer than a second are sent chunked behind JSON whitespace, which
+// still parses; a client that gives up waiting frees the slot too.
+TEST(ServerBatching, LongNonStreamingAnswersAndClientsThatGiveUp) {
+  TestServer s(small_options(1));
+  const HttpResult r = post(s, "/v1/chat/completions", chat_body("long", 450).dump());
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(json::parse(r.body)["usage"]["completion_tokens"], 450);
+
+  Scheduler& sched = s.server().scheduler();
+  const int64_t steps = sched.steps();
+  httplib::Client c("127.0.0.1", s.port());
+  c.set_read_timeout(0, 300000);  // gives up after 0.3 s
+  EXPECT_FALSE(c.Post("/v1/chat/completions", chat_body("long", 450).dump(), "application/json"));
+  ASSERT_TRUE(wait_for([&] { return sched.running() == 0; }, 10));
+  EXPECT_LT(sched.steps() - steps, 449);
+}
+
+}  // namespace
+}  // namespace dsv3::test
