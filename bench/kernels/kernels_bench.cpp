@@ -1,9 +1,11 @@
-// Matrix x vector throughput of every kernel variant at DeepSeek-V3's shapes, in bytes of
-// weights read per second, next to a STREAM-style read and copy of the same memory: decode is
-// bandwidth-bound, so "GB/s of weights / GB/s the memory gives" is the figure that matters.
+// Kernel throughput of every variant at DeepSeek-V3's shapes, against the machine's limits.
+// Decode (matrix x vector, n = 1) is bandwidth-bound: bytes of weights read per second next to a
+// STREAM-style read and copy of the same memory. Prefill (n >= 8, the GEMM) is compute-bound:
+// GFLOP/s per core next to the FMA peak measured by fma_peak/*.
 // Run: build/bench/kernels/dsv3_bench_kernels   (docs/kernels.md has the reference numbers)
 #include <benchmark/benchmark.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include <cstring>
 #include <fstream>
@@ -15,6 +17,7 @@
 
 #include "core/dtype.h"
 #include "core/thread_pool.h"
+#include "fma_peak.h"
 #include "kernels/variant.h"
 
 namespace dsv3::kernels {
@@ -138,23 +141,51 @@ struct Weights {
   std::vector<Matrix> views;
 };
 
-void linear_bench(benchmark::State& state, const Variant* v, DType dtype, Shape s, int64_t n, int threads) {
+double process_cpu_seconds() {
+  timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
+
+// How a benchmark calls the kernel: "ops" as ops.h's linear does (linear_rows for few tokens,
+// the GEMM for many), "rows" forcing linear_rows (the dot-product tile the GEMM replaced).
+enum class Path { kOps, kRows };
+
+// Counters: GB/s of weights and GFLOP/s in real time (what a caller waits), and GFLOP/s per
+// core in process CPU time (the figure to hold against fma_peak: on shared cores real time
+// also counts the time other processes ran).
+void linear_bench(benchmark::State& state, const Variant* v, DType dtype, Shape s, int64_t n, int threads, Path path) {
   Weights w(dtype, s.rows, s.cols);
-  std::vector<float> x(size_t(n * s.cols), 0.5f), y(size_t(n * s.rows));
+  std::vector<float> x(size_t(n * s.cols)), y(size_t(n * s.rows));
+  std::mt19937 rng(2);
+  std::normal_distribution<float> nd(0, 1);
+  for (auto& e : x) e = nd(rng);
   size_t k = 0;
+  const double cpu0 = process_cpu_seconds();
   for (auto _ : state) {
     const Matrix& m = w.views[k];
     k = k + 1 == w.copies ? 0 : k + 1;
-    pool(threads).parallel_for(m.rows, [&](int64_t r0, int64_t r1) {
-      thread_local std::vector<float> scratch;
-      scratch.resize(size_t(kLinearScratchRows * m.cols));
-      v->linear_rows(m, x.data(), y.data(), n, r0, r1, scratch.data());
-    });
+    if (path == Path::kOps) {
+      linear_with(*v, m, x.data(), y.data(), n, &pool(threads));
+    } else {
+      pool(threads).parallel_for(m.rows, [&](int64_t r0, int64_t r1) {
+        thread_local std::vector<float> scratch;
+        scratch.resize(size_t(kLinearScratchRows * m.cols));
+        v->linear_rows(m, x.data(), y.data(), n, r0, r1, scratch.data());
+      });
+    }
     benchmark::DoNotOptimize(y.data());
   }
+  const double cpu = process_cpu_seconds() - cpu0, flops = double(state.iterations()) * 2.0 * double(s.rows * s.cols * n);
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(w.weight_bytes));
-  state.counters["GFLOP/s"] = benchmark::Counter(double(state.iterations()) * 2.0 * double(s.rows * s.cols * n) * 1e-9,
-                                                 benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s/core"] = flops * 1e-9 / cpu;
+}
+
+std::string linear_name(DType dtype, const Shape& s, int64_t n, int threads, const Variant* v, Path path) {
+  return std::string("linear/") + (dtype == DType::F8_E4M3 ? "fp8" : "bf16") + "/" + s.name + "_" +
+         std::to_string(s.rows) + "x" + std::to_string(s.cols) + "/n:" + std::to_string(n) +
+         "/threads:" + std::to_string(threads) + "/" + v->name + (path == Path::kRows ? "/rows" : "");
 }
 
 void register_linear() {
@@ -162,14 +193,46 @@ void register_linear() {
     if (!missing_cpu_feature(*v).empty()) continue;
     for (DType dtype : {DType::F8_E4M3, DType::BF16})
       for (const Shape& s : kShapes)
-        for (int64_t n : {1, 8})
-          for (int threads : {1, 2}) {
-            if (n != 1 && threads != 2) continue;  // many-token runs only at full width
-            const std::string name = std::string("linear/") + (dtype == DType::F8_E4M3 ? "fp8" : "bf16") + "/" + s.name +
-                                     "_" + std::to_string(s.rows) + "x" + std::to_string(s.cols) +
-                                     "/n:" + std::to_string(n) + "/threads:" + std::to_string(threads) + "/" + v->name;
-            benchmark::RegisterBenchmark(name.c_str(), linear_bench, v, dtype, s, n, threads)->UseRealTime()->MinTime(0.2);
-          }
+        for (int threads : {1, 2})
+          benchmark::RegisterBenchmark(linear_name(dtype, s, 1, threads, v, Path::kOps).c_str(), linear_bench, v, dtype, s,
+                                       1, threads, Path::kOps)
+              ->UseRealTime()
+              ->MinTime(0.2);
+  }
+}
+
+// Prefill: the GEMM at n = 8..512 tokens, and the dot-product tile it replaced ("/rows").
+// The scalar reference is left out (seconds per call at these sizes).
+void register_prefill() {
+  for (const Variant* v : compiled_variants()) {
+    if (!missing_cpu_feature(*v).empty() || v->gemm == nullptr) continue;
+    for (DType dtype : {DType::F8_E4M3, DType::BF16})
+      for (const Shape& s : kShapes)
+        for (int64_t n : {8, 16, 24, 32, 128, 512}) {
+          if (s.rows > 8192) continue;  // wq_b: decode only (the three others cover prefill's shapes)
+          for (int threads : {1, 2})
+            for (Path path : {Path::kOps, Path::kRows})
+              benchmark::RegisterBenchmark(linear_name(dtype, s, n, threads, v, path).c_str(), linear_bench, v, dtype, s,
+                                           n, threads, path)
+                  ->UseRealTime()
+                  ->MinTime(0.5);
+        }
+  }
+}
+
+// FMA peak per core (see fma_peak.cpp), for 1 and 2 threads at once.
+void register_fma_peak() {
+  for (const Variant* v : compiled_variants()) {
+    const std::string isa = v->name;
+    if (!missing_cpu_feature(*v).empty() || (isa != "avx512" && isa != "avx2")) continue;
+    for (int threads : {1, 2}) {
+      const std::string name = "fma_peak/" + isa + "/threads:" + std::to_string(threads);
+      benchmark::RegisterBenchmark(name.c_str(), [isa, threads](benchmark::State& state) {
+        double sum = 0;
+        for (auto _ : state) sum += bench::fma_peak_gflops_per_core(isa, threads, int64_t(20) << 20);
+        state.counters["GFLOP/s/core"] = sum / double(state.iterations());
+      })->UseRealTime()->MinTime(0.5);
+    }
   }
 }
 
@@ -184,7 +247,9 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("transparent_hugepage", mode.empty() ? "unknown" : mode);
   benchmark::AddCustomContext("pages", "anonymous memory, madvise(MADV_HUGEPAGE)");
   benchmark::AddCustomContext("default_kernel_variant", dsv3::kernels::active().name);
+  dsv3::kernels::register_fma_peak();
   dsv3::kernels::register_linear();
+  dsv3::kernels::register_prefill();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

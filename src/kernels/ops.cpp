@@ -1,6 +1,7 @@
 // The kernel interface, forwarding to the variant chosen for this machine (see dispatch.cpp).
 #include "kernels/ops.h"
 
+#include <utility>
 #include <vector>
 
 #include "kernels/variant.h"
@@ -8,23 +9,74 @@
 namespace dsv3::kernels {
 
 namespace {
-// Per-thread decode buffer for the linear kernels, grown to the widest matrix seen.
+// Per-thread buffer of at least `floats` floats, grown to the largest request seen.
+float* thread_buffer(std::vector<float>& buf, int64_t floats) {
+  if (buf.size() < size_t(floats)) buf.resize(size_t(floats));
+  return buf.data();
+}
 float* linear_scratch(int64_t cols) {
   thread_local std::vector<float> scratch;
-  const size_t need = size_t(kLinearScratchRows * cols);
-  if (scratch.size() < need) scratch.resize(need);
-  return scratch.data();
+  return thread_buffer(scratch, kLinearScratchRows * cols);
+}
+
+// Packed activations of one GEMM call stay within this size (n x cols floats plus padding):
+// longer prompts go through in token chunks, each weight decoded once per chunk.
+constexpr int64_t kPackedActivationBytes = int64_t(16) << 20;
+
+// Runs fn(ith, nth) on the pool's threads, or as the only participant without a pool.
+template <class F>
+void run_on(ThreadPool* pool, const F& fn) {
+  if (pool == nullptr || pool->size() == 1) return fn(0, 1);
+  pool->run(fn);
+}
+
+// Contiguous share `ith` of `units` split `nth` ways.
+std::pair<int64_t, int64_t> share(int64_t units, int ith, int nth) {
+  return {units * ith / nth, units * (ith + 1) / nth};
+}
+
+void gemm(const Gemm& g, const Matrix& w, const float* x, float* y, int64_t n, ThreadPool* pool) {
+  const int64_t cols = w.cols, nt = g.token_tile;
+  int64_t chunk = kPackedActivationBytes / int64_t(sizeof(float)) / g.packed_x_floats(nt, cols) * nt;
+  chunk = chunk < nt ? nt : chunk;
+  thread_local std::vector<float> packed;
+  for (int64_t c0 = 0; c0 < n; c0 += chunk) {
+    const int64_t nc = n - c0 < chunk ? n - c0 : chunk, tiles = (nc + nt - 1) / nt;
+    float* xp = thread_buffer(packed, g.packed_x_floats(nc, cols));
+    const float* xc = x + c0 * cols;
+    float* yc = y + c0 * w.rows;
+    run_on(pool, [&](int ith, int nth) {
+      const auto [a, b] = share(tiles, ith, nth);
+      if (a < b) g.pack_x(xc, nc, cols, a, b, xp);
+    });
+    // Threads take whole register tiles of rows; if there are fewer tiles than threads, they
+    // take token tiles instead (every row each).
+    const int64_t row_units = (w.rows + g.row_tile - 1) / g.row_tile;
+    run_on(pool, [&](int ith, int nth) {
+      thread_local std::vector<float> scratch;
+      float* s = thread_buffer(scratch, g.scratch_floats(cols));
+      if (row_units >= nth || tiles < nth) {
+        const auto [a, b] = share(row_units, ith, nth);
+        const int64_t r0 = a * g.row_tile, r1 = b * g.row_tile < w.rows ? b * g.row_tile : w.rows;
+        if (r0 < r1) g.rows(w, xp, yc, 0, nc, r0, r1, s);
+      } else {
+        const auto [a, b] = share(tiles, ith, nth);
+        if (a < b) g.rows(w, xp, yc, a * nt, b * nt < nc ? b * nt : nc, 0, w.rows, s);
+      }
+    });
+  }
 }
 }  // namespace
 
-void linear(const Matrix& w, const float* x, float* y, int64_t n, ThreadPool& pool) {
-  const Variant& v = active();
-  pool.parallel_for(w.rows, [&](int64_t r0, int64_t r1) { v.linear_rows(w, x, y, n, r0, r1, linear_scratch(w.cols)); });
+void linear_with(const Variant& v, const Matrix& w, const float* x, float* y, int64_t n, ThreadPool* pool) {
+  if (v.gemm != nullptr && n >= v.gemm->min_tokens && v.gemm->supports(w)) return gemm(*v.gemm, w, x, y, n, pool);
+  if (pool == nullptr) return v.linear_rows(w, x, y, n, 0, w.rows, linear_scratch(w.cols));
+  pool->parallel_for(w.rows, [&](int64_t r0, int64_t r1) { v.linear_rows(w, x, y, n, r0, r1, linear_scratch(w.cols)); });
 }
 
-void linear(const Matrix& w, const float* x, float* y, int64_t n) {
-  active().linear_rows(w, x, y, n, 0, w.rows, linear_scratch(w.cols));
-}
+void linear(const Matrix& w, const float* x, float* y, int64_t n, ThreadPool& pool) { linear_with(active(), w, x, y, n, &pool); }
+
+void linear(const Matrix& w, const float* x, float* y, int64_t n) { linear_with(active(), w, x, y, n, nullptr); }
 
 void linear_transposed_acc(const Matrix& w, const float* x, float* y) {
   active().linear_transposed_acc(w, x, y, linear_scratch(w.cols));

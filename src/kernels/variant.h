@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/thread_pool.h"
 #include "kernels/matrix.h"
 
 namespace dsv3::kernels {
@@ -13,6 +14,26 @@ namespace dsv3::kernels {
 // Rows a linear kernel decodes at a time: `scratch` passed to linear_rows holds
 // kLinearScratchRows * w.cols floats.
 constexpr int64_t kLinearScratchRows = 4;
+
+// The many-token path of linear (a GEMM; simd/gemm.h), in two phases so that the activations
+// are repacked once per call and shared by every thread: pack_x (split over token tiles), then
+// rows (split over output rows, or over token tiles when rows are few). Its results are
+// bitwise those of linear_rows for the same row and token.
+struct Gemm {
+  int64_t min_tokens;  // linear uses this path from this many tokens on
+  int64_t token_tile;  // tokens per packed tile: pack_x's tiles, rows' t0
+  int64_t row_tile;    // rows per register tile: the unit a row split should use
+  // False if `w` needs linear_rows (unknown dtype, FP8 scales outside the vector decode's range).
+  bool (*supports)(const Matrix& w);
+  int64_t (*packed_x_floats)(int64_t n, int64_t cols);
+  int64_t (*scratch_floats)(int64_t cols);
+  // Token tiles [tile0, tile1) of x [n, cols] into xp (packed_x_floats(n, cols) floats).
+  void (*pack_x)(const float* x, int64_t n, int64_t cols, int64_t tile0, int64_t tile1, float* xp);
+  // y[t, r] for tokens [t0, t1) (t0 a multiple of token_tile) and rows [r0, r1); y is [n, w.rows];
+  // `scratch` holds scratch_floats(w.cols) floats.
+  void (*rows)(const Matrix& w, const float* xp, float* y, int64_t t0, int64_t t1, int64_t r0, int64_t r1,
+               float* scratch);
+};
 
 struct Variant {
   const char* name;
@@ -30,7 +51,13 @@ struct Variant {
   void (*silu_mul)(const float* gate, const float* up, float* out, int64_t n);
   float (*dot)(const float* a, const float* b, int64_t n);
   void (*axpy)(float a, const float* x, float* y, int64_t n);
+  const Gemm* gemm;  // null: linear_rows serves every n (the scalar reference)
 };
+
+// y = W x for n tokens through variant `v`: linear_rows for few tokens, else v.gemm. With a
+// pool the work is split across its threads, else it runs on the calling thread. What ops.h's
+// linear does with the active variant; tests and benchmarks call it for each variant.
+void linear_with(const Variant& v, const Matrix& w, const float* x, float* y, int64_t n, ThreadPool* pool);
 
 // Throws: the kernels have no code for weights of this dtype. Defined outside the ISA-specific
 // translation units so that they never instantiate error-formatting code with their flags.

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <random>
+#include <string>
 
 #include "core/dtype.h"
 #include "kernels/ops.h"
@@ -52,21 +53,23 @@ TEST_P(LinearFp8, MatchesDequantizedDoubleReference) {
   auto [rows, cols] = GetParam();
   SCOPED_TRACE("kernel variant: " + active_variant());
   Fp8Weight w = make_fp8(rows, cols, uint32_t(rows * 7 + cols));
-  const int64_t n = 3;
-  auto x = random_vec(n * cols, 1);
-  std::vector<float> y(static_cast<size_t>(n * rows));
-  ThreadPool pool(2);
-  linear(w.m, x.data(), y.data(), n, pool);
-  for (int64_t t = 0; t < n; ++t)
-    for (int64_t r = 0; r < rows; ++r) {
-      double ref = 0, mag = 0;
-      for (int64_t c = 0; c < cols; ++c) {
-        ref += w.dense[size_t(r * cols + c)] * x[size_t(t * cols + c)];
-        mag += std::fabs(w.dense[size_t(r * cols + c)] * x[size_t(t * cols + c)]);
+  for (const int64_t n : {3, 9, 30}) {  // the one-token kernel, the decoded-rows tile, the GEMM
+    SCOPED_TRACE("n = " + std::to_string(n));
+    auto x = random_vec(n * cols, 1);
+    std::vector<float> y(static_cast<size_t>(n * rows));
+    ThreadPool pool(2);
+    linear(w.m, x.data(), y.data(), n, pool);
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t r = 0; r < rows; ++r) {
+        double ref = 0, mag = 0;
+        for (int64_t c = 0; c < cols; ++c) {
+          ref += w.dense[size_t(r * cols + c)] * x[size_t(t * cols + c)];
+          mag += std::fabs(w.dense[size_t(r * cols + c)] * x[size_t(t * cols + c)]);
+        }
+        // float32 accumulation: error grows with the sum of magnitudes, ~1e-6 relative.
+        ASSERT_NEAR(y[size_t(t * rows + r)], ref, 1e-5 * mag + 1e-6) << "t=" << t << " r=" << r;
       }
-      // float32 accumulation: error grows with the sum of magnitudes, ~1e-6 relative.
-      ASSERT_NEAR(y[size_t(t * rows + r)], ref, 1e-5 * mag + 1e-6) << "t=" << t << " r=" << r;
-    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Sizes, LinearFp8,

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/thread_pool.h"
 #include "kernels/variant.h"
 
 namespace dsv3::kernels {
@@ -132,6 +133,44 @@ std::vector<float> run_linear(const Variant& var, const Matrix& w, const std::ve
   return y;
 }
 
+// y = W x through `var` as ops.h's linear runs it (the GEMM path from gemm->min_tokens on),
+// on a pool of `threads` threads (0: no pool, the calling thread only).
+std::vector<float> run_linear_with(const Variant& var, const Matrix& w, const std::vector<float>& x, int64_t n,
+                                   int threads) {
+  std::vector<float> y(size_t(n * w.rows), NAN);
+  if (threads == 0) {
+    linear_with(var, w, x.data(), y.data(), n, nullptr);
+  } else {
+    ThreadPool pool(threads);
+    linear_with(var, w, x.data(), y.data(), n, &pool);
+  }
+  return y;
+}
+
+// The GEMM's two phases called directly, rows cut at `row_cuts` and tokens at `token_cuts`
+// (multiples of the token tile), each piece with its own scratch, as threads would run them.
+std::vector<float> run_gemm(const Gemm& g, const Matrix& w, const std::vector<float>& x, int64_t n,
+                            const std::vector<int64_t>& row_cuts, const std::vector<int64_t>& token_cuts) {
+  std::vector<float> y(size_t(n * w.rows), NAN), xp(size_t(g.packed_x_floats(n, w.cols)), NAN);
+  const int64_t tiles = (n + g.token_tile - 1) / g.token_tile;
+  g.pack_x(x.data(), n, w.cols, 0, tiles / 2, xp.data());  // in two parts, as two threads would
+  g.pack_x(x.data(), n, w.cols, tiles / 2, tiles, xp.data());
+  std::vector<int64_t> rc = row_cuts, tc = token_cuts;
+  rc.push_back(w.rows);
+  tc.push_back(n);
+  int64_t t0 = 0;
+  for (int64_t t1 : tc) {
+    int64_t r0 = 0;
+    for (int64_t r1 : rc) {
+      std::vector<float> scratch(size_t(g.scratch_floats(w.cols)), NAN);
+      g.rows(w, xp.data(), y.data(), t0, t1, r0, r1, scratch.data());
+      r0 = r1;
+    }
+    t0 = t1;
+  }
+  return y;
+}
+
 // Checks y (from the variant) and y_ref (scalar) against the magnitude of each row's terms.
 void expect_linear_close(const Weight& w, const Matrix& view, int64_t row_off, const std::vector<float>& x, int64_t n,
                          const std::vector<float>& y, const std::vector<float>& y_ref) {
@@ -234,6 +273,83 @@ TEST_P(SimdLinear, DequantRowIsExact) {
 }
 
 const int64_t kLengths[] = {1, 3, 127, 128, 129, 255, 4095, 4097};
+
+// The many-token path (GEMM) against scalar, called directly (whatever n linear_with would
+// start using it from) and through linear_with: token counts around the register tile (12
+// tokens for AVX-512, 6 for AVX2) and the token block, rows around the register tile (32 / 16)
+// and the decoded panel (128), columns around the vector width and FP8's 128-wide blocks.
+TEST_P(SimdLinear, GemmMatchesScalarOnAwkwardShapes) {
+  ASSERT_NE(v().gemm, nullptr);
+  const Shape shapes[] = {{1, 1}, {1, 129}, {127, 1}, {127, 129}, {129, 127}, {129, 4097}, {300, 200}};
+  for (DType d : kDtypes)
+    for (const Shape& s : shapes) {
+      const Weight w = make_weight(d, s.rows, s.cols, uint32_t(s.rows * 17 + s.cols));
+      for (int64_t n : {7, 8, 9, 63, 130}) {
+        if (s.cols > 1000 && n > 63) continue;  // keeps the scalar reference quick
+        const auto x = random_vec(n * s.cols, uint32_t(n + s.cols));
+        const auto y_ref = run_linear(ref(), w.m, x, n);
+        expect_linear_close(w, w.m, 0, x, n, run_gemm(*v().gemm, w.m, x, n, {}, {}), y_ref);
+        expect_linear_close(w, w.m, 0, x, n, run_linear_with(v(), w.m, x, n, 2), y_ref);
+      }
+    }
+}
+
+TEST_P(SimdLinear, GemmFp8RowSlicesStartingInsideAScaleBlock) {
+  const Weight w = make_weight(DType::F8_E4M3, 300, 257, 13);
+  for (auto [r0, rows] : {std::pair<int64_t, int64_t>{100, 157}, {1, 299}, {129, 171}, {250, 50}, {127, 2}})
+    for (int64_t n : {9, 63}) {
+      const Matrix view = w.m.row_slice(r0, rows);
+      const auto x = random_vec(n * 257, uint32_t(r0 + n));
+      expect_linear_close(w, view, r0, x, n, run_gemm(*v().gemm, view, x, n, {}, {}), run_linear(ref(), view, x, n));
+    }
+}
+
+// Scales too large for the vector decode leave the GEMM to linear_rows (and so to scalar).
+TEST_P(SimdLinear, GemmFp8HugeScalesFallBack) {
+  Weight w = make_weight(DType::F8_E4M3, 130, 129, 12);
+  auto* scales = reinterpret_cast<float*>(w.scale_bytes.data() + 2);
+  const float big = 1e3f;
+  std::memcpy(scales + 3, &big, 4);
+  EXPECT_FALSE(v().gemm->supports(w.m));
+  const auto x = random_vec(9 * 129, 3);
+  EXPECT_EQ(run_linear_with(v(), w.m, x, 9, 2), run_linear(ref(), w.m, x, 9));
+}
+
+// The GEMM gives each (row, token) the bits the one-token kernel gives it, whatever the number
+// of tokens, the thread count, and the row and token split: speculative decoding relies on a
+// batched forward equalling token-by-token decode. Negative FP8 scales included (zero padding
+// then carries a sign, which the packing must reproduce).
+TEST_P(SimdLinear, GemmBitwiseEqualsOneTokenKernel) {
+  const Gemm& g = *v().gemm;
+  for (DType d : kDtypes) {
+    Weight w = make_weight(d, 200, 300, 21);
+    if (d == DType::F8_E4M3) {
+      auto* scales = reinterpret_cast<float*>(w.scale_bytes.data() + 2);
+      for (int k : {0, 3, 5}) {
+        float sk;
+        std::memcpy(&sk, scales + k, 4);
+        sk = -sk;
+        std::memcpy(scales + k, &sk, 4);
+      }
+    }
+    for (int64_t n : {int64_t(8), int64_t(13), g.min_tokens, int64_t(130)}) {
+      const auto x = random_vec(n * 300, uint32_t(40 + n));
+      const auto whole = run_linear_with(v(), w.m, x, n, 0);
+      for (int threads : {1, 2, 3}) EXPECT_EQ(run_linear_with(v(), w.m, x, n, threads), whole) << dtype_name(d) << " " << threads;
+      const int64_t tt = g.token_tile;
+      EXPECT_EQ(run_gemm(g, w.m, x, n, {1, 31, 32, 100, 165}, {}), whole) << dtype_name(d) << " n " << n;
+      if (n > tt) {
+        EXPECT_EQ(run_gemm(g, w.m, x, n, {70}, {tt}), whole) << dtype_name(d) << " n " << n;
+      }
+      for (int64_t t = 0; t < n; ++t) {
+        const std::vector<float> xt(x.begin() + t * 300, x.begin() + (t + 1) * 300);
+        const auto yt = run_linear(v(), w.m, xt, 1);
+        for (int64_t r = 0; r < 200; ++r)
+          ASSERT_EQ(yt[size_t(r)], whole[size_t(t * 200 + r)]) << dtype_name(d) << " n " << n << " token " << t << " row " << r;
+      }
+    }
+  }
+}
 
 class SimdElementwise : public VariantTest {};
 

@@ -137,6 +137,7 @@ const Variant& variant() {
       silu_mul,
       dot,
       axpy,
+      nullptr,  // no GEMM: linear_rows is the reference for every n
   };
   return v;
 }

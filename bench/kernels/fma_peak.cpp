@@ -1,0 +1,84 @@
+// The machine's FMA ceiling, against which the GEMM figures are quoted: independent chains of
+// vector FMAs (enough to cover latency x pipes), no memory traffic. Reported per core, in
+// FLOP per second of the thread's own CPU time, so that sharing the cores with other
+// processes lowers the iteration count, not the figure.
+#include "fma_peak.h"
+
+#include <immintrin.h>
+#include <time.h>
+
+#include <thread>
+#include <vector>
+
+namespace dsv3::bench {
+namespace {
+
+double thread_cpu_seconds() {
+  timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
+
+// 24 accumulators: more than FMA latency (4-5 cycles) x pipes (2) on current x86 cores. The
+// multiplier and addend keep values finite and normal for any iteration count.
+constexpr int kChains = 24;
+
+__attribute__((target("avx512f,fma"))) float chains_avx512(int64_t iters) {
+  __m512 acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_ps(float(i));
+  const __m512 m = _mm512_set1_ps(0.999999f), a = _mm512_set1_ps(1e-6f);
+  for (int64_t k = 0; k < iters; ++k) {
+#pragma GCC unroll 32  // all chains in registers: without it GCC keeps acc[] in memory
+    for (int i = 0; i < kChains; ++i) acc[i] = _mm512_fmadd_ps(acc[i], m, a);
+  }
+  __m512 s = acc[0];
+  for (int i = 1; i < kChains; ++i) s = _mm512_add_ps(s, acc[i]);
+  alignas(64) float out[16];
+  _mm512_store_ps(out, s);
+  return out[0];
+}
+
+__attribute__((target("avx2,fma"))) float chains_avx2(int64_t iters) {
+  __m256 acc[kChains / 2];  // 16 ymm registers: 12 chains
+  for (int i = 0; i < kChains / 2; ++i) acc[i] = _mm256_set1_ps(float(i));
+  const __m256 m = _mm256_set1_ps(0.999999f), a = _mm256_set1_ps(1e-6f);
+  for (int64_t k = 0; k < iters; ++k) {
+#pragma GCC unroll 32
+    for (int i = 0; i < kChains / 2; ++i) acc[i] = _mm256_fmadd_ps(acc[i], m, a);
+  }
+  __m256 s = acc[0];
+  for (int i = 1; i < kChains / 2; ++i) s = _mm256_add_ps(s, acc[i]);
+  alignas(32) float out[8];
+  _mm256_store_ps(out, s);
+  return out[0];
+}
+
+}  // namespace
+
+double fma_peak_gflops_per_core(const std::string& isa, int threads, int64_t iters) {
+  std::vector<double> rate(static_cast<size_t>(threads));
+  std::vector<float> sink(static_cast<size_t>(threads));
+  auto work = [&](int i) {
+    const double t0 = thread_cpu_seconds();
+    double flops;
+    if (isa == "avx512") {
+      sink[size_t(i)] = chains_avx512(iters);
+      flops = double(iters) * kChains * 16 * 2;
+    } else {
+      sink[size_t(i)] = chains_avx2(iters);
+      flops = double(iters) * (kChains / 2) * 8 * 2;
+    }
+    rate[size_t(i)] = flops / (thread_cpu_seconds() - t0) * 1e-9;
+  };
+  std::vector<std::thread> pool;
+  for (int i = 1; i < threads; ++i) pool.emplace_back(work, i);
+  work(0);
+  for (auto& t : pool) t.join();
+  double sum = 0;
+  for (double r : rate) sum += r;
+  volatile float keep = sink[0];
+  (void)keep;
+  return sum / threads;
+}
+
+}  // namespace dsv3::bench
