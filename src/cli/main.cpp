@@ -25,6 +25,9 @@ int main(int argc, char** argv) {
   reg(dsv3::cli::add_tokenize);
   reg(dsv3::cli::add_detokenize);
   reg(dsv3::cli::add_chat_template);
+  reg(dsv3::cli::add_train);
+  reg(dsv3::cli::add_train_tokenizer);
+  reg(dsv3::cli::add_train_bench);
   reg(dsv3::cli::add_serve);
   reg(dsv3::cli::add_convert);
   reg(dsv3::cli::add_perplexity);

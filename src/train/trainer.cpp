@@ -1,0 +1,343 @@
+#include "train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+#include "train/bpe_trainer.h"
+#include "train/data.h"
+#include "train/model.h"
+#include "train/rng.h"
+
+namespace dsv3::train {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+ModelConfig base_config() {
+  ModelConfig c;
+  c.model_type = "deepseek_v3";
+  c.scoring_func = "sigmoid";
+  c.topk_method = "noaux_tc";
+  c.norm_topk_prob = true;
+  c.routed_scaling_factor = 2.5;
+  c.rope_theta = 10000;
+  c.rms_norm_eps = 1e-6;
+  c.bos_token_id = 0;
+  c.eos_token_ids = {1};
+  c.num_nextn_predict_layers = 1;
+  c.first_k_dense_replace = 1;
+  c.moe_layer_freq = 1;
+  c.n_shared_experts = 1;
+  c.max_position_embeddings = 4096;  // YaRN off: a model trained at short context
+  return c;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  DSV3_CHECK(in, path, ": cannot open");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Keeps the header and the rows of a CSV log whose first field (the step) is below `step`.
+void truncate_log(const fs::path& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string line, out;
+  bool header = true;
+  while (std::getline(in, line)) {
+    if (header || std::stoll(line.substr(0, line.find(','))) < step) out += line + "\n";
+    header = false;
+  }
+  in.close();
+  std::ofstream(path, std::ios::trunc) << out;
+}
+
+}  // namespace
+
+std::string TrainOptions::to_json() const {
+  nlohmann::ordered_json j;
+  j["model"] = model.to_json();
+  j["text"] = text;
+  j["tokenizer"] = tokenizer;
+  j["batch"] = batch;
+  j["seq_len"] = seq_len;
+  j["accum"] = accum;
+  j["lr"] = optim.lr;
+  j["min_lr_ratio"] = optim.min_lr_ratio;
+  j["warmup"] = optim.warmup;
+  j["steps"] = optim.steps;
+  j["weight_decay"] = optim.weight_decay;
+  j["clip"] = optim.clip;
+  j["balance"] = balance_name(balance);
+  j["balance_alpha"] = balance_alpha;
+  j["bias_gamma"] = bias_gamma;
+  j["mtp_lambda"] = mtp_lambda;
+  j["precision"] = precision == Precision::FP8 ? "fp8" : "f32";
+  j["seed"] = seed;
+  return j.dump();
+}
+
+TrainOptions train_preset(const std::string& name) {
+  TrainOptions o;
+  ModelConfig& c = o.model = base_config();
+  if (name == "test") {  // a few seconds on one core
+    c.vocab_size = 0;    // from the tokenizer
+    c.hidden_size = 32; c.intermediate_size = 64; c.moe_intermediate_size = 16;
+    c.num_hidden_layers = 2; c.num_attention_heads = 2; c.n_routed_experts = 8; c.num_experts_per_tok = 2;
+    c.n_group = 4; c.topk_group = 2; c.q_lora_rank = 16; c.kv_lora_rank = 16;
+    c.qk_nope_head_dim = 8; c.qk_rope_head_dim = 8; c.v_head_dim = 8;
+    o.batch = 4; o.seq_len = 32; o.optim.steps = 60; o.optim.warmup = 5; o.optim.lr = 1e-2;
+    o.eval_every = 20; o.eval_tokens = 2048; o.save_every = 30; o.log_every = 5; o.threads = 1;
+  } else if (name == "exp") {  // the experiments of docs/training.md: minutes per run
+    c.vocab_size = 0;
+    c.hidden_size = 128; c.intermediate_size = 384; c.moe_intermediate_size = 64;
+    c.num_hidden_layers = 3; c.num_attention_heads = 4; c.n_routed_experts = 16; c.num_experts_per_tok = 4;
+    c.n_group = 4; c.topk_group = 2; c.q_lora_rank = 64; c.kv_lora_rank = 32;
+    c.qk_nope_head_dim = 16; c.qk_rope_head_dim = 16; c.v_head_dim = 16;
+    o.batch = 8; o.seq_len = 128; o.optim.steps = 400; o.optim.warmup = 40; o.optim.lr = 3e-3;
+    o.eval_every = 50; o.eval_tokens = 16384; o.save_every = 400; o.log_every = 10; o.threads = 2;
+  } else if (name == "default") {  // the embedded model (docs/training.md)
+    c.vocab_size = 0;
+    c.hidden_size = 256; c.intermediate_size = 768; c.moe_intermediate_size = 128;
+    c.num_hidden_layers = 4; c.num_attention_heads = 4; c.n_routed_experts = 16; c.num_experts_per_tok = 4;
+    c.n_group = 4; c.topk_group = 2; c.q_lora_rank = 128; c.kv_lora_rank = 64;
+    c.qk_nope_head_dim = 32; c.qk_rope_head_dim = 16; c.v_head_dim = 32;
+    o.batch = 16; o.seq_len = 128; o.optim.steps = 1200; o.optim.warmup = 100; o.optim.lr = 3e-3;
+    o.eval_every = 100; o.eval_tokens = 16384; o.save_every = 100; o.log_every = 10; o.threads = 2;
+  } else {
+    fail("unknown training preset '", name, "' (default, exp, test)");
+  }
+  return o;
+}
+
+void validate(const TrainOptions& o) {
+  validate(o.optim);
+  DSV3_CHECK(o.batch >= 1, "--batch must be >= 1, got ", o.batch);
+  DSV3_CHECK(o.seq_len >= 1 && o.seq_len <= 8192, "--seq-len must be in [1, 8192], got ", o.seq_len);
+  DSV3_CHECK(o.accum >= 1, "--accum must be >= 1, got ", o.accum);
+  DSV3_CHECK(o.threads >= 1 && o.threads <= 1024, "--threads must be >= 1, got ", o.threads);
+  DSV3_CHECK(o.balance_alpha >= 0, "--balance-alpha must be >= 0, got ", o.balance_alpha);
+  DSV3_CHECK(o.bias_gamma >= 0, "--bias-gamma must be >= 0, got ", o.bias_gamma);
+  DSV3_CHECK(o.mtp_lambda >= 0, "--mtp-lambda must be >= 0, got ", o.mtp_lambda);
+  DSV3_CHECK(o.eval_every >= 1 && o.save_every >= 1 && o.log_every >= 1, "--eval-every, --save-every, --log-every must be >= 1");
+  DSV3_CHECK(!o.text.empty(), "--data: no training text given");
+  DSV3_CHECK(!o.out.empty(), "--out: no run folder given");
+  const ModelConfig& c = o.model;
+  DSV3_CHECK(c.hidden_size >= 1 && c.num_hidden_layers >= 1 && c.num_attention_heads >= 1 && c.kv_lora_rank >= 1 &&
+                 c.v_head_dim >= 1 && c.qk_nope_head_dim >= 1 && c.qk_rope_head_dim >= 2,
+             "model dimensions must be positive");
+  check_trainable(c);
+}
+
+TrainResult run_training(const TrainOptions& opts, const std::atomic<bool>* stop) {
+  TrainOptions o = opts;
+  validate(o);
+  const fs::path out(o.out);
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  DSV3_CHECK(!ec && fs::is_directory(out), o.out, ": cannot create the run folder: ", ec.message());
+  {
+    const fs::path probe = out / ".write-test";
+    std::ofstream f(probe);
+    DSV3_CHECK(f && (f << "x"), o.out, ": the run folder is not writable");
+    f.close();
+    fs::remove(probe);
+  }
+  auto say = [&](const std::string& s) {
+    if (!o.quiet) std::fprintf(stderr, "%s\n", s.c_str());
+  };
+
+  // Tokenizer and data.
+  CheckpointFiles files;
+  if (o.tokenizer.empty()) {
+    const BpeResult bytes = train_bpe("a", min_vocab_size());
+    files.tokenizer_json = bytes.tokenizer_json;
+    files.tokenizer_config_json = bytes.tokenizer_config_json;
+  } else {
+    files.tokenizer_json = read_file(o.tokenizer);
+    const fs::path cfg = fs::path(o.tokenizer).parent_path() / "tokenizer_config.json";
+    if (fs::exists(cfg)) files.tokenizer_config_json = read_file(cfg.string());
+  }
+  const fs::path tok_path = out / "tokenizer.json";
+  std::ofstream(tok_path, std::ios::binary) << files.tokenizer_json;
+  const Tokenizer tok = Tokenizer::from_file(tok_path);
+  o.model.vocab_size = tok.vocab_size();
+  check_trainable(o.model);
+  const Dataset data = prepare_data(o.text, tok, fnv1a(files.tokenizer_json.data(), files.tokenizer_json.size()),
+                                    (out / "data").string(), o.seq_len + 2);
+  TrainResult res;
+  res.unigram_bpb = unigram_bits_per_byte(data, o.model.vocab_size);
+  say(str_cat("data: ", data.train.size(), " train tokens, ", data.val.size(), " validation tokens (",
+              data.val_bytes, " bytes); vocab ", o.model.vocab_size, "; unigram baseline ", res.unigram_bpb,
+              " bits/byte"));
+
+  // Model, optimizer, state.
+  Params<float> p(o.model);
+  p.init(o.seed);
+  AdamW adam(p);
+  TrainState st;
+  st.seed = o.seed;
+  st.options_json = o.to_json();
+  const fs::path ckpt = out / "checkpoint";
+  if (o.resume && fs::exists(ckpt / "train_state.bin")) {
+    TrainState saved;
+    load_train_state(ckpt.string(), p, adam, saved);
+    DSV3_CHECK(saved.options_json == st.options_json, ckpt.string(),
+               ": was written with other settings; resume with the same options (or start a new --out)");
+    st.step = saved.step;
+    say(str_cat("resumed at step ", st.step));
+  }
+  ThreadPool pool(o.threads);
+  const Exec exec{&pool, o.precision};
+  TrainModel<float> model(p, o.seq_len);
+  const std::vector<int64_t> moe_ids = model.moe_layer_ids();
+  const std::vector<float*> biases = model.moe_biases();
+  const LossOptions train_loss{o.mtp_lambda, o.balance == Balance::None ? 0.0 : o.balance_alpha};
+  const bool update_bias = o.balance == Balance::AuxFree && o.bias_gamma > 0;
+
+  const fs::path log_path = out / "train.csv", bal_path = out / "balance.csv";
+  if (st.step == 0) {
+    std::ofstream(log_path, std::ios::trunc)
+        << "step,lr,loss,mtp_loss,balance_loss,grad_norm,maxvio,val_loss,val_mtp_loss,val_bpb,tokens_per_s,elapsed_s\n";
+    std::ofstream bal(bal_path, std::ios::trunc);
+    bal << "step,layer,maxvio";
+    for (int64_t e = 0; e < o.model.n_routed_experts; ++e) bal << ",load_" << e;
+    bal << "\n";
+  } else {
+    truncate_log(log_path, st.step);
+    truncate_log(bal_path, st.step);
+  }
+  std::ofstream log(log_path, std::ios::app), bal(bal_path, std::ios::app);
+
+  const int64_t S = o.seq_len + 2;
+  std::vector<int32_t> batch(size_t(o.batch * S));
+  // Validation over consecutive windows of the held-out tokens, up to `max_tokens` of them.
+  auto evaluate = [&](int64_t max_tokens, double* mtp_loss, double* bpb) {
+    double nats = 0, mtp_nats = 0, bytes = 0;
+    int64_t rows = 0;
+    for (int64_t start = 0; start + S <= data.val.size() && rows * o.seq_len < max_tokens;) {
+      int64_t b = 0;
+      for (; b < o.batch && start + S <= data.val.size(); ++b, start += o.seq_len) {
+        std::copy(data.val.ids() + start, data.val.ids() + start + S, &batch[size_t(b * S)]);
+        for (int64_t t = 1; t <= o.seq_len; ++t) bytes += double(tok.token_bytes(data.val.ids()[start + t]).size());
+      }
+      const LossParts l = model.run(exec, batch.data(), b, o.seq_len, LossOptions{o.mtp_lambda, 0}, 0, false);
+      nats += l.main * double(b * o.seq_len);
+      mtp_nats += l.mtp * double(b * o.seq_len);
+      rows += b;
+    }
+    const double n = double(rows * o.seq_len);
+    *mtp_loss = mtp_nats / n;
+    *bpb = nats / std::log(2.0) / bytes;
+    return nats / n;
+  };
+
+  const auto t_start = std::chrono::steady_clock::now();
+  auto save = [&] {
+    files.readme = str_cat("# DeepSeek-V3-architecture model trained by dsv3\n\nTrained with `dsv3 train` for ", st.step,
+                           " steps on ", fs::path(o.text).filename().string(), ".\nSettings: ", st.options_json, "\n");
+    save_checkpoint(ckpt.string(), p, adam, st, o.save_dtype, files);
+  };
+  double window_tokens = 0, window_s = 0;
+  const int64_t first_step = st.step;
+  for (; st.step < o.optim.steps; ) {
+    if (o.stop_after > 0 && st.step - first_step >= o.stop_after) {
+      save();
+      break;
+    }
+    if (stop && stop->load()) {
+      save();
+      res.interrupted = true;
+      say(str_cat("interrupted: saved step ", st.step, " to ", ckpt.string()));
+      break;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    const int64_t step = st.step;
+    p.zero_grad();
+    std::vector<std::vector<int64_t>> loads(moe_ids.size(), std::vector<int64_t>(size_t(o.model.n_routed_experts), 0));
+    LossParts sum;
+    for (int64_t micro = 0; micro < o.accum; ++micro) {
+      Rng rng(hash_seed("batch", o.seed) ^ (uint64_t(step) * 0x9e3779b97f4a7c15ull) ^ uint64_t(micro + 1) * 0xd1b54a32d192ed03ull);
+      for (int64_t b = 0; b < o.batch; ++b) {
+        const int64_t off = int64_t(rng.below(uint64_t(data.train.size() - S + 1)));
+        std::copy(data.train.ids() + off, data.train.ids() + off + S, &batch[size_t(b * S)]);
+      }
+      const LossParts l = model.run(exec, batch.data(), o.batch, o.seq_len, train_loss, 1.0 / double(o.accum), true);
+      sum.main += l.main / double(o.accum);
+      sum.mtp += l.mtp / double(o.accum);
+      sum.balance += l.balance / double(o.accum);
+      const auto ld = model.loads();
+      for (size_t i = 0; i < ld.size(); ++i)
+        for (size_t e = 0; e < ld[i].size(); ++e) loads[i][e] += ld[i][e];
+    }
+    DSV3_CHECK(std::isfinite(sum.main), "training diverged at step ", step, " (loss ", sum.main, "); lower --lr");
+    const double lr = lr_at(o.optim, step);
+    const double gnorm = adam.step(p, lr, o.optim, &pool);
+    double maxvio = 0;
+    int64_t counted = 0;
+    for (size_t i = 0; i < loads.size(); ++i) {
+      int64_t total = 0;
+      for (int64_t v : loads[i]) total += v;
+      if (total == 0) continue;  // MTP block when the module is off
+      if (update_bias && biases[i]) update_balance_bias(loads[i], o.bias_gamma, biases[i]);
+      const double mv = max_violation(loads[i]);
+      maxvio += mv;
+      ++counted;
+      bal << step << "," << moe_ids[i] << "," << mv;
+      for (int64_t v : loads[i]) bal << "," << v;
+      bal << "\n";
+    }
+    if (counted) maxvio /= double(counted);
+    st.step = step + 1;
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    window_tokens += double(o.batch * o.seq_len * o.accum);
+    window_s += dt;
+    res.last_loss = sum.main;
+
+    const bool do_eval = st.step % o.eval_every == 0 || st.step == o.optim.steps;
+    if (do_eval || st.step % o.log_every == 0 || step == 0) {
+      const double tps = window_tokens / std::max(window_s, 1e-9);
+      res.tokens_per_s = tps;
+      window_tokens = window_s = 0;
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+      log << step << "," << lr << "," << sum.main << "," << sum.mtp << "," << sum.balance << "," << gnorm << ","
+          << maxvio << ",";
+      std::string line = str_cat("step ", st.step, "/", o.optim.steps, " loss ", sum.main, " mtp ", sum.mtp, " lr ", lr,
+                                 " |g| ", gnorm, " maxvio ", maxvio, " ", int64_t(tps), " tok/s");
+      if (do_eval) {
+        double vm = 0, bpb = 0;
+        // The last evaluation covers the whole validation part.
+        res.val_loss = evaluate(st.step == o.optim.steps ? data.val.size() : o.eval_tokens, &vm, &bpb);
+        res.val_bpb = bpb;
+        log << res.val_loss << "," << vm << "," << bpb;
+        line += str_cat(" | val ", res.val_loss, " mtp ", vm, " bpb ", bpb);
+      } else {
+        log << ",,";
+      }
+      log << "," << tps << "," << elapsed << "\n";
+      log.flush();
+      bal.flush();
+      say(line);
+    }
+    if (st.step % o.save_every == 0 || st.step == o.optim.steps) save();
+  }
+  if (st.step == first_step && st.step >= o.optim.steps) {  // resuming a finished run: evaluate it
+    double vm = 0;
+    res.val_loss = evaluate(data.val.size(), &vm, &res.val_bpb);
+    say(str_cat("finished run at step ", st.step, ": validation ", res.val_loss, " nats/token (MTP ", vm, "), ",
+                res.val_bpb, " bits/byte over all ", data.val.size(), " held-out tokens"));
+  }
+  res.steps_done = st.step;
+  return res;
+}
+
+}  // namespace dsv3::train
