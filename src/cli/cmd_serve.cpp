@@ -21,10 +21,15 @@ struct Opts {
   std::string model;
   server::ServerOptions server;
   double grace_s = 10;
+  std::string speculative;
+  LoadOptions load;
 };
 
 int run(Opts& o) {
-  ChatModel cm = load_chat_model(o.model);
+  SamplingOptions spec;
+  spec.speculative = o.speculative;
+  o.server.scheduler.speculative_k = spec.speculative_k();  // validate before the (slow) load
+  ChatModel cm = load_chat_model(o.model, o.load);
   const ModelConfig& c = cm.loaded.config;
   SchedulerOptions& so = o.server.scheduler;
   so.ctx_size = std::min(so.ctx_size, c.max_position_embeddings);
@@ -89,6 +94,10 @@ Run add_serve(CLI::App& app) {
       ->check(CLI::Range(size_t(1024), size_t(1) << 34))->capture_default_str();
   cmd->add_option("--shutdown-grace", o->grace_s, "Seconds in-flight requests may finish after SIGINT/SIGTERM")
       ->check(CLI::Range(0.0, 3600.0))->capture_default_str();
+  cmd->add_option("--speculative", o->speculative,
+                  "Self-speculative decoding with the checkpoint's MTP module: mtp (1 draft token) or mtp:K; "
+                  "each sequence verifies its own drafts inside the batched step");
+  add_load_options(cmd, o->load);
   add_threads_option(cmd, so.threads);
   return [o] { return run(*o); };
 }

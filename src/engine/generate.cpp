@@ -100,24 +100,9 @@ void decode_speculative(Sequence& seq, Sampler& sampler, int k, const Drafter& d
     verify.insert(verify.end(), drafts.begin(), drafts.end());
     seq.feed(verify, pool, /*all_logits=*/true);  // row j predicts the token after verify[j]
 
-    int m = 0;
-    int32_t next = -1;
-    for (; m < kk; ++m) {
-      const std::vector<float> p = sampler.probabilities(std::span(seq.logits_row(m), size_t(vocab)));
-      const AcceptResult a = speculative_accept(p, std::span(q).subspan(size_t(m) * size_t(vocab), size_t(vocab)),
-                                                drafts[size_t(m)], sampler);
-      if (!a.accepted) {
-        next = a.token;
-        break;
-      }
-    }
-    if (m == kk) next = sampler.sample(std::span(seq.logits_row(kk), size_t(vocab)));
-    stats.steps++;
-    stats.drafted += kk;
-    stats.accepted += m;
-    // Keep x and the accepted drafts; roll back the rejected positions.
-    seq.truncate(base + 1 + m);
-    seq.select_logits_row(m);
+    const VerifyResult v = accept_drafts(seq, base, drafts, q, sampler, stats);
+    const int m = v.accepted;
+    const int32_t next = v.next;
     for (int j = 0; j < m; ++j)
       if (!out.emit(drafts[size_t(j)])) return;
     if (!out.emit(next)) return;

@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "engine/sequence.h"
+#include "engine/speculative.h"
 #include "engine/stop_matcher.h"
 #include "tokenizer/stream_decoder.h"
 
@@ -64,6 +65,10 @@ Scheduler::Scheduler(const Transformer& model, const Tokenizer& tok, const Sched
   DSV3_CHECK(opt.max_batch >= 1 && opt.max_queue >= 0 && opt.ctx_size >= 2 && opt.prefill_chunk >= 1,
              "scheduler: bad options (max_batch ", opt.max_batch, ", max_queue ", opt.max_queue, ", ctx_size ",
              opt.ctx_size, ", prefill_chunk ", opt.prefill_chunk, ")");
+  DSV3_CHECK(opt.speculative_k >= 0 && opt.speculative_k <= 16, "scheduler: speculative draft length must be in [0, 16]");
+  DSV3_CHECK(opt.speculative_k == 0 || model.mtp_depth() > 0,
+             "speculative decoding needs the checkpoint's MTP module (model.layers.", model.config().num_hidden_layers,
+             ".*), which this checkpoint does not have");
   for (int i = 0; i < opt.max_batch; ++i) slots_.push_back(std::make_unique<Slot>(model, opt.ctx_size));
   thread_ = std::thread([this] { loop(); });
 }
@@ -168,40 +173,87 @@ void Scheduler::step() {
     if (!s->prefilling()) on_logits(*s);  // the first generated token
   }
 
-  // Decode: one token for every running sequence that has one pending, in one batched step.
-  std::vector<Sequence*> seqs;
-  std::vector<int32_t> toks;
+  decode_step();
+}
+
+void Scheduler::decode_step() {
   std::vector<Slot*> dec;
   for (auto& s : slots_)
-    if (s->job && s->pending >= 0) {
-      seqs.push_back(&s->seq);
-      toks.push_back(s->pending);
-      dec.push_back(s.get());
-    }
-  if (!seqs.empty()) {
+    if (s->job && s->pending >= 0) dec.push_back(s.get());
+  if (dec.empty()) return;
+  std::vector<Sequence*> seqs;
+  for (Slot* s : dec) seqs.push_back(&s->seq);
+  last_batch_ = int(dec.size());
+  n_steps_++;
+  if (opt_.speculative_k == 0) {  // one token for every running sequence, in one batched step
+    std::vector<int32_t> toks;
+    for (Slot* s : dec) toks.push_back(s->pending);
     feed_batch(seqs, toks, pool_);
-    last_batch_ = int(seqs.size());
-    n_steps_++;
     for (Slot* s : dec) {
       s->pending = -1;
       on_logits(*s);
     }
+    return;
+  }
+  // Speculative: each sequence drafts with the MTP module, then all verify [pending, drafts...]
+  // together in one batched step and keep their accepted prefixes.
+  const int64_t vocab = model_.config().vocab_size;
+  std::vector<std::vector<int32_t>> verify(dec.size()), drafts(dec.size());
+  std::vector<std::vector<float>> q(dec.size());
+  std::vector<int64_t> base(dec.size());
+  for (size_t i = 0; i < dec.size(); ++i) {
+    Slot& s = *dec[i];
+    const int64_t left = s.job->request().max_tokens - s.generated;  // tokens this job may still emit
+    const int k = int(std::max<int64_t>(0, std::min<int64_t>({opt_.speculative_k, s.seq.room() - 1, left})));
+    base[i] = s.seq.pos();
+    if (k > 0) drafts[i] = mtp_draft(s.seq, s.pending, k, *s.sampler, *s.sampler, q[i], pool_);
+    verify[i] = {s.pending};
+    verify[i].insert(verify[i].end(), drafts[i].begin(), drafts[i].end());
+  }
+  feed_batch(seqs, verify, pool_);
+  for (size_t i = 0; i < dec.size(); ++i) {
+    Slot& s = *dec[i];
+    s.pending = -1;
+    if (drafts[i].empty()) {  // no room to draft: a plain step
+      s.seq.select_logits_row(0);
+      on_logits(s);
+      continue;
+    }
+    SpecStats st;
+    const VerifyResult v = accept_drafts(s.seq, base[i], drafts[i], std::span(q[i]).first(drafts[i].size() * size_t(vocab)),
+                                         *s.sampler, st);
+    spec_drafted_ += st.drafted;
+    spec_accepted_ += st.accepted;
+    bool running = true;
+    for (int j = 0; j < v.accepted && running; ++j) running = emit(s, drafts[i][size_t(j)]);
+    if (running && emit(s, v.next)) s.pending = v.next;
   }
 }
 
 void Scheduler::on_logits(Slot& s) {
-  const GenRequest& r = s.job->request();
   const int32_t t = s.sampler->sample(s.seq.logits());
+  if (emit(s, t)) s.pending = t;
+}
+
+bool Scheduler::emit(Slot& s, int32_t t) {
+  const GenRequest& r = s.job->request();
   s.generated++;
   const auto& eos = model_.config().eos_token_ids;
   if (r.stop_at_eos && std::find(eos.begin(), eos.end(), t) != eos.end()) {
     s.job->append({}, 1);
-    return release(s, "stop");
+    release(s, "stop");
+    return false;
   }
   s.job->append(s.stops->push(s.decoder->put(t)), 1);
-  if (s.stops->stopped()) return release(s, "stop");
-  if (s.generated >= r.max_tokens || s.seq.room() < 1) return release(s, "length");
-  s.pending = t;
+  if (s.stops->stopped()) {
+    release(s, "stop");
+    return false;
+  }
+  if (s.generated >= r.max_tokens || s.seq.room() < 1) {
+    release(s, "length");
+    return false;
+  }
+  return true;
 }
 
 void Scheduler::release(Slot& s, const char* reason, std::string error) {

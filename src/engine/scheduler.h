@@ -85,6 +85,9 @@ struct SchedulerOptions {
   int max_queue = 64;           // waiting jobs beyond the running batch
   int64_t prefill_chunk = 256;  // prompt tokens fed per step (bounds the stall of running streams)
   int threads = 1;              // ThreadPool size for the model
+  // Self-speculative decoding with the model's MTP module: draft tokens per sequence and step
+  // (0 = off). Each running sequence verifies its own drafts inside the batched step.
+  int speculative_k = 0;
 };
 
 class Scheduler {
@@ -110,6 +113,9 @@ class Scheduler {
   int running() const { return n_running_.load(); }
   int last_batch_size() const { return last_batch_.load(); }  // sequences in the last decode step
   int64_t steps() const { return n_steps_.load(); }
+  // Speculative decoding totals over all requests (scheduler thread writes, others read).
+  int64_t spec_drafted() const { return spec_drafted_.load(); }
+  int64_t spec_accepted() const { return spec_accepted_.load(); }
 
  private:
   struct Slot;
@@ -117,6 +123,8 @@ class Scheduler {
   bool admit();  // moves queued jobs into free slots; false when stopping with nothing to do
   void step();
   void on_logits(Slot& s);  // samples the next token of a slot whose logits are fresh
+  bool emit(Slot& s, int32_t t);  // records a generated token; false when the job ended with it
+  void decode_step();              // one batched decode step (speculative when enabled)
   void release(Slot& s, const char* reason, std::string error = {});
 
   const Transformer& model_;
@@ -131,7 +139,7 @@ class Scheduler {
   std::deque<std::shared_ptr<Job>> queue_;  // guarded by mu_
   bool accepting_ = true, stop_ = false;    // guarded by mu_
   std::atomic<int> n_queued_{0}, n_running_{0}, last_batch_{0};
-  std::atomic<int64_t> n_steps_{0};
+  std::atomic<int64_t> n_steps_{0}, spec_drafted_{0}, spec_accepted_{0};
   std::thread thread_;
 };
 

@@ -69,4 +69,37 @@ void feed_batch(std::span<Sequence* const> seqs, std::span<const int32_t> tokens
   for (int64_t i = 0; i < n; ++i) seqs[size_t(i)]->accept_step(tokens[size_t(i)], &logits[size_t(i * vocab)], &hidden[size_t(i * dim)]);
 }
 
+void feed_batch(std::span<Sequence* const> seqs, std::span<const std::vector<int32_t>> tokens, ThreadPool& pool) {
+  DSV3_ASSERT(seqs.size() == tokens.size());
+  if (seqs.empty()) return;
+  const Transformer& model = seqs[0]->model();
+  const int64_t vocab = model.config().vocab_size, dim = model.config().hidden_size;
+  std::vector<int32_t> flat;
+  std::vector<TokenSlot> slots;
+  std::vector<int64_t> rows;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    Sequence& s = *seqs[i];
+    DSV3_CHECK(&s.model() == &model, "feed_batch: sequences of different models");
+    DSV3_CHECK(!tokens[i].empty() && s.room() >= int64_t(tokens[i].size()), "context full: sequence ", i, " holds ",
+               s.pos(), " of ", s.ctx_size(), " tokens and needs ", tokens[i].size(), " more");
+    for (size_t j = 0; j < i; ++j) DSV3_CHECK(seqs[j] != &s, "feed_batch: a sequence appears twice");
+    for (size_t t = 0; t < tokens[i].size(); ++t) {
+      rows.push_back(int64_t(flat.size()));
+      flat.push_back(tokens[i][t]);
+      slots.push_back({&s.cache(), s.pos() + int64_t(t)});
+    }
+  }
+  std::vector<float> logits(rows.size() * size_t(vocab)), hidden(flat.size() * size_t(dim));
+  model.forward_batch(flat, slots, rows, logits.data(), pool, nullptr, hidden.data());
+  size_t r = 0;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    Sequence& s = *seqs[i];
+    const int64_t n = int64_t(tokens[i].size());
+    s.logits_rows_.assign(logits.begin() + long(r * size_t(vocab)), logits.begin() + long((r + size_t(n)) * size_t(vocab)));
+    for (int64_t t = 0; t < n; ++t)
+      s.accept_step(tokens[i][size_t(t)], &logits[(r + size_t(t)) * size_t(vocab)], &hidden[(r + size_t(t)) * size_t(dim)]);
+    r += size_t(n);
+  }
+}
+
 }  // namespace dsv3

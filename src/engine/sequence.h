@@ -47,6 +47,7 @@ class Sequence {
 
  private:
   friend void feed_batch(std::span<Sequence* const>, std::span<const int32_t>, ThreadPool&);
+  friend void feed_batch(std::span<Sequence* const>, std::span<const std::vector<int32_t>>, ThreadPool&);
   // Records a token the batched step ran for this sequence, with its logits and hidden state.
   void accept_step(int32_t token, const float* logits, const float* hidden);
 
@@ -63,5 +64,8 @@ class Sequence {
 // position. Equivalent to seqs[i]->feed({tokens[i]}) for each i (same logits, bit for bit);
 // the batched model step reads each weight once per step for all sequences.
 void feed_batch(std::span<Sequence* const> seqs, std::span<const int32_t> tokens, ThreadPool& pool);
+// The same with several tokens per sequence and logits after every token (logits_row), as
+// speculative verification needs: seqs[i] is fed tokens[i] from its own position.
+void feed_batch(std::span<Sequence* const> seqs, std::span<const std::vector<int32_t>> tokens, ThreadPool& pool);
 
 }  // namespace dsv3

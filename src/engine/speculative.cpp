@@ -21,6 +21,31 @@ AcceptResult speculative_accept(std::span<const float> p, std::span<const float>
   return {false, rng.draw(residual)};
 }
 
+VerifyResult accept_drafts(Sequence& seq, int64_t base, std::span<const int32_t> drafts, std::span<const float> q,
+                           Sampler& sampler, SpecStats& stats) {
+  const int64_t vocab = seq.model().config().vocab_size;
+  const int k = int(drafts.size());
+  int m = 0;
+  int32_t next = -1;
+  for (; m < k; ++m) {
+    const std::vector<float> p = sampler.probabilities(std::span(seq.logits_row(m), size_t(vocab)));
+    const AcceptResult a = speculative_accept(p, q.subspan(size_t(m) * size_t(vocab), size_t(vocab)), drafts[size_t(m)],
+                                              sampler);
+    if (!a.accepted) {
+      next = a.token;
+      break;
+    }
+  }
+  if (m == k) next = sampler.sample(std::span(seq.logits_row(k), size_t(vocab)));
+  stats.steps++;
+  stats.drafted += k;
+  stats.accepted += m;
+  // Keep x and the accepted drafts; roll back the rejected positions.
+  seq.truncate(base + 1 + m);
+  seq.select_logits_row(m);
+  return {m, next};
+}
+
 std::vector<int32_t> mtp_draft(Sequence& seq, int32_t x, int k, const Sampler& sampler, Sampler& rng,
                                std::vector<float>& q, ThreadPool& pool) {
   const Transformer& model = seq.model();

@@ -39,6 +39,18 @@ AcceptResult speculative_accept(std::span<const float> p, std::span<const float>
 // (n-gram, a smaller model) plug in here.
 using Drafter = std::function<std::vector<int32_t>(Sequence& seq, int32_t x, int k, std::vector<float>& q)>;
 
+// After `seq` was fed [x, drafts...] (with all logits) from position `base`: applies the
+// acceptance rule draft by draft (row j of the verification predicts the token after
+// verify[j]), rolls the sequence back to base + 1 + accepted, and returns how many drafts were
+// accepted and the token that follows them (the replacement of the first rejected draft, or the
+// main model's next token when all were accepted). `q` holds the draft distributions.
+struct VerifyResult {
+  int accepted;
+  int32_t next;
+};
+VerifyResult accept_drafts(Sequence& seq, int64_t base, std::span<const int32_t> drafts, std::span<const float> q,
+                           Sampler& sampler, SpecStats& stats);
+
 // Drafts up to k tokens after the pending token `x` (sampled, not yet fed) of `seq`: first
 // brings the MTP cache up to date (rows mtp_pos .. pos-1, row pos-1 paired with x), then applies
 // the MTP module k times, recursively for k > 1 (each further step reads the previous step's

@@ -77,6 +77,33 @@ TEST(Scheduler, GreedyBatchEqualsAloneEqualsGenerate) {
   for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(run_all(chunked, {reqs[i]})[0], interleaved[i]) << i;
 }
 
+TEST(Scheduler, SpeculativeBatchEqualsPlainGreedy) {
+  // Each sequence drafts with the MTP module and verifies its drafts inside the batched step;
+  // greedy text must equal plain batched decoding.
+  const LoadedChatModel& m = tiny_model();
+  ASSERT_GT(m.loaded.model->mtp_depth(), 0);
+  std::vector<GenRequest> reqs;
+  for (auto& p : test_prompts(m.tokenizer)) {
+    GenRequest r;
+    r.prompt = p;
+    r.max_tokens = 17;
+    r.stop_at_eos = false;
+    reqs.push_back(r);
+  }
+  SchedulerOptions o;
+  o.max_batch = 4;  // fewer slots than requests: jobs join as others leave
+  o.ctx_size = 256;
+  o.prefill_chunk = 7;
+  Scheduler plain(*m.loaded.model, m.tokenizer, o);
+  const auto want = run_all(plain, reqs);
+  for (int k : {1, 3}) {
+    o.speculative_k = k;
+    Scheduler spec(*m.loaded.model, m.tokenizer, o);
+    EXPECT_EQ(run_all(spec, reqs), want) << "mtp:" << k;
+    EXPECT_GT(spec.spec_drafted(), 0);
+  }
+}
+
 TEST(ServerBatching, ConcurrentClientsGetTheirOwnGreedyAnswers) {
   server::ServerOptions opt = small_options(8);
   opt.scheduler.prefill_chunk = 8;
