@@ -14,7 +14,7 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard lk(mu_);
-    stop_ = true;
+    stop_.store(true);
   }
   cv_start_.notify_all();
   for (auto& t : workers_) t.join();
@@ -24,27 +24,45 @@ int ThreadPool::default_threads() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+namespace {
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+}  // namespace
+
 void ThreadPool::worker(int ith) {
   uint64_t seen = 0;
   for (;;) {
-    const std::function<void(int, int)>* job;
-    {
-      std::unique_lock lk(mu_);
-      cv_start_.wait(lk, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
+    // Spin briefly for the next job, then sleep.
+    uint64_t gen = generation_.load(std::memory_order_acquire);
+    for (int i = 0; gen == seen && i < kSpinIterations && !stop_.load(std::memory_order_relaxed); ++i) {
+      cpu_relax();
+      gen = generation_.load(std::memory_order_acquire);
     }
+    if (gen == seen) {
+      std::unique_lock lk(mu_);
+      cv_start_.wait(lk, [&] { return stop_.load() || generation_.load() != seen; });
+      if (stop_.load()) return;
+      gen = generation_.load();
+    }
+    if (stop_.load()) return;
+    seen = gen;
+    const std::function<void(int, int)>* job = job_.load(std::memory_order_acquire);
     std::exception_ptr err;
     try {
       (*job)(ith, n_threads_);
     } catch (...) {
       err = std::current_exception();
     }
-    {
+    if (err) {
       std::lock_guard lk(mu_);
-      if (err && !error_) error_ = err;
-      if (--pending_ == 0) cv_done_.notify_one();
+      if (!error_) error_ = err;
+    }
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard lk(mu_);  // pairs with the caller's wait: no lost wake-up
+      cv_done_.notify_one();
     }
   }
 }
@@ -56,10 +74,10 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
   }
   {
     std::lock_guard lk(mu_);
-    job_ = &fn;
-    pending_ = n_threads_ - 1;
     error_ = nullptr;
-    ++generation_;
+    job_.store(&fn, std::memory_order_relaxed);
+    pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
   }
   cv_start_.notify_all();
   std::exception_ptr err;
@@ -68,9 +86,12 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
   } catch (...) {
     err = std::current_exception();
   }
-  std::unique_lock lk(mu_);
-  cv_done_.wait(lk, [&] { return pending_ == 0; });
-  job_ = nullptr;
+  for (int i = 0; pending_.load(std::memory_order_acquire) != 0 && i < kSpinIterations; ++i) cpu_relax();
+  if (pending_.load(std::memory_order_acquire) != 0) {
+    std::unique_lock lk(mu_);
+    cv_done_.wait(lk, [&] { return pending_.load() == 0; });
+  }
+  std::lock_guard lk(mu_);
   if (!err) err = error_;
   if (err) std::rethrow_exception(err);
 }

@@ -2,6 +2,7 @@
 // each of nth participants (the caller is participant 0) runs fn(ith, nth) once, and run()
 // returns when all have finished. No threads are created per call.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -35,15 +36,20 @@ class ThreadPool {
  private:
   void worker(int ith);
 
+  // Decode runs hundreds of short parallel regions per token; waking sleeping threads through
+  // the kernel for each costs as much as the work. So workers and the caller spin on atomics
+  // for a while (kSpinIterations) before falling back to the condition variables.
+  static constexpr int kSpinIterations = 1 << 14;
+
   int n_threads_;
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable cv_start_, cv_done_;
-  const std::function<void(int, int)>* job_ = nullptr;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
-  std::exception_ptr error_;
+  std::atomic<const std::function<void(int, int)>*> job_{nullptr};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
+  std::exception_ptr error_;  // guarded by mu_
 };
 
 }  // namespace dsv3

@@ -16,6 +16,19 @@ void write_all(std::FILE* f, const void* data, size_t n, const std::string& path
   DSV3_CHECK(std::fwrite(data, 1, n, f) == n, path, ": write failed: ", std::strerror(errno));
 }
 
+void replace_folder(const std::string& staged, const std::string& target) {
+  namespace fs = std::filesystem;
+  if (fs::exists(target)) {
+    const fs::path old = target + ".old";
+    fs::remove_all(old);
+    fs::rename(target, old);
+    fs::rename(staged, target);
+    fs::remove_all(old);
+  } else {
+    fs::rename(staged, target);
+  }
+}
+
 void write_file_atomic(const std::string& path, const std::function<void(std::FILE*)>& write) {
   std::random_device rd;
   const std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(rd() & 0xffffff);

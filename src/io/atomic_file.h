@@ -11,6 +11,10 @@ namespace dsv3 {
 // On any exception the temporary file is removed and `path` is untouched.
 void write_file_atomic(const std::string& path, const std::function<void(std::FILE*)>& write);
 
+// Moves the finished folder `staged` to `target`: an existing `target` is first moved aside to
+// `target.old`, then removed, so `target` is at every moment either the old or the new folder.
+void replace_folder(const std::string& staged, const std::string& target);
+
 // fwrite that throws dsv3::Error naming `path` on a short write (disk full, ...).
 void write_all(std::FILE* f, const void* data, size_t n, const std::string& path);
 

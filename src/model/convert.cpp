@@ -195,16 +195,7 @@ ConvertStats convert_checkpoint_to_bf16(const ConvertOptions& opt) {
       ++st.files_copied;
     }
 
-    // Swap into place: an old folder (with --force) is moved aside first, then removed.
-    if (fs::exists(out)) {
-      const fs::path old = out.string() + ".old";
-      fs::remove_all(old);
-      fs::rename(out, old);
-      fs::rename(tmp, out);
-      fs::remove_all(old);
-    } else {
-      fs::rename(tmp, out);
-    }
+    replace_folder(tmp.string(), out.string());
   } catch (const fs::filesystem_error& e) {
     std::error_code ec;
     fs::remove_all(tmp, ec);

@@ -18,7 +18,7 @@ namespace dsv3 {
 
 namespace fs = std::filesystem;
 
-ModelConfig synth_preset(const std::string& name) {
+ModelConfig deepseek_v3_defaults() {
   ModelConfig c;
   c.model_type = "deepseek_v3";
   c.scoring_func = "sigmoid";
@@ -33,6 +33,12 @@ ModelConfig synth_preset(const std::string& name) {
   c.first_k_dense_replace = 1;
   c.moe_layer_freq = 1;
   c.n_shared_experts = 1;
+  c.max_position_embeddings = 4096;
+  return c;
+}
+
+ModelConfig synth_preset(const std::string& name) {
+  ModelConfig c = deepseek_v3_defaults();
   c.fp8 = true;
   // YaRN as in DeepSeek-V3: 4K pre-training context extended 40x.
   c.rope_scaling = RopeScaling{40.0, 4096, 32.0, 1.0, 1.0, 1.0};
@@ -262,16 +268,7 @@ void write_synthetic_checkpoint(const ModelConfig& cfg, const SynthOptions& opt)
   for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
     if (!opt.tokenizer_dir.empty()) fs::copy_file(fs::path(opt.tokenizer_dir) / f, tmp / f);
 
-  // Swap into place: the old folder (if any, with --force) is moved aside first, then removed.
-  if (fs::exists(out)) {
-    const fs::path old = out.string() + ".old";
-    fs::remove_all(old);
-    fs::rename(out, old);
-    fs::rename(tmp, out);
-    fs::remove_all(old);
-  } else {
-    fs::rename(tmp, out);
-  }
+  replace_folder(tmp.string(), out.string());
 }
 
 }  // namespace dsv3

@@ -9,6 +9,11 @@
 
 namespace dsv3 {
 
+// DeepSeek-V3's architecture choices with no sizes filled in: sigmoid router with the
+// correction bias (noaux_tc), normalised top-k x 2.5, one dense layer first, one shared expert,
+// one MTP module, BOS 0 / EOS 1, rope theta 10000, no YaRN. Presets and the trainer start here.
+ModelConfig deepseek_v3_defaults();
+
 // Config of a named preset: "tiny" (~10M params, golden-sized), "small" (~0.8B), "medium"
 // (~2B total, V3 proportions: 64 experts, 6 active). Throws dsv3::Error for unknown names.
 ModelConfig synth_preset(const std::string& name);

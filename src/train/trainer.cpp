@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "model/synth.h"
 #include "train/bpe_trainer.h"
 #include "train/data.h"
 #include "train/model.h"
@@ -20,24 +21,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-ModelConfig base_config() {
-  ModelConfig c;
-  c.model_type = "deepseek_v3";
-  c.scoring_func = "sigmoid";
-  c.topk_method = "noaux_tc";
-  c.norm_topk_prob = true;
-  c.routed_scaling_factor = 2.5;
-  c.rope_theta = 10000;
-  c.rms_norm_eps = 1e-6;
-  c.bos_token_id = 0;
-  c.eos_token_ids = {1};
-  c.num_nextn_predict_layers = 1;
-  c.first_k_dense_replace = 1;
-  c.moe_layer_freq = 1;
-  c.n_shared_experts = 1;
-  c.max_position_embeddings = 4096;  // YaRN off: a model trained at short context
-  return c;
-}
+// YaRN off (deepseek_v3_defaults has none): these models are trained at short context.
+ModelConfig base_config() { return deepseek_v3_defaults(); }
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

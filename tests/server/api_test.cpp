@@ -2,6 +2,9 @@
 // streamed), the other endpoints, bad input, body limit and the API key.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <thread>
+
 #include "server/reasoning.h"
 #include "server_test_env.h"
 
@@ -113,7 +116,14 @@ TEST(ServerApi, ModelsHealthMetricsAndChatPage) {
   EXPECT_EQ(models["data"][0]["object"], "model");
   EXPECT_EQ(json::parse(get(s, "/health").body)["status"], "ok");
   post(s, "/v1/chat/completions", chat_body("Hi", 3).dump());
-  const HttpResult m = get(s, "/metrics");
+  // The request is counted when its handler finishes, which may be just after the client has
+  // read the answer: poll briefly rather than race it.
+  HttpResult m = get(s, "/metrics");
+  const std::string counted = "dsv3_requests_total{endpoint=\"/v1/chat/completions\",status=\"200\"} 1";
+  for (int i = 0; i < 250 && m.body.find(counted) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    m = get(s, "/metrics");
+  }
   EXPECT_NE(m.content_type.find("text/plain"), std::string::npos);
   for (const char* name : {"dsv3_requests_total{endpoint=\"/v1/chat/completions\",status=\"200\"} 1",
                            "dsv3_generation_tokens_total 3", "dsv3_requests_waiting 0", "dsv3_batch_size",
