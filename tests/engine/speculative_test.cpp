@@ -51,6 +51,10 @@ class SpeculativeGreedy : public ::testing::TestWithParam<std::string> {
       dir_ = fs::path(DSV3_TESTDATA_DIR) / "golden" / "mtp-v3";
       return;
     }
+    if (GetParam() == "trained-dsv3-kjv") {  // the embedded default model: its MTP drafts are accepted often
+      dir_ = fs::path(DSV3_TESTDATA_DIR).parent_path() / "models" / "dsv3-kjv";
+      return;
+    }
     dir_ = fs::temp_directory_path() / ("dsv3_spec_" + GetParam() + "_" + std::to_string(::getpid()));
     SynthOptions o;
     o.out_dir = dir_.string();
@@ -87,7 +91,11 @@ TEST_P(SpeculativeGreedy, MtpDraftsGiveTheSameTokensAsPlainGreedy) {
   LoadedModel m = load_model(dir_.string());
   ASSERT_GT(m.model->mtp_depth(), 0);
   const auto plain = run(m, 0, {});
-  for (int k : {1, 2, 3}) EXPECT_EQ(run(m, k, {}), plain) << "mtp:" << k;
+  for (int k : {1, 2, 3}) {
+    SpecStats s;
+    EXPECT_EQ(run(m, k, {}, &s), plain) << "mtp:" << k;
+    if (GetParam() == "trained-dsv3-kjv") EXPECT_GT(s.accepted, 0) << "a trained MTP head has its drafts accepted";
+  }
 }
 
 TEST_P(SpeculativeGreedy, OracleAndWrongDraftsGiveTheSameTokensAsPlainGreedy) {
@@ -126,7 +134,7 @@ TEST_P(SpeculativeGreedy, OracleAndWrongDraftsGiveTheSameTokensAsPlainGreedy) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, SpeculativeGreedy, ::testing::Values("golden-mtp-v3", "synth-fp8", "synth-bf16"),
+INSTANTIATE_TEST_SUITE_P(Models, SpeculativeGreedy, ::testing::Values("golden-mtp-v3", "trained-dsv3-kjv", "synth-fp8", "synth-bf16"),
                          [](const auto& info) {
                            std::string s = info.param;
                            for (char& ch : s)

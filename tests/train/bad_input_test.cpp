@@ -1,5 +1,6 @@
 // Bad input to the trainer: clear errors, never a crash or a half-written file.
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -14,7 +15,7 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string write_text(const std::string& name, const std::string& body) {
-  const fs::path p = fs::temp_directory_path() / ("dsv3_bad_" + name);
+  const fs::path p = fs::temp_directory_path() / ("dsv3_bad_" + name + "_" + std::to_string(::getpid()));
   std::ofstream(p) << body;
   return p.string();
 }
@@ -28,7 +29,7 @@ std::string lines(int n) {
 TrainOptions options(const std::string& text) {
   TrainOptions o = train_preset("test");
   o.text = text;
-  o.out = (fs::temp_directory_path() / "dsv3_bad_run").string();
+  o.out = (fs::temp_directory_path() / ("dsv3_bad_run_" + std::to_string(::getpid()))).string();
   o.quiet = true;
   fs::remove_all(o.out);
   return o;
@@ -89,7 +90,7 @@ TEST(BadInput, UnwritableOutputFolder) {
     expect_error(o, "cannot create the run folder");
     return;
   }
-  const fs::path ro = fs::temp_directory_path() / "dsv3_bad_readonly";
+  const fs::path ro = fs::temp_directory_path() / ("dsv3_bad_readonly_" + std::to_string(::getpid()));
   fs::create_directories(ro);
   fs::permissions(ro, fs::perms::owner_read | fs::perms::owner_exec);
   TrainOptions o = options(write_text("ok2.txt", lines(2000)));

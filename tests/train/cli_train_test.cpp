@@ -24,17 +24,17 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string corpus() {
-  const fs::path p = fs::temp_directory_path() / "dsv3_cli_train_corpus.txt";
+  const fs::path p = fs::temp_directory_path() / ("dsv3_cli_train_corpus_" + std::to_string(::getpid()) + ".txt");
   std::ofstream f(p);
   for (int i = 0; i < 3000; ++i) f << "And the " << (i % 7 ? "king" : "prophet") << " spake unto them, " << i % 13 << ".\n";
   return p.string();
 }
 
 TEST(TrainCli, SigintKeepsTheLastCheckpointAndLogitsMatch) {
-  const fs::path run = fs::temp_directory_path() / "dsv3_cli_train_run";
+  const fs::path run = fs::temp_directory_path() / ("dsv3_cli_train_run_" + std::to_string(::getpid()));
   fs::remove_all(run);
   const std::string text = corpus();
-  const fs::path tok = fs::temp_directory_path() / "dsv3_cli_tok" / "tokenizer.json";
+  const fs::path tok = fs::temp_directory_path() / ("dsv3_cli_tok_" + std::to_string(::getpid())) / "tokenizer.json";
   fs::create_directories(tok.parent_path());
   auto r = test::run_command(std::string(DSV3_BINARY) + " train-tokenizer --vocab 300 --text " + text + " --out " +
                              tok.string());

@@ -2,6 +2,7 @@
 // inference engine with the trainer's logits (F32, BF16, FP8), resuming reproduces the
 // uninterrupted run bit for bit, and the thread count does not change the result.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -21,7 +22,8 @@ namespace fs = std::filesystem;
 // A small corpus with structure to learn: 2400 lines from a tiny grammar.
 std::string corpus_path() {
   static const std::string path = [] {
-    const fs::path p = fs::temp_directory_path() / "dsv3_train_test_corpus.txt";
+    // Per process: ctest runs the tests of this file in parallel processes.
+    const fs::path p = fs::temp_directory_path() / ("dsv3_train_test_corpus_" + std::to_string(::getpid()) + ".txt");
     const char* subj[] = {"the king", "a man", "the people", "his servant", "the lord"};
     const char* verb[] = {"said unto", "went to", "spake with", "gave bread to", "blessed"};
     const char* obj[] = {"the city.", "his house.", "the priests.", "all israel.", "them."};
@@ -43,7 +45,9 @@ TrainOptions test_options(const std::string& out) {
   return o;
 }
 
-std::string tmp(const std::string& name) { return (fs::temp_directory_path() / ("dsv3_train_" + name)).string(); }
+std::string tmp(const std::string& name) {
+  return (fs::temp_directory_path() / ("dsv3_train_" + name + "_" + std::to_string(::getpid()))).string();
+}
 
 TEST(Training, LossFallsBelowBound) {
   TrainOptions o = test_options(tmp("loss"));
