@@ -3,6 +3,8 @@
 // drafter and with drafters that are right, wrong, or right only sometimes.
 #include <gtest/gtest.h>
 
+#include "tests/param_name.h"
+
 #include <filesystem>
 
 #include "engine/generate.h"
@@ -135,12 +137,7 @@ TEST_P(SpeculativeGreedy, OracleAndWrongDraftsGiveTheSameTokensAsPlainGreedy) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, SpeculativeGreedy, ::testing::Values("golden-mtp-v3", "trained-dsv3-kjv", "synth-fp8", "synth-bf16"),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           for (char& ch : s)
-                             if (!std::isalnum(uint8_t(ch))) ch = '_';
-                           return s;
-                         });
+                         test::ParamName());
 
 }  // namespace
 }  // namespace dsv3

@@ -3,6 +3,8 @@
 // greedy continuation, routing) and TOL (absolute logit tolerance for a float32 engine).
 #include <gtest/gtest.h>
 
+#include "tests/param_name.h"
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -238,20 +240,10 @@ TEST_P(GoldenMtpTest, IncrementalDraftsAlongGreedyMatchReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, GoldenMtpTest, ::testing::ValuesIn(golden_mtp_cases()),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           for (char& ch : s)
-                             if (!std::isalnum(uint8_t(ch))) ch = '_';
-                           return s;
-                         });
+                         test::ParamName());
 
 INSTANTIATE_TEST_SUITE_P(Golden, GoldenTest, ::testing::ValuesIn(golden_cases()),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           for (char& ch : s)
-                             if (!std::isalnum(uint8_t(ch))) ch = '_';
-                           return s;
-                         });
+                         test::ParamName());
 
 }  // namespace
 }  // namespace dsv3
