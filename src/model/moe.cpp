@@ -79,6 +79,105 @@ Routing route(const ModelConfig& c, const float* logits, const float* bias) {
   return r;
 }
 
+namespace {
+
+// An expert MLP run by the fused small-batch path below: its weights, its m gathered input
+// rows, and where its activations and output go.
+struct FusedMlp {
+  const MLPWeights* w;
+  const float* x;  // [m, dim]
+  int64_t m;
+  float* act;      // [m, inter]: silu(w1 x) * w3 x
+  float* out;      // [m, dim]
+};
+
+// Cumulative-cost split of `units` (each with cost cost[i] per row, rows[i] rows) into nth
+// contiguous shares of (unit, row) ranges; calls fn(unit, r0, r1) for share ith. Shares end on
+// multiples of `align` rows inside a unit so register tiles are not cut. Depends only on the
+// inputs and nth, never on timing.
+template <class F>
+void split_rows(const std::vector<int64_t>& rows, const std::vector<int64_t>& cost, int ith, int nth, int64_t align,
+                const F& fn) {
+  int64_t total = 0;
+  for (size_t i = 0; i < rows.size(); ++i) total += rows[i] * cost[i];
+  const int64_t lo = total * ith / nth, hi = total * (ith + 1) / nth;
+  int64_t acc = 0;  // cost before unit i
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const int64_t span = rows[i] * cost[i];
+    const int64_t a = std::max(lo, acc), b = std::min(hi, acc + span);
+    if (a < b) {
+      // Row boundaries: the row whose start is at or after the cost boundary, aligned.
+      auto row_at = [&](int64_t c) {
+        if (c >= acc + span) return rows[i];
+        int64_t r = (c - acc + cost[i] - 1) / cost[i];
+        r = (r + align - 1) / align * align;
+        return std::min(r, rows[i]);
+      };
+      const int64_t r0 = row_at(a), r1 = row_at(b);
+      if (r0 < r1) fn(i, r0, r1);
+    }
+    acc += span;
+  }
+}
+
+// y[t, r] for rows [r0, r1) of w and t < m, on the calling thread (a row view of w: every row
+// gets the bits the whole-matrix call gives it).
+void linear_rows(const kernels::Matrix& w, const float* x, int64_t m, int64_t r0, int64_t r1, float* y,
+                 std::vector<float>& tmp) {
+  const int64_t len = r1 - r0;
+  if (m == 1) return kernels::linear(w.row_slice(r0, len), x, y + r0, 1);
+  tmp.resize(size_t(m * len));
+  kernels::linear(w.row_slice(r0, len), x, tmp.data(), m);
+  for (int64_t t = 0; t < m; ++t) std::copy(&tmp[size_t(t * len)], &tmp[size_t((t + 1) * len)], y + t * w.rows + r0);
+}
+
+// Several small-batch MLPs in two parallel regions instead of three per MLP: first every
+// MLP's gate and up rows (with the SiLU gating of those rows), then every MLP's down rows, each
+// region's rows split across threads by cost. Decode runs 7+ MLPs per MoE layer of a few
+// hundred rows each; one region per weight matrix left threads waiting at 3 barriers per expert.
+void fused_mlps(std::vector<FusedMlp>& mlps, ThreadPool& pool) {
+  if (mlps.empty()) return;
+  constexpr int64_t kAlign = 16;
+  std::vector<int64_t> rows, cost;
+  for (const FusedMlp& f : mlps) {
+    rows.push_back(f.w->w1.rows);
+    cost.push_back(2 * (8 + f.m));  // w1 and w3 rows: weight decode ~ 8 token-FMAs, plus m
+  }
+  pool.run([&](int ith, int nth) {
+    std::vector<float> gate, up;
+    split_rows(rows, cost, ith, nth, kAlign, [&](size_t i, int64_t r0, int64_t r1) {
+      const FusedMlp& f = mlps[i];
+      const int64_t inter = f.w->w1.rows, len = r1 - r0;
+      gate.resize(size_t(f.m * len));
+      up.resize(size_t(f.m * len));
+      kernels::linear(f.w->w1.row_slice(r0, len), f.x, gate.data(), f.m);
+      kernels::linear(f.w->w3.row_slice(r0, len), f.x, up.data(), f.m);
+      kernels::silu_mul(gate.data(), up.data(), gate.data(), f.m * len);
+      for (int64_t t = 0; t < f.m; ++t)
+        std::copy(&gate[size_t(t * len)], &gate[size_t((t + 1) * len)], f.act + t * inter + r0);
+    });
+  });
+  rows.clear();
+  cost.clear();
+  for (const FusedMlp& f : mlps) {
+    rows.push_back(f.w->w2.rows);
+    cost.push_back(8 + f.m);
+  }
+  pool.run([&](int ith, int nth) {
+    std::vector<float> tmp;
+    split_rows(rows, cost, ith, nth, kAlign, [&](size_t i, int64_t r0, int64_t r1) {
+      const FusedMlp& f = mlps[i];
+      linear_rows(f.w->w2, f.act, f.m, r0, r1, f.out, tmp);
+    });
+  });
+}
+
+// Below this many tokens an expert joins the fused regions; from it on it is big enough to
+// split across threads by itself (and to take the many-token GEMM).
+constexpr int64_t kFusedMaxTokens = 16;
+
+}  // namespace
+
 void moe_forward(const ModelConfig& c, const MoEWeights& w, const float* x, int64_t n, float* out, ThreadPool& pool,
                  std::vector<Routing>* routing_out) {
   const int64_t dim = c.hidden_size, n_exp = c.n_routed_experts;
@@ -99,24 +198,55 @@ void moe_forward(const ModelConfig& c, const MoEWeights& w, const float* x, int6
     if (routing_out) routing_out->push_back(std::move(r));
   }
 
-  // Routed experts summed in expert order (as model.py's loop), then the shared experts.
-  std::vector<float> y(size_t(n * dim), 0.0f), xin, yout;
+  // Each selected expert's gathered inputs and outputs. Small ones (decode, batched decode)
+  // run together in the fused regions, big ones (prefill) one at a time across all threads;
+  // either way a (row, token) result has the same bits.
+  const bool has_shared = w.shared.w1.data != nullptr;
+  std::vector<int64_t> offset(size_t(n_exp) + 1, 0);
+  for (int64_t e = 0; e < n_exp; ++e) offset[size_t(e) + 1] = offset[size_t(e)] + int64_t(by_expert[size_t(e)].size());
+  const int64_t routed_rows = offset[size_t(n_exp)];
+  std::vector<float> xin(static_cast<size_t>(routed_rows * dim)), yout(static_cast<size_t>(routed_rows * dim));
+  int64_t act_floats = 0;
+  for (int64_t e = 0; e < n_exp; ++e) act_floats += int64_t(by_expert[size_t(e)].size()) * w.experts[size_t(e)].w1.rows;
+  if (has_shared && n < kFusedMaxTokens) act_floats += n * w.shared.w1.rows;
+  std::vector<float> act(static_cast<size_t>(act_floats));
+  std::vector<FusedMlp> fused;
+  int64_t act_at = 0;
   for (int64_t e = 0; e < n_exp; ++e) {
     const auto& toks = by_expert[size_t(e)];
     if (toks.empty()) continue;
     const int64_t m = int64_t(toks.size());
-    xin.resize(size_t(m * dim));
-    yout.resize(size_t(m * dim));
-    for (int64_t i = 0; i < m; ++i)
-      std::copy(x + toks[size_t(i)].first * dim, x + (toks[size_t(i)].first + 1) * dim, &xin[size_t(i * dim)]);
-    mlp_forward(w.experts[size_t(e)], xin.data(), m, yout.data(), pool);
-    for (int64_t i = 0; i < m; ++i) {
-      const auto [t, wt] = toks[size_t(i)];
-      for (int64_t d = 0; d < dim; ++d) y[size_t(t * dim + d)] += yout[size_t(i * dim + d)] * wt;
+    float* xe = &xin[size_t(offset[size_t(e)] * dim)];
+    for (int64_t i = 0; i < m; ++i) std::copy(x + toks[size_t(i)].first * dim, x + (toks[size_t(i)].first + 1) * dim, xe + i * dim);
+    float* ye = &yout[size_t(offset[size_t(e)] * dim)];
+    const MLPWeights& we = w.experts[size_t(e)];
+    if (m < kFusedMaxTokens) {
+      fused.push_back({&we, xe, m, &act[size_t(act_at)], ye});
+      act_at += m * we.w1.rows;
+    } else {
+      mlp_forward(we, xe, m, ye, pool);
     }
   }
-  if (w.shared.w1.data) {
+  if (has_shared && n < kFusedMaxTokens) {
+    fused.push_back({&w.shared, x, n, &act[size_t(act_at)], out});
+  } else if (has_shared) {
     mlp_forward(w.shared, x, n, out, pool);
+  }
+  fused_mlps(fused, pool);
+
+  // Routed experts summed in expert order (as model.py's loop), then added to the shared
+  // experts' output.
+  std::vector<float> y(size_t(n * dim), 0.0f);
+  for (int64_t e = 0; e < n_exp; ++e) {
+    const auto& toks = by_expert[size_t(e)];
+    for (size_t i = 0; i < toks.size(); ++i) {
+      const auto [t, wt] = toks[i];
+      const float* ye = &yout[size_t((offset[size_t(e)] + int64_t(i)) * dim)];
+      float* yt = &y[size_t(t * dim)];
+      for (int64_t d = 0; d < dim; ++d) yt[d] += ye[d] * wt;
+    }
+  }
+  if (has_shared) {
     for (int64_t i = 0; i < n * dim; ++i) out[i] += y[size_t(i)];
   } else {
     std::copy(y.begin(), y.end(), out);
