@@ -17,7 +17,7 @@
 
 #include "core/dtype.h"
 #include "core/thread_pool.h"
-#include "fma_peak.h"
+#include "core/fma_peak.h"
 #include "kernels/variant.h"
 
 namespace dsv3::kernels {
@@ -229,7 +229,7 @@ void register_fma_peak() {
       const std::string name = "fma_peak/" + isa + "/threads:" + std::to_string(threads);
       benchmark::RegisterBenchmark(name.c_str(), [isa, threads](benchmark::State& state) {
         double sum = 0;
-        for (auto _ : state) sum += bench::fma_peak_gflops_per_core(isa, threads, int64_t(20) << 20);
+        for (auto _ : state) sum += fma_peak_gflops_per_core(isa, threads, int64_t(20) << 20);
         state.counters["GFLOP/s/core"] = sum / double(state.iterations());
       })->UseRealTime()->MinTime(0.5);
     }

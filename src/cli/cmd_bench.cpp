@@ -8,12 +8,12 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/error.h"
+#include "core/fma_peak.h"
 #include "core/thread_pool.h"
 #include "engine/bench.h"
 #include "engine/generate.h"
 #include "io/mapped_file.h"
 #include "kernels/ops.h"
-#include "model/params.h"
 
 namespace dsv3::cli {
 
@@ -82,8 +82,14 @@ int run(const Opts& o) {
   const double prefill_s = since(t0);
   j["prompt_tokens"] = o.prompt_len;
   j["prefill_tokens_per_s"] = double(o.prompt_len) / prefill_s;
-  // 2 FLOPs per weight per token for the weights a token uses (attention scores not counted).
-  j["prefill_gflop_per_s"] = 2.0 * double(count_params(c).active) * double(o.prompt_len) / prefill_s / 1e9;
+  // Model FLOPs (engine/bench.h: prefill_flops) against the FMA peak of the kernels' ISA on
+  // this many threads, measured now in each thread's CPU time.
+  j["prefill_gflop_per_s"] = prefill_flops(c, o.prompt_len) / prefill_s / 1e9;
+  const double peak = fma_peak_gflops_per_core(kernels::active_variant(), o.threads, int64_t(40) << 20) * o.threads;
+  if (peak > 0) {
+    j["fma_peak_gflop_per_s"] = peak;
+    j["prefill_fma_peak_share"] = j["prefill_gflop_per_s"].get<double>() / peak;
+  }
   j["time_to_first_token_s"] = prefill_s;  // the first token is sampled from the prefill's logits
 
   // Plain greedy decode, one sequence.
@@ -147,9 +153,12 @@ int run(const Opts& o) {
   std::printf("weights          %s, %.1f MB, loaded in %.2fs; peak RSS %.1f MB\n", j["weights"].get<std::string>().c_str(),
               double(m.checkpoint->file_bytes()) / 1e6, load_s, double(peak_rss_bytes()) / 1e6);
   std::printf("memory read      %.1f GB/s (measured now, %d threads)\n", bw / 1e9, o.threads);
-  std::printf("prefill          %.1f tok/s (%lld-token prompt, %.1f GFLOP/s, time to first token %.3fs)\n",
-              j["prefill_tokens_per_s"].get<double>(), (long long)o.prompt_len,
-              j["prefill_gflop_per_s"].get<double>(), prefill_s);
+  std::printf("prefill          %.1f tok/s (%lld-token prompt, %.1f GFLOP/s", j["prefill_tokens_per_s"].get<double>(),
+              (long long)o.prompt_len, j["prefill_gflop_per_s"].get<double>());
+  if (j.contains("fma_peak_gflop_per_s"))
+    std::printf(" = %.0f%% of the %.0f GFLOP/s FMA peak", 100 * j["prefill_fma_peak_share"].get<double>(),
+                j["fma_peak_gflop_per_s"].get<double>());
+  std::printf(", time to first token %.3fs)\n", prefill_s);
   std::printf("decode           %.1f tok/s; reads %.1f MB per token (weights %.1f + cache %.2f) = %.2f GB/s = %.0f%% "
               "of read bandwidth\n",
               decode_tps, (bytes_per_token + cache_bytes) / 1e6, bytes_per_token / 1e6, cache_bytes / 1e6,

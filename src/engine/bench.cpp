@@ -5,6 +5,8 @@
 #include <cstring>
 #include <vector>
 
+#include "model/params.h"
+
 namespace dsv3 {
 
 double measure_read_bandwidth(ThreadPool& pool, size_t bytes, int reps) {
@@ -66,6 +68,15 @@ double decode_weight_bytes_per_token(const ModelConfig& c, const ModelWeights& w
     b += experts / double(l.moe.experts.size()) * double(c.num_experts_per_tok);
   }
   return b;
+}
+
+double prefill_flops(const ModelConfig& c, int64_t n) {
+  const double head = double(c.vocab_size) * double(c.hidden_size);  // lm_head; the embedding is a lookup
+  const double per_token = double(count_params(c).active) - 2 * head;
+  const double pairs = double(n) * double(n + 1) / 2;  // causal (query, key) pairs
+  const double attention = 2.0 * double(c.num_hidden_layers) * double(c.num_attention_heads) *
+                           double(c.qk_head_dim() + c.v_head_dim) * pairs;
+  return 2.0 * per_token * double(n) + 2.0 * head + attention;
 }
 
 }  // namespace dsv3

@@ -17,4 +17,10 @@ double measure_read_bandwidth(ThreadPool& pool, size_t bytes = size_t(1) << 30, 
 // num_experts_per_tok average routed experts per MoE layer, plus one embedding row.
 double decode_weight_bytes_per_token(const ModelConfig& c, const ModelWeights& w);
 
+// FLOPs of a prefill of n tokens, counted as the model's matrix products: 2 per active weight
+// per token (the routed experts a token uses, num_experts_per_tok per MoE layer), lm_head for
+// the last token only, and causal attention (q.k and p.v over n(n+1)/2 pairs per head and
+// layer, at qk_head_dim and v_head_dim). Norms, rope, routing and softmax are not counted.
+double prefill_flops(const ModelConfig& c, int64_t n);
+
 }  // namespace dsv3

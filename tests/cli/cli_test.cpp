@@ -127,8 +127,13 @@ TEST_F(Cli, BenchReportsEveryFigureAndSpeculationMatchesPlainGreedy) {
   const auto j = nlohmann::json::parse(r.out);
   for (const char* k : {"bandwidth_gb_s", "prefill_tokens_per_s", "decode_tokens_per_s", "batch_decode_tokens_per_s",
                         "bytes_per_token", "decode_bandwidth_share", "time_to_first_token_s", "peak_rss_bytes",
-                        "spec_acceptance_rate", "spec_tokens_per_step", "spec_decode_tokens_per_s"})
+                        "spec_acceptance_rate", "spec_tokens_per_step", "spec_decode_tokens_per_s", "prefill_gflop_per_s"})
     EXPECT_TRUE(j.contains(k)) << k;
+#if defined(__x86_64__)
+  ASSERT_TRUE(j.contains("fma_peak_gflop_per_s"));
+  EXPECT_GT(j["fma_peak_gflop_per_s"].get<double>(), 0);
+  EXPECT_GT(j["prefill_fma_peak_share"].get<double>(), 0);
+#endif
   EXPECT_GT(j["decode_tokens_per_s"].get<double>(), 0);
   EXPECT_GE(j["spec_tokens_per_step"].get<double>(), 1.0);
   // --no-mmap reads the weights into huge-page-backed memory: same greedy tokens.

@@ -2,17 +2,20 @@
 // vector FMAs (enough to cover latency x pipes), no memory traffic. Reported per core, in
 // FLOP per second of the thread's own CPU time, so that sharing the cores with other
 // processes lowers the iteration count, not the figure.
-#include "fma_peak.h"
+#include "core/fma_peak.h"
 
+#if defined(__x86_64__)
 #include <immintrin.h>
+#endif
 #include <time.h>
 
 #include <thread>
 #include <vector>
 
-namespace dsv3::bench {
+namespace dsv3 {
 namespace {
 
+#if defined(__x86_64__)
 double thread_cpu_seconds() {
   timespec t;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
@@ -53,9 +56,16 @@ __attribute__((target("avx2,fma"))) float chains_avx2(int64_t iters) {
   return out[0];
 }
 
+#endif
+
 }  // namespace
 
 double fma_peak_gflops_per_core(const std::string& isa, int threads, int64_t iters) {
+#if !defined(__x86_64__)
+  (void)isa, (void)threads, (void)iters;
+  return 0;
+#else
+  if (isa != "avx512" && isa != "avx2") return 0;
   std::vector<double> rate(static_cast<size_t>(threads));
   std::vector<float> sink(static_cast<size_t>(threads));
   auto work = [&](int i) {
@@ -79,6 +89,7 @@ double fma_peak_gflops_per_core(const std::string& isa, int threads, int64_t ite
   volatile float keep = sink[0];
   (void)keep;
   return sum / threads;
+#endif
 }
 
-}  // namespace dsv3::bench
+}  // namespace dsv3
