@@ -155,6 +155,7 @@ void Scheduler::loop() {
 void Scheduler::step() {
   for (auto& s : slots_)
     if (s->job && s->job->cancelled()) release(*s, "cancelled");
+  if (opt_.speculative_k == 0) return mixed_step();
 
   // Prefill: whole chunks at fixed offsets of each prompt (so a request's computation does not
   // depend on what else is running), oldest request first, about prefill_chunk tokens per step.
@@ -227,6 +228,49 @@ void Scheduler::decode_step() {
     bool running = true;
     for (int j = 0; j < v.accepted && running; ++j) running = emit(s, drafts[i][size_t(j)]);
     if (running && emit(s, v.next)) s.pending = v.next;
+  }
+}
+
+// Prompt chunks (first come, first served, up to prefill_chunk tokens in all) and one token of
+// every decoding sequence, in one forward pass: the weights are read once for both.
+void Scheduler::mixed_step() {
+  std::vector<Slot*> run, pre;
+  for (auto& s : slots_)
+    if (s->prefilling()) pre.push_back(s.get());
+  std::sort(pre.begin(), pre.end(), [](Slot* a, Slot* b) { return a->admitted < b->admitted; });
+  std::vector<Sequence*> seqs;
+  std::vector<std::span<const int32_t>> toks;
+  int64_t budget = opt_.prefill_chunk;
+  for (Slot* s : pre) {
+    if (budget <= 0) break;
+    const auto& prompt = s->job->request().prompt;
+    const int64_t n = std::min<int64_t>({opt_.prefill_chunk, budget, int64_t(prompt.size()) - s->prompt_fed});
+    run.push_back(s);
+    seqs.push_back(&s->seq);
+    toks.push_back(std::span(prompt).subspan(size_t(s->prompt_fed), size_t(n)));
+    budget -= n;
+  }
+  for (auto& s : slots_)
+    if (s->job && s->pending >= 0) {
+      run.push_back(s.get());
+      seqs.push_back(&s->seq);
+      toks.push_back(std::span(&s->pending, 1));
+    }
+  if (run.empty()) return;
+  int decoding = 0;
+  for (Slot* s : run) decoding += s->pending >= 0;
+  last_batch_ = decoding;
+  if (decoding > 0) n_steps_++;
+  feed_step(seqs, toks, pool_);
+  for (size_t i = 0; i < run.size(); ++i) {
+    Slot& s = *run[i];
+    if (s.pending >= 0) {
+      s.pending = -1;
+      on_logits(s);
+    } else {
+      s.prompt_fed += int64_t(toks[i].size());
+      if (!s.prefilling()) on_logits(s);  // the first generated token
+    }
   }
 }
 

@@ -124,6 +124,7 @@ class Scheduler {
   void step();
   void on_logits(Slot& s);  // samples the next token of a slot whose logits are fresh
   bool emit(Slot& s, int32_t t);  // records a generated token; false when the job ended with it
+  void mixed_step();
   void decode_step();              // one batched decode step (speculative when enabled)
   void release(Slot& s, const char* reason, std::string error = {});
 

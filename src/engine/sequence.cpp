@@ -44,7 +44,7 @@ void Sequence::accept_step(int32_t token, const float* logits, const float* hidd
   if (hidden_rows_.size() < size_t((pos_ + 1) * dim_)) hidden_rows_.resize(size_t((pos_ + 1) * dim_));
   std::copy(hidden, hidden + dim_, &hidden_rows_[size_t(pos_ * dim_)]);
   std::copy(hidden, hidden + dim_, hidden_.begin());
-  std::copy(logits, logits + vocab_, logits_.begin());
+  if (logits) std::copy(logits, logits + vocab_, logits_.begin());
   tokens_.push_back(token);
   ++pos_;
 }
@@ -99,6 +99,38 @@ void feed_batch(std::span<Sequence* const> seqs, std::span<const std::vector<int
     for (int64_t t = 0; t < n; ++t)
       s.accept_step(tokens[i][size_t(t)], &logits[(r + size_t(t)) * size_t(vocab)], &hidden[(r + size_t(t)) * size_t(dim)]);
     r += size_t(n);
+  }
+}
+
+void feed_step(std::span<Sequence* const> seqs, std::span<const std::span<const int32_t>> tokens, ThreadPool& pool) {
+  DSV3_ASSERT(seqs.size() == tokens.size());
+  if (seqs.empty()) return;
+  const Transformer& model = seqs[0]->model();
+  const int64_t vocab = model.config().vocab_size, dim = model.config().hidden_size;
+  std::vector<int32_t> flat;
+  std::vector<TokenSlot> slots;
+  std::vector<int64_t> rows;  // the last row of each sequence
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    Sequence& s = *seqs[i];
+    DSV3_CHECK(&s.model() == &model, "feed_step: sequences of different models");
+    DSV3_CHECK(!tokens[i].empty() && s.room() >= int64_t(tokens[i].size()), "context full: sequence ", i, " holds ",
+               s.pos(), " of ", s.ctx_size(), " tokens and needs ", tokens[i].size(), " more");
+    for (size_t j = 0; j < i; ++j) DSV3_CHECK(seqs[j] != &s, "feed_step: a sequence appears twice");
+    for (size_t t = 0; t < tokens[i].size(); ++t) {
+      flat.push_back(tokens[i][t]);
+      slots.push_back({&s.cache(), s.pos() + int64_t(t)});
+    }
+    rows.push_back(int64_t(flat.size()) - 1);
+  }
+  std::vector<float> logits(rows.size() * size_t(vocab)), hidden(flat.size() * size_t(dim));
+  model.forward_batch(flat, slots, rows, logits.data(), pool, nullptr, hidden.data(), MLAForm::Absorb);
+  size_t r = 0;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    Sequence& s = *seqs[i];
+    const size_t n = tokens[i].size();
+    for (size_t t = 0; t < n; ++t)
+      s.accept_step(tokens[i][t], t + 1 == n ? &logits[i * size_t(vocab)] : nullptr, &hidden[(r + t) * size_t(dim)]);
+    r += n;
   }
 }
 

@@ -48,7 +48,9 @@ class Sequence {
  private:
   friend void feed_batch(std::span<Sequence* const>, std::span<const int32_t>, ThreadPool&);
   friend void feed_batch(std::span<Sequence* const>, std::span<const std::vector<int32_t>>, ThreadPool&);
-  // Records a token the batched step ran for this sequence, with its logits and hidden state.
+  friend void feed_step(std::span<Sequence* const>, std::span<const std::span<const int32_t>>, ThreadPool&);
+  // Records a token the batched step ran for this sequence, with its hidden state and its
+  // logits (null: none computed for it, the current logits stay).
   void accept_step(int32_t token, const float* logits, const float* hidden);
 
   const Transformer* model_;
@@ -67,5 +69,10 @@ void feed_batch(std::span<Sequence* const> seqs, std::span<const int32_t> tokens
 // The same with several tokens per sequence and logits after every token (logits_row), as
 // speculative verification needs: seqs[i] is fed tokens[i] from its own position.
 void feed_batch(std::span<Sequence* const> seqs, std::span<const std::vector<int32_t>> tokens, ThreadPool& pool);
+// A continuous-batching step: seqs[i] is fed tokens[i] (a decode token, or a chunk of its
+// prompt) from its own position, with logits after its last token only. Attention always takes
+// the absorb form, whatever the mix of sequences, so a sequence's logits have the same bits
+// whether it runs alone or next to others, and whatever its prompt's chunking.
+void feed_step(std::span<Sequence* const> seqs, std::span<const std::span<const int32_t>> tokens, ThreadPool& pool);
 
 }  // namespace dsv3

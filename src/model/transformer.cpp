@@ -74,8 +74,9 @@ void Transformer::head(const Matrix& w, const float* x, std::span<const int64_t>
 
 void Transformer::forward_batch(std::span<const int32_t> tokens, std::span<const TokenSlot> slots,
                                 std::span<const int64_t> logit_rows, float* logits, ThreadPool& pool,
-                                ForwardTrace* trace, float* hidden) const {
+                                ForwardTrace* trace, float* hidden, MLAForm form) const {
   check_inputs(tokens, slots);
+  if (form == MLAForm::Auto) form = mla_form_;
   const int64_t n = int64_t(tokens.size()), dim = c_.hidden_size;
   if (trace) {
     trace->layer_outputs.assign(size_t(c_.num_hidden_layers), {});
@@ -85,7 +86,7 @@ void Transformer::forward_batch(std::span<const int32_t> tokens, std::span<const
   for (int64_t t = 0; t < n; ++t) kernels::dequant_row(w_.embed, tokens[size_t(t)], &x[size_t(t * dim)]);
   for (int64_t l = 0; l < c_.num_hidden_layers; ++l) {
     block_forward(c_, w_.layers[size_t(l)], rope_, l, x.data(), n, slots, pool,
-                  trace ? &trace->routing[size_t(l)] : nullptr, mla_form_);
+                  trace ? &trace->routing[size_t(l)] : nullptr, form);
     if (trace) trace->layer_outputs[size_t(l)].assign(x.begin(), x.end());
   }
   // Final norm in place: x becomes h, the hidden state the head and the MTP module read.

@@ -64,9 +64,10 @@ class Transformer {
   // positions; a sequence's rows in position order). Every weight is read once for all rows.
   // Logits are computed for the rows listed in `logit_rows` only, [logit_rows.size(), vocab];
   // `hidden` (optional) receives all rows' final hidden states [n, dim].
+  // `form` other than Auto overrides set_mla_form for this call.
   void forward_batch(std::span<const int32_t> tokens, std::span<const TokenSlot> slots,
                      std::span<const int64_t> logit_rows, float* logits, ThreadPool& pool,
-                     ForwardTrace* trace = nullptr, float* hidden = nullptr) const;
+                     ForwardTrace* trace = nullptr, float* hidden = nullptr, MLAForm form = MLAForm::Auto) const;
 
  private:
   void check_inputs(std::span<const int32_t> tokens, std::span<const TokenSlot> slots) const;
