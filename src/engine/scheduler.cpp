@@ -155,25 +155,8 @@ void Scheduler::loop() {
 void Scheduler::step() {
   for (auto& s : slots_)
     if (s->job && s->job->cancelled()) release(*s, "cancelled");
-  if (opt_.speculative_k == 0) return mixed_step();
-
-  // Prefill: whole chunks at fixed offsets of each prompt (so a request's computation does not
-  // depend on what else is running), oldest request first, about prefill_chunk tokens per step.
-  std::vector<Slot*> pre;
-  for (auto& s : slots_)
-    if (s->prefilling()) pre.push_back(s.get());
-  std::sort(pre.begin(), pre.end(), [](Slot* a, Slot* b) { return a->admitted < b->admitted; });
-  int64_t budget = opt_.prefill_chunk;
-  for (Slot* s : pre) {
-    if (budget <= 0) break;
-    const auto& prompt = s->job->request().prompt;
-    const int64_t n = std::min<int64_t>(opt_.prefill_chunk, int64_t(prompt.size()) - s->prompt_fed);
-    s->seq.feed(std::span(prompt).subspan(size_t(s->prompt_fed), size_t(n)), pool_);
-    s->prompt_fed += n;
-    budget -= n;
-    if (!s->prefilling()) on_logits(*s);  // the first generated token
-  }
-
+  if (opt_.speculative_k == 0) return mixed_step(true);
+  mixed_step(false);  // prompt chunks; the decoding sequences draft and verify below
   decode_step();
 }
 
@@ -186,18 +169,6 @@ void Scheduler::decode_step() {
   for (Slot* s : dec) seqs.push_back(&s->seq);
   last_batch_ = int(dec.size());
   n_steps_++;
-  if (opt_.speculative_k == 0) {  // one token for every running sequence, in one batched step
-    std::vector<int32_t> toks;
-    for (Slot* s : dec) toks.push_back(s->pending);
-    feed_batch(seqs, toks, pool_);
-    for (Slot* s : dec) {
-      s->pending = -1;
-      on_logits(*s);
-    }
-    return;
-  }
-  // Speculative: each sequence drafts with the MTP module, then all verify [pending, drafts...]
-  // together in one batched step and keep their accepted prefixes.
   const int64_t vocab = model_.config().vocab_size;
   std::vector<std::vector<int32_t>> verify(dec.size()), drafts(dec.size());
   std::vector<std::vector<float>> q(dec.size());
@@ -231,9 +202,9 @@ void Scheduler::decode_step() {
   }
 }
 
-// Prompt chunks (first come, first served, up to prefill_chunk tokens in all) and one token of
-// every decoding sequence, in one forward pass: the weights are read once for both.
-void Scheduler::mixed_step() {
+// Prompt chunks (first come, first served, up to prefill_chunk tokens in all) and, `with_decode`,
+// one token of every decoding sequence, in one forward pass: the weights are read once for all.
+void Scheduler::mixed_step(bool with_decode) {
   std::vector<Slot*> run, pre;
   for (auto& s : slots_)
     if (s->prefilling()) pre.push_back(s.get());
@@ -251,7 +222,7 @@ void Scheduler::mixed_step() {
     budget -= n;
   }
   for (auto& s : slots_)
-    if (s->job && s->pending >= 0) {
+    if (with_decode && s->job && s->pending >= 0) {
       run.push_back(s.get());
       seqs.push_back(&s->seq);
       toks.push_back(std::span(&s->pending, 1));

@@ -124,8 +124,8 @@ class Scheduler {
   void step();
   void on_logits(Slot& s);  // samples the next token of a slot whose logits are fresh
   bool emit(Slot& s, int32_t t);  // records a generated token; false when the job ended with it
-  void mixed_step();
-  void decode_step();              // one batched decode step (speculative when enabled)
+  void mixed_step(bool with_decode);  // prompt chunks (+ decode tokens) in one forward pass
+  void decode_step();              // one speculative step: draft, then verify in one batch
   void release(Slot& s, const char* reason, std::string error = {});
 
   const Transformer& model_;
