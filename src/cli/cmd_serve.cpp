@@ -90,6 +90,8 @@ Run add_serve(CLI::App& app) {
       ->check(CLI::Range(0, 1 << 20))->capture_default_str();
   cmd->add_option("--prefill-chunk", so.prefill_chunk, "Prompt tokens prefilled per step between decode steps")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 20))->capture_default_str();
+  cmd->add_flag("--no-prefix-cache{false}", so.prefix_cache,
+                "Always prefill whole prompts (default: reuse the cached prefix a free slot shares with the prompt)");
   cmd->add_option("--max-body", o->server.max_body_bytes, "Largest request body in bytes (larger: 413)")
       ->check(CLI::Range(size_t(1024), size_t(1) << 34))->capture_default_str();
   cmd->add_option("--shutdown-grace", o->grace_s, "Seconds in-flight requests may finish after SIGINT/SIGTERM")

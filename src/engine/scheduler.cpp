@@ -120,19 +120,47 @@ bool Scheduler::admit() {
       if (s->job) release(*s, "cancelled");
     return false;
   }
-  for (auto& s : slots_) {
-    if (queue_.empty()) break;
-    if (s->job) continue;
+  while (!queue_.empty()) {
+    // The free slot whose cached tokens share the longest prefix with the prompt, if the
+    // prompt keeps at least half of that slot's cache (a conversation's next turn keeps
+    // nearly all of it; a shared BOS or system line must not evict a conversation);
+    // otherwise the least recently used free slot. At least the prompt's last token is fed
+    // again: its logits start the answer.
+    const std::vector<int32_t>& prompt = queue_.front()->request().prompt;
+    Slot *best = nullptr, *lru = nullptr;
+    int64_t best_common = -1;
+    auto common_prefix = [&](const Slot& s) {
+      int64_t k = 0;
+      if (!opt_.prefix_cache) return k;
+      const auto& cached = s.seq.tokens();
+      const int64_t limit = std::min<int64_t>(int64_t(cached.size()), int64_t(prompt.size()) - 1);
+      while (k < limit && cached[size_t(k)] == prompt[size_t(k)]) ++k;
+      return k;
+    };
+    for (auto& s : slots_) {
+      if (s->job) continue;
+      const int64_t common = common_prefix(*s);
+      if (common > best_common) best = s.get(), best_common = common;
+      if (lru == nullptr || s->admitted < lru->admitted) lru = s.get();
+    }
+    if (best == nullptr) break;
+    if (2 * best_common < int64_t(best->seq.tokens().size())) {
+      best = lru;
+      best_common = common_prefix(*lru);
+    }
+    Slot* s = best;
     s->job = std::move(queue_.front());
     queue_.pop_front();
     const GenRequest& r = s->job->request();
-    s->seq.clear();
+    s->seq.truncate(best_common);
+    s->job->n_cached_ = best_common;
     s->sampler.emplace(r.sampling);
     s->decoder.emplace(tok_, r.skip_special);
     s->stops.emplace(r.stop);
-    s->prompt_fed = s->generated = 0;
+    s->prompt_fed = best_common;
+    s->generated = 0;
     s->pending = -1;
-    s->admitted = admissions_++;
+    s->admitted = ++admissions_;  // from 1: never-used slots (0) are the least recently used
     ++n_running_;
   }
   n_queued_ = int(queue_.size());

@@ -53,6 +53,9 @@ class Job {
   void cancel() { cancelled_.store(true); }
   bool cancelled() const { return cancelled_.load(); }
   int64_t completion_tokens() const { return n_generated_.load(); }
+  // Prompt tokens whose KV-cache rows were reused from the slot's previous request (prefix
+  // caching); known once the job is admitted.
+  int64_t cached_tokens() const { return n_cached_.load(); }
 
  private:
   friend class Scheduler;
@@ -62,6 +65,7 @@ class Job {
   const GenRequest req_;
   std::atomic<bool> cancelled_{false};
   std::atomic<int64_t> n_generated_{0};
+  std::atomic<int64_t> n_cached_{0};
   std::mutex mu_;
   std::condition_variable cv_;
   JobOutput pending_;  // guarded by mu_
@@ -88,6 +92,10 @@ struct SchedulerOptions {
   // Self-speculative decoding with the model's MTP module: draft tokens per sequence and step
   // (0 = off). Each running sequence verifies its own drafts inside the batched step.
   int speculative_k = 0;
+  // Prefix caching (as llama.cpp's slots): a new request goes to the free slot whose cache
+  // holds the longest prefix of its prompt, and only the rest of the prompt is prefilled. A
+  // chat's next turn resends the whole conversation; its earlier turns are not recomputed.
+  bool prefix_cache = true;
 };
 
 class Scheduler {

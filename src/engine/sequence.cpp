@@ -90,7 +90,7 @@ void feed_batch(std::span<Sequence* const> seqs, std::span<const std::vector<int
     }
   }
   std::vector<float> logits(rows.size() * size_t(vocab)), hidden(flat.size() * size_t(dim));
-  model.forward_batch(flat, slots, rows, logits.data(), pool, nullptr, hidden.data());
+  model.forward_batch(flat, slots, rows, logits.data(), pool, nullptr, hidden.data(), MLAForm::Absorb);
   size_t r = 0;
   for (size_t i = 0; i < seqs.size(); ++i) {
     Sequence& s = *seqs[i];

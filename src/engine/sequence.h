@@ -67,7 +67,8 @@ class Sequence {
 // the batched model step reads each weight once per step for all sequences.
 void feed_batch(std::span<Sequence* const> seqs, std::span<const int32_t> tokens, ThreadPool& pool);
 // The same with several tokens per sequence and logits after every token (logits_row), as
-// speculative verification needs: seqs[i] is fed tokens[i] from its own position.
+// speculative verification needs: seqs[i] is fed tokens[i] from its own position. Attention
+// takes the absorb form (as feed_step), so cache rows match continuous batching's bit for bit.
 void feed_batch(std::span<Sequence* const> seqs, std::span<const std::vector<int32_t>> tokens, ThreadPool& pool);
 // A continuous-batching step: seqs[i] is fed tokens[i] (a decode token, or a chunk of its
 // prompt) from its own position, with logits after its last token only. Attention always takes

@@ -48,9 +48,10 @@ void Metrics::request(const std::string& endpoint, int status) {
   requests_[{endpoint, status}]++;
 }
 
-void Metrics::tokens(int64_t prompt, int64_t generated) {
+void Metrics::tokens(int64_t prompt, int64_t generated, int64_t cached) {
   std::lock_guard lk(mu_);
   prompt_tokens_ += uint64_t(prompt);
+  cached_prompt_tokens_ += uint64_t(cached);
   generation_tokens_ += uint64_t(generated);
 }
 
@@ -73,6 +74,9 @@ std::string Metrics::render(const Scheduler& sched) const {
            std::to_string(n) + "\n";
   header(out, "dsv3_prompt_tokens_total", "counter", "Prompt tokens of completed requests.");
   out += "dsv3_prompt_tokens_total " + std::to_string(prompt_tokens_) + "\n";
+  header(out, "dsv3_prompt_tokens_cached_total", "counter",
+         "Prompt tokens of completed requests whose KV cache was reused (prefix caching).");
+  out += "dsv3_prompt_tokens_cached_total " + std::to_string(cached_prompt_tokens_) + "\n";
   header(out, "dsv3_generation_tokens_total", "counter", "Generated tokens.");
   out += "dsv3_generation_tokens_total " + std::to_string(generation_tokens_) + "\n";
   header(out, "dsv3_requests_waiting", "gauge", "Requests in the queue, not yet running.");

@@ -30,7 +30,7 @@ class Metrics {
  public:
   Metrics();
   void request(const std::string& endpoint, int status);
-  void tokens(int64_t prompt, int64_t generated);
+  void tokens(int64_t prompt, int64_t generated, int64_t cached = 0);
   void time_to_first_token(double seconds);
   void inter_token_latency(double seconds, int64_t n_tokens);  // n tokens that arrived `seconds` apart
   // The text for GET /metrics, with the scheduler's gauges.
@@ -39,7 +39,7 @@ class Metrics {
  private:
   mutable std::mutex mu_;
   std::map<std::pair<std::string, int>, uint64_t> requests_;
-  uint64_t prompt_tokens_ = 0, generation_tokens_ = 0;
+  uint64_t prompt_tokens_ = 0, generation_tokens_ = 0, cached_prompt_tokens_ = 0;
   Histogram ttft_, itl_;
 };
 

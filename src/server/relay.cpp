@@ -56,12 +56,14 @@ class Relay {
       done = true;
       finish_reason = o.finish_reason;
       error = o.error;
-      metrics_.tokens(int64_t(job->request().prompt.size()), job->completion_tokens());
+      metrics_.tokens(int64_t(job->request().prompt.size()), job->completion_tokens(), job->cached_tokens());
     }
     return p;
   }
   bool seen_reasoning() const { return splitter_.seen_reasoning(); }
-  json usage() const { return usage_json(int64_t(job->request().prompt.size()), job->completion_tokens()); }
+  json usage() const {
+    return usage_json(int64_t(job->request().prompt.size()), job->completion_tokens(), job->cached_tokens());
+  }
   // The error to answer when the job did not end normally.
   std::optional<ApiError> failure() const {
     if (finish_reason == "error") return ApiError(500, "generation failed: " + error, "server_error");

@@ -267,8 +267,9 @@ ResponseMeta new_response_meta(bool chat, const std::string& model) {
   return {std::string(chat ? "chatcmpl-" : "cmpl-") + hex, now, model, chat};
 }
 
-json usage_json(int64_t prompt_tokens, int64_t completion_tokens) {
+json usage_json(int64_t prompt_tokens, int64_t completion_tokens, int64_t cached_tokens) {
   return {{"prompt_tokens", prompt_tokens},
+          {"prompt_tokens_details", {{"cached_tokens", cached_tokens}}},
           {"completion_tokens", completion_tokens},
           {"total_tokens", prompt_tokens + completion_tokens}};
 }

@@ -57,7 +57,9 @@ struct ResponseMeta {
 };
 ResponseMeta new_response_meta(bool chat, const std::string& model);
 
-json usage_json(int64_t prompt_tokens, int64_t completion_tokens);
+// OpenAI's usage object; prompt_tokens_details.cached_tokens counts the prompt tokens whose
+// cache rows were reused (prefix caching).
+json usage_json(int64_t prompt_tokens, int64_t completion_tokens, int64_t cached_tokens = 0);
 // Non-streaming answers. `reasoning` is set when the answer had a <think> part.
 json completion_response(const ResponseMeta& m, const std::string& content, const std::optional<std::string>& reasoning,
                          const std::string& finish_reason, const json& usage);

@@ -69,8 +69,11 @@ TEST(ServerApi, ContentPartsSystemRoleAndMaxCompletionTokens) {
   const json ja = json::parse(post(s, "/v1/chat/completions", a.dump()).body);
   const json jb = json::parse(post(s, "/v1/chat/completions", b.dump()).body);
   EXPECT_EQ(ja["choices"][0]["message"], jb["choices"][0]["message"]);
-  EXPECT_EQ(ja["usage"], jb["usage"]);
+  EXPECT_EQ(ja["usage"]["prompt_tokens"], jb["usage"]["prompt_tokens"]);
   EXPECT_EQ(jb["usage"]["completion_tokens"], 5);
+  // The same prompt again: all of it but the last token comes from the slot's cache.
+  EXPECT_EQ(ja["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  EXPECT_EQ(jb["usage"]["prompt_tokens_details"]["cached_tokens"], jb["usage"]["prompt_tokens"].get<int>() - 1);
 }
 
 TEST(ServerApi, CompletionsPlainAndStreamed) {

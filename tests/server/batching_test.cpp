@@ -77,6 +77,61 @@ TEST(Scheduler, GreedyBatchEqualsAloneEqualsGenerate) {
   for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(run_all(chunked, {reqs[i]})[0], interleaved[i]) << i;
 }
 
+// Prefix caching: a chat's next turn (the conversation so far plus a new message) goes to the
+// slot holding the conversation and prefills only what is new; its answer has the bits of a
+// cold prefill. Unrelated prompts go to other free slots and reuse nothing.
+TEST(Scheduler, PrefixCacheReusesAConversationsRowsWithIdenticalOutput) {
+  const LoadedChatModel& m = tiny_model();
+  auto request = [&](const std::string& text, int max_tokens) {
+    GenRequest r;
+    r.prompt = m.tokenizer.encode(text, /*add_special=*/true);
+    r.max_tokens = max_tokens;
+    r.stop_at_eos = false;
+    return r;
+  };
+  SchedulerOptions o;
+  o.max_batch = 2;
+  o.ctx_size = 256;
+  o.prefill_chunk = 6;
+  Scheduler warm(*m.loaded.model, m.tokenizer, o);
+  o.prefix_cache = false;
+  Scheduler cold(*m.loaded.model, m.tokenizer, o);
+
+  const GenRequest first = request("User: tell me about the sea.\nAssistant:", 12);
+  const std::string answer = run_all(warm, {first})[0];
+  // The next turn: the first prompt, the answer as the model wrote it, and a new message.
+  GenRequest next = request("User: tell me about the sea.\nAssistant:" + answer + "\nUser: and rivers?\nAssistant:", 10);
+  auto job = warm.submit(next);
+  std::string warm_text;
+  for (JobOutput out; !out.done;) warm_text += (out = job->take(std::chrono::milliseconds(100))).text;
+  const size_t common = [&] {
+    size_t k = 0;
+    while (k < first.prompt.size() && first.prompt[k] == next.prompt[k]) ++k;
+    return k;
+  }();
+  EXPECT_GE(job->cached_tokens(), int64_t(common)) << "the first turn's prompt rows are reused";
+  EXPECT_LT(job->cached_tokens(), int64_t(next.prompt.size()));
+  EXPECT_EQ(warm_text, run_all(cold, {next})[0]);
+
+  // A prompt sharing nothing takes the other (empty) slot; the same prompt twice reuses all
+  // but its last token.
+  const GenRequest other = request("Completely different words", 4);
+  auto j2 = warm.submit(other);
+  while (!j2->take(std::chrono::milliseconds(100)).done) {
+  }
+  EXPECT_EQ(j2->cached_tokens(), 0);  // the unused slot, not the conversation's
+  auto j3 = warm.submit(other);
+  std::string again;
+  for (JobOutput out; !out.done;) again += (out = j3->take(std::chrono::milliseconds(100))).text;
+  EXPECT_EQ(j3->cached_tokens(), int64_t(other.prompt.size()) - 1);
+  EXPECT_EQ(again, run_all(cold, {other})[0]);
+  // The conversation's slot was left alone: its next turn still finds it.
+  auto j4 = warm.submit(next);
+  while (!j4->take(std::chrono::milliseconds(100)).done) {
+  }
+  EXPECT_EQ(j4->cached_tokens(), int64_t(next.prompt.size()) - 1);
+}
+
 TEST(Scheduler, SpeculativeBatchEqualsPlainGreedy) {
   // Each sequence drafts with the MTP module and verifies its drafts inside the batched step;
   // greedy text must equal plain batched decoding.
