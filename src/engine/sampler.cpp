@@ -14,9 +14,49 @@ Sampler::Sampler(const SamplingParams& p) : p_(p), rng_(p.seed) {
   DSV3_CHECK(p.top_k >= 0, "top_k must be >= 0, got ", p.top_k);
   DSV3_CHECK(p.top_p > 0 && p.top_p <= 1, "top_p must be in (0, 1], got ", p.top_p);
   DSV3_CHECK(p.min_p >= 0 && p.min_p <= 1, "min_p must be in [0, 1], got ", p.min_p);
+  DSV3_CHECK(std::isfinite(p.presence_penalty) && std::isfinite(p.frequency_penalty), "penalties must be finite");
+  for (const auto& [t, b] : p.logit_bias) DSV3_CHECK(t >= 0 && std::isfinite(b), "bad logit_bias entry for token ", t);
 }
 
-std::vector<float> Sampler::probabilities(std::span<const float> logits) const {
+void Sampler::accept(int32_t token) {
+  if (p_.presence_penalty != 0 || p_.frequency_penalty != 0) counts_[token]++;
+}
+
+std::span<const float> Sampler::adjusted(std::span<const float> logits, std::vector<float>& buf) const {
+  if (!p_.adjusts_logits()) return logits;
+  buf.assign(logits.begin(), logits.end());
+  for (const auto& [t, c] : counts_)
+    if (size_t(t) < buf.size()) buf[size_t(t)] -= p_.presence_penalty + p_.frequency_penalty * float(c);
+  for (const auto& [t, b] : p_.logit_bias)
+    if (size_t(t) < buf.size()) buf[size_t(t)] += b;
+  return buf;
+}
+
+TokenLogprob token_logprob(std::span<const float> logits, int32_t token, int top) {
+  const size_t n = logits.size();
+  DSV3_ASSERT(token >= 0 && size_t(token) < n);
+  const float mx = *std::max_element(logits.begin(), logits.end());
+  double z = 0;
+  for (float l : logits) z += std::exp(double(l - mx));
+  const double log_z = double(mx) + std::log(z);
+  TokenLogprob r;
+  r.token = token;
+  r.logprob = float(double(logits[size_t(token)]) - log_z);
+  if (top > 0) {
+    std::vector<int32_t> idx(n);
+    std::iota(idx.begin(), idx.end(), 0);
+    const size_t k = std::min(n, size_t(top));
+    std::partial_sort(idx.begin(), idx.begin() + long(k), idx.end(), [&](int32_t a, int32_t b) {
+      return logits[size_t(a)] > logits[size_t(b)] || (logits[size_t(a)] == logits[size_t(b)] && a < b);
+    });
+    for (size_t i = 0; i < k; ++i) r.top.push_back({idx[i], float(double(logits[size_t(idx[i])]) - log_z)});
+  }
+  return r;
+}
+
+std::vector<float> Sampler::probabilities(std::span<const float> raw) const {
+  std::vector<float> buf;
+  const std::span<const float> logits = adjusted(raw, buf);
   const size_t n = logits.size();
   std::vector<float> probs(n, 0.0f);
   if (greedy()) {
@@ -94,7 +134,11 @@ int32_t Sampler::draw(std::span<const float> weights) {
 }
 
 int32_t Sampler::sample(std::span<const float> logits) {
-  if (greedy()) return argmax(logits.data(), int64_t(logits.size()));
+  if (greedy()) {
+    std::vector<float> buf;
+    const std::span<const float> l = adjusted(logits, buf);
+    return argmax(l.data(), int64_t(l.size()));
+  }
   const std::vector<float> probs = probabilities(logits);
   return draw(probs);
 }

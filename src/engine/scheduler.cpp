@@ -21,12 +21,13 @@ JobOutput Job::take(std::chrono::milliseconds timeout) {
   return out;
 }
 
-void Job::append(std::string_view text, int64_t n_tokens) {
+void Job::append(std::string_view text, int64_t n_tokens, LogprobEntry* logprob) {
   n_generated_ += n_tokens;
   {
     std::lock_guard lk(mu_);
     pending_.text += text;
     pending_.new_tokens += n_tokens;
+    if (logprob) pending_.logprobs.push_back(std::move(*logprob));
   }
   cv_.notify_all();
 }
@@ -204,7 +205,9 @@ void Scheduler::decode_step() {
   for (size_t i = 0; i < dec.size(); ++i) {
     Slot& s = *dec[i];
     const int64_t left = s.job->request().max_tokens - s.generated;  // tokens this job may still emit
-    const int k = int(std::max<int64_t>(0, std::min<int64_t>({opt_.speculative_k, s.seq.room() - 1, left})));
+    // Penalties and bias change the distribution with every accepted token: no drafting.
+    const int64_t k_max = s.sampler->params().adjusts_logits() ? 0 : opt_.speculative_k;
+    const int k = int(std::max<int64_t>(0, std::min<int64_t>({k_max, s.seq.room() - 1, left})));
     base[i] = s.seq.pos();
     if (k > 0) drafts[i] = mtp_draft(s.seq, s.pending, k, *s.sampler, *s.sampler, q[i], pool_);
     verify[i] = {s.pending};
@@ -224,9 +227,10 @@ void Scheduler::decode_step() {
                                          *s.sampler, st);
     spec_drafted_ += st.drafted;
     spec_accepted_ += st.accepted;
+    // Draft j was sampled from verify row j, the final token from the row after the last accepted.
     bool running = true;
-    for (int j = 0; j < v.accepted && running; ++j) running = emit(s, drafts[i][size_t(j)]);
-    if (running && emit(s, v.next)) s.pending = v.next;
+    for (int j = 0; j < v.accepted && running; ++j) running = emit(s, drafts[i][size_t(j)], s.seq.logits_row(j));
+    if (running && emit(s, v.next, s.seq.logits_row(v.accepted))) s.pending = v.next;
   }
 }
 
@@ -275,19 +279,29 @@ void Scheduler::mixed_step(bool with_decode) {
 
 void Scheduler::on_logits(Slot& s) {
   const int32_t t = s.sampler->sample(s.seq.logits());
-  if (emit(s, t)) s.pending = t;
+  if (emit(s, t, s.seq.logits().data())) s.pending = t;
 }
 
-bool Scheduler::emit(Slot& s, int32_t t) {
+bool Scheduler::emit(Slot& s, int32_t t, const float* logits) {
   const GenRequest& r = s.job->request();
   s.generated++;
+  s.sampler->accept(t);
+  std::optional<LogprobEntry> lp;
+  if (r.logprobs >= 0) {
+    const TokenLogprob tl = token_logprob(std::span(logits, size_t(model_.config().vocab_size)), t, r.logprobs);
+    lp.emplace();
+    lp->token = tok_.token_bytes(t);
+    lp->logprob = tl.logprob;
+    for (const auto& [id, v] : tl.top) lp->top.push_back({std::string(tok_.token_bytes(id)), v});
+  }
+  LogprobEntry* lpp = lp ? &*lp : nullptr;
   const auto& eos = model_.config().eos_token_ids;
   if (r.stop_at_eos && std::find(eos.begin(), eos.end(), t) != eos.end()) {
-    s.job->append({}, 1);
+    s.job->append({}, 1, lpp);
     release(s, "stop");
     return false;
   }
-  s.job->append(s.stops->push(s.decoder->put(t)), 1);
+  s.job->append(s.stops->push(s.decoder->put(t)), 1, lpp);
   if (s.stops->stopped()) {
     release(s, "stop");
     return false;

@@ -29,12 +29,22 @@ struct GenRequest {
   std::vector<std::string> stop;  // stop strings, cut from the text
   bool stop_at_eos = true;
   bool skip_special = true;  // leave special tokens out of the text (as vLLM's skip_special_tokens)
+  int logprobs = -1;         // >= 0: report each generated token's logprob and this many alternatives
+};
+
+// One generated token's log-probability (engine/sampler.h: token_logprob), with the token and
+// its alternatives as their raw bytes (byte-level BPE pieces may be parts of a UTF-8 character).
+struct LogprobEntry {
+  std::string token;
+  float logprob = 0;
+  std::vector<std::pair<std::string, float>> top;
 };
 
 // Output a job produced since the consumer last looked.
 struct JobOutput {
   std::string text;        // new final text (whole UTF-8 characters, never part of a stop string)
   int64_t new_tokens = 0;  // tokens generated since the last take
+  std::vector<LogprobEntry> logprobs;  // one per new token, when the request asked for them
   bool done = false;
   std::string finish_reason;  // when done: "stop", "length", "cancelled" or "error"
   std::string error;          // when finish_reason == "error"
@@ -59,7 +69,7 @@ class Job {
 
  private:
   friend class Scheduler;
-  void append(std::string_view text, int64_t n_tokens);
+  void append(std::string_view text, int64_t n_tokens, LogprobEntry* logprob = nullptr);
   void finish(std::string reason, std::string error = {});
 
   const GenRequest req_;
@@ -131,7 +141,9 @@ class Scheduler {
   bool admit();  // moves queued jobs into free slots; false when stopping with nothing to do
   void step();
   void on_logits(Slot& s);  // samples the next token of a slot whose logits are fresh
-  bool emit(Slot& s, int32_t t);  // records a generated token; false when the job ended with it
+  // Records a generated token, sampled from `logits` (for its logprob); false when the job
+  // ended with it.
+  bool emit(Slot& s, int32_t t, const float* logits);
   void mixed_step(bool with_decode);  // prompt chunks (+ decode tokens) in one forward pass
   void decode_step();              // one speculative step: draft, then verify in one batch
   void release(Slot& s, const char* reason, std::string error = {});

@@ -1,6 +1,8 @@
 #include "server/relay.h"
 
+#include <iterator>
 #include <optional>
+#include <vector>
 
 #include "server/reasoning.h"
 
@@ -25,6 +27,7 @@ class Relay {
 
   struct Piece {
     std::string reasoning, content;
+    std::vector<LogprobEntry> logprobs;
   };
   // Waits up to `timeout` for output; what came, split. Sets done / finish_reason / error at the end.
   Piece next(milliseconds timeout) {
@@ -52,6 +55,7 @@ class Relay {
     } else {
       p.content = std::move(o.text);
     }
+    p.logprobs = std::move(o.logprobs);
     if (o.done && !done) {
       done = true;
       finish_reason = o.finish_reason;
@@ -61,6 +65,9 @@ class Relay {
     return p;
   }
   bool seen_reasoning() const { return splitter_.seen_reasoning(); }
+  bool wants_logprobs() const { return task.gen.logprobs >= 0; }
+  // The choice's "logprobs" for these entries (text offsets continue across calls).
+  json logprobs(const std::vector<LogprobEntry>& entries) { return logprobs_json(task.chat, entries, text_offset_); }
   json usage() const {
     return usage_json(int64_t(job->request().prompt.size()), job->completion_tokens(), job->cached_tokens());
   }
@@ -84,29 +91,37 @@ class Relay {
   Clock::time_point arrived_, last_;
   bool first_token_ = false;
   ReasoningSplitter splitter_;
+  int64_t text_offset_ = 0;
 };
 
-// Provider for stream=true: one call writes what the job produced since the last call.
-bool stream_step(Relay& r, bool& started, Clock::time_point& last_write, httplib::DataSink& sink) {
+// Provider for stream=true: one call writes what the job produced since the last call. Token
+// logprobs ride on the next text chunk (text held back by stop-string matching comes later than
+// its tokens), and whatever is left on the final chunk.
+bool stream_step(Relay& r, bool& started, Clock::time_point& last_write, std::vector<LogprobEntry>& pending_lp,
+                 httplib::DataSink& sink) {
   std::string out;
   if (!started) {
     started = true;
     if (r.task.chat)
       out += sse(completion_chunk(r.meta, {{"role", "assistant"}, {"content", ""}}, "", r.task.include_usage));
   }
-  const Relay::Piece p = r.next(milliseconds(250));
-  if (!p.reasoning.empty())
-    out += sse(completion_chunk(r.meta, {{"reasoning_content", p.reasoning}}, "", r.task.include_usage));
-  if (!p.content.empty()) {
-    const json delta = r.task.chat ? json{{"content", p.content}} : json{{"text", p.content}};
-    out += sse(completion_chunk(r.meta, delta, "", r.task.include_usage));
-  }
+  Relay::Piece p = r.next(milliseconds(250));
+  std::move(p.logprobs.begin(), p.logprobs.end(), std::back_inserter(pending_lp));
+  auto chunk = [&](const json& delta, const std::string& finish) {
+    json c = completion_chunk(r.meta, delta, finish, r.task.include_usage);
+    if (r.wants_logprobs() && !pending_lp.empty()) {
+      c["choices"][0]["logprobs"] = r.logprobs(pending_lp);
+      pending_lp.clear();
+    }
+    return sse(c);
+  };
+  if (!p.reasoning.empty()) out += chunk({{"reasoning_content", p.reasoning}}, "");
+  if (!p.content.empty()) out += chunk(r.task.chat ? json{{"content", p.content}} : json{{"text", p.content}}, "");
   if (r.done) {
     if (auto f = r.failure()) {
       out += sse(error_json(*f));
     } else {
-      out += sse(completion_chunk(r.meta, r.task.chat ? json::object() : json{{"text", ""}}, r.finish_reason,
-                                  r.task.include_usage));
+      out += chunk(r.task.chat ? json::object() : json{{"text", ""}}, r.finish_reason);
       if (r.task.include_usage) out += sse(usage_chunk(r.meta, r.usage()));
     }
     out += "data: [DONE]\n\n";
@@ -123,17 +138,21 @@ bool stream_step(Relay& r, bool& started, Clock::time_point& last_write, httplib
 
 struct Collected {
   std::string reasoning, content;
+  std::vector<LogprobEntry> logprobs;
   void add(Relay::Piece p) {
     reasoning += p.reasoning;
     content += p.content;
+    std::move(p.logprobs.begin(), p.logprobs.end(), std::back_inserter(logprobs));
   }
 };
 
-std::string final_body(const Relay& r, const Collected& c) {
+std::string final_body(Relay& r, const Collected& c) {
   if (auto f = r.failure()) return dump(error_json(*f));
   std::optional<std::string> reasoning;
   if (r.seen_reasoning()) reasoning = c.reasoning;
-  return dump(completion_response(r.meta, c.content, reasoning, r.finish_reason, r.usage()));
+  json j = completion_response(r.meta, c.content, reasoning, r.finish_reason, r.usage());
+  if (r.wants_logprobs()) j["choices"][0]["logprobs"] = r.logprobs(c.logprobs);
+  return dump(j);
 }
 
 }  // namespace
@@ -151,9 +170,12 @@ void relay_job(std::shared_ptr<Job> job, const CompletionTask& task, const Respo
     ++in_flight;
     auto started = std::make_shared<bool>(false);
     auto last_write = std::make_shared<Clock::time_point>(Clock::now());
+    auto pending_lp = std::make_shared<std::vector<LogprobEntry>>();
     res.set_chunked_content_provider(
         "text/event-stream",
-        [r, started, last_write](size_t, httplib::DataSink& sink) { return stream_step(*r, *started, *last_write, sink); },
+        [r, started, last_write, pending_lp](size_t, httplib::DataSink& sink) {
+          return stream_step(*r, *started, *last_write, *pending_lp, sink);
+        },
         release);
     return;
   }

@@ -1,5 +1,6 @@
 #include "server/task.h"
 
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <limits>
@@ -71,7 +72,7 @@ bool boolean(const json& o, const char* key, bool def) {
 }
 
 // Sampling, stop strings, n, streaming options and unsupported features shared by both endpoints.
-void parse_common(const json& j, CompletionTask& t) {
+void parse_common(const json& j, CompletionTask& t, int64_t vocab) {
   if (const json* m = opt(j, "model"); m && !m->is_string()) wrong_type("model", "a string", *m);
   SamplingParams& s = t.gen.sampling;
   s.temperature = float(number(j, "temperature", 1.0, 0.0, 2.0));
@@ -109,12 +110,23 @@ void parse_common(const json& j, CompletionTask& t) {
                 "invalid_value");
     t.include_usage = boolean(*so, "include_usage", false);
   }
-  for (const char* k : {"presence_penalty", "frequency_penalty"})
-    if (number(j, k, 0.0, -2.0, 2.0) != 0.0) throw bad(str_cat("'", k, "' is not supported."), k, "unsupported_parameter");
-  if (boolean(j, "logprobs", false) || opt(j, "top_logprobs"))
-    throw bad("'logprobs' is not supported.", "logprobs", "unsupported_parameter");
-  if (const json* lb = opt(j, "logit_bias"); lb && !lb->empty())
-    throw bad("'logit_bias' is not supported.", "logit_bias", "unsupported_parameter");
+  s.presence_penalty = float(number(j, "presence_penalty", 0.0, -2.0, 2.0));
+  s.frequency_penalty = float(number(j, "frequency_penalty", 0.0, -2.0, 2.0));
+  if (const json* lb = opt(j, "logit_bias")) {  // {"token id": bias in [-100, 100]}
+    if (!lb->is_object()) wrong_type("logit_bias", "an object mapping token ids to numbers", *lb);
+    if (lb->size() > 300) throw bad("'logit_bias' may hold at most 300 tokens.", "logit_bias", "invalid_value");
+    for (const auto& [key, v] : lb->items()) {
+      int64_t id = -1;
+      const auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), id);
+      if (ec != std::errc() || end != key.data() + key.size() || id < 0 || id >= vocab)
+        throw bad(str_cat("Invalid key in 'logit_bias': '", key, "' is not a token id in [0, ", vocab, ")."),
+                  "logit_bias", "invalid_value");
+      if (!v.is_number() || !(v.get<double>() >= -100 && v.get<double>() <= 100))
+        throw bad(str_cat("Invalid value in 'logit_bias' for token ", key, ": must be a number in [-100, 100]."),
+                  "logit_bias", "invalid_value");
+      s.logit_bias.push_back({int32_t(id), float(v.get<double>())});
+    }
+  }
 }
 
 // max_tokens (or max_completion_tokens) against the room the prompt leaves.
@@ -212,7 +224,13 @@ CompletionTask parse_chat_request(const std::string& body, const TaskContext& ct
   }
   if (const json* tools = opt(j, "tools"); tools && !tools->empty())
     throw bad("Tool calling ('tools') is not supported by this server.", "tools", "unsupported_parameter");
-  parse_common(j, t);
+  parse_common(j, t, ctx.tokenizer.vocab_size());
+  // logprobs: true with top_logprobs alternatives (0..20), as OpenAI's chat API.
+  const bool logprobs = boolean(j, "logprobs", false);
+  const auto top = integer(j, "top_logprobs", 0, 20);
+  if (top && !logprobs)
+    throw bad("'top_logprobs' requires 'logprobs' to be true.", "top_logprobs", "invalid_value");
+  if (logprobs) t.gen.logprobs = int(top.value_or(0));
   std::string prompt;
   try {
     prompt = ctx.chat_template.render(chat_messages_from_json(norm), /*add_generation_prompt=*/true);
@@ -249,7 +267,9 @@ CompletionTask parse_completion_request(const std::string& body, const TaskConte
   for (const char* k : {"echo", "suffix", "best_of"})
     if (const json* v = opt(j, k); v && *v != false && *v != 1)
       throw bad(str_cat("'", k, "' is not supported."), k, "unsupported_parameter");
-  parse_common(j, t);
+  parse_common(j, t, ctx.tokenizer.vocab_size());
+  // logprobs: how many alternatives to list per token (0..20; OpenAI allows 5, vLLM 20).
+  if (const json* lp = opt(j, "logprobs"); lp && !lp->is_null()) t.gen.logprobs = int(*integer(j, "logprobs", 0, 20));
   parse_max_tokens(j, t, ctx.ctx_size, 16);  // OpenAI's default for completions
   return t;
 }
@@ -265,6 +285,37 @@ ResponseMeta new_response_meta(bool chat, const std::string& model) {
   const int64_t now =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   return {std::string(chat ? "chatcmpl-" : "cmpl-") + hex, now, model, chat};
+}
+
+namespace {
+json byte_list(const std::string& s) {
+  json b = json::array();
+  for (unsigned char c : s) b.push_back(int(c));
+  return b;
+}
+}  // namespace
+
+json logprobs_json(bool chat, const std::vector<LogprobEntry>& entries, int64_t& text_offset) {
+  if (chat) {
+    json content = json::array();
+    for (const LogprobEntry& e : entries) {
+      json top = json::array();
+      for (const auto& [tok, lp] : e.top) top.push_back({{"token", tok}, {"logprob", lp}, {"bytes", byte_list(tok)}});
+      content.push_back({{"token", e.token}, {"logprob", e.logprob}, {"bytes", byte_list(e.token)}, {"top_logprobs", top}});
+    }
+    return {{"content", content}};
+  }
+  json tokens = json::array(), lps = json::array(), tops = json::array(), offsets = json::array();
+  for (const LogprobEntry& e : entries) {
+    tokens.push_back(e.token);
+    lps.push_back(e.logprob);
+    json top = json::object();
+    for (const auto& [tok, lp] : e.top) top[tok] = lp;
+    tops.push_back(top);
+    offsets.push_back(text_offset);
+    text_offset += int64_t(e.token.size());
+  }
+  return {{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offsets}};
 }
 
 json usage_json(int64_t prompt_tokens, int64_t completion_tokens, int64_t cached_tokens) {

@@ -60,6 +60,10 @@ ResponseMeta new_response_meta(bool chat, const std::string& model);
 // OpenAI's usage object; prompt_tokens_details.cached_tokens counts the prompt tokens whose
 // cache rows were reused (prefix caching).
 json usage_json(int64_t prompt_tokens, int64_t completion_tokens, int64_t cached_tokens = 0);
+// A choice's "logprobs" for these generated tokens: chat {"content": [{"token", "logprob",
+// "bytes", "top_logprobs"}]}; completions the legacy {"tokens", "token_logprobs",
+// "top_logprobs", "text_offset"}, offsets counted on from `text_offset` (in bytes).
+json logprobs_json(bool chat, const std::vector<LogprobEntry>& entries, int64_t& text_offset);
 // Non-streaming answers. `reasoning` is set when the answer had a <think> part.
 json completion_response(const ResponseMeta& m, const std::string& content, const std::optional<std::string>& reasoning,
                          const std::string& finish_reason, const json& usage);

@@ -119,3 +119,57 @@ TEST(Sampler, RejectsNonsenseParameters) {
 
 }  // namespace
 }  // namespace dsv3
+
+namespace dsv3 {
+namespace {
+
+// OpenAI's penalties on hand-made logits: each generated token's logit drops by
+// presence (once) + frequency x count; logit_bias adds to one token; greedy sees all of it.
+TEST(SamplerPenalties, PresenceFrequencyAndBiasShiftGreedy) {
+  const std::vector<float> logits = {1.0f, 0.9f, 0.0f, 0.5f};
+  SamplingParams p;
+  p.frequency_penalty = 0.06f;
+  Sampler freq(p);
+  EXPECT_EQ(freq.sample(logits), 0);
+  freq.accept(0);  // 1.0 - 0.06 = 0.94 still beats 0.9
+  EXPECT_EQ(freq.sample(logits), 0);
+  freq.accept(0);  // 1.0 - 0.12 = 0.88 < 0.9
+  EXPECT_EQ(freq.sample(logits), 1);
+
+  p = {};
+  p.presence_penalty = 0.2f;
+  Sampler pres(p);
+  pres.accept(0);
+  EXPECT_EQ(pres.sample(logits), 1);  // 0.8 < 0.9
+  pres.accept(1);                     // 0.8 vs 0.7: back to 0, and repeats cost no more
+  EXPECT_EQ(pres.sample(logits), 0);
+  pres.accept(0);
+  pres.accept(0);
+  EXPECT_EQ(pres.sample(logits), 0);
+
+  p = {};
+  p.logit_bias = {{3, 0.6f}};
+  Sampler bias(p);
+  EXPECT_EQ(bias.sample(logits), 3);  // 0.5 + 0.6
+  // The distribution of sampling sees the same adjusted logits.
+  p.temperature = 1.0f;
+  Sampler biased_t(p);
+  const auto probs = biased_t.probabilities(logits);
+  EXPECT_GT(probs[3], probs[0]);
+}
+
+// Logprobs come from the raw logits: log-softmax, top alternatives best first.
+TEST(SamplerPenalties, TokenLogprobIsLogSoftmax) {
+  const std::vector<float> logits = {2.0f, 0.0f, 1.0f};
+  const double z = std::exp(2.0) + std::exp(0.0) + std::exp(1.0);
+  const TokenLogprob t = token_logprob(logits, 1, 2);
+  EXPECT_NEAR(t.logprob, 0.0 - std::log(z), 1e-6);
+  ASSERT_EQ(t.top.size(), 2u);
+  EXPECT_EQ(t.top[0].first, 0);
+  EXPECT_NEAR(t.top[0].second, 2.0 - std::log(z), 1e-6);
+  EXPECT_EQ(t.top[1].first, 2);
+  EXPECT_TRUE(token_logprob(logits, 0, 0).top.empty());
+}
+
+}  // namespace
+}  // namespace dsv3

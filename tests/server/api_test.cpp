@@ -76,6 +76,87 @@ TEST(ServerApi, ContentPartsSystemRoleAndMaxCompletionTokens) {
   EXPECT_EQ(jb["usage"]["prompt_tokens_details"]["cached_tokens"], jb["usage"]["prompt_tokens"].get<int>() - 1);
 }
 
+// logprobs as OpenAI shapes them: chat {"content": [{token, logprob, bytes, top_logprobs}]},
+// completions {tokens, token_logprobs, top_logprobs, text_offset}; whole and streamed agree.
+TEST(ServerApi, LogprobsChatAndCompletions) {
+  TestServer s(small_options());
+  json body = chat_body("Count with me", 6);
+  body["logprobs"] = true;
+  body["top_logprobs"] = 3;
+  const json j = json::parse(post(s, "/v1/chat/completions", body.dump()).body);
+  const json& content = j["choices"][0]["logprobs"]["content"];
+  ASSERT_EQ(content.size(), 6u) << j.dump();
+  for (const json& e : content) {
+    EXPECT_LE(e["logprob"].get<double>(), 0.0);
+    ASSERT_EQ(e["top_logprobs"].size(), 3u);
+    // Greedy: the chosen token is the most likely one, and the alternatives come best first.
+    EXPECT_EQ(e["top_logprobs"][0]["token"], e["token"]);
+    EXPECT_FLOAT_EQ(e["top_logprobs"][0]["logprob"].get<float>(), e["logprob"].get<float>());
+    EXPECT_GE(e["top_logprobs"][0]["logprob"].get<double>(), e["top_logprobs"][1]["logprob"].get<double>());
+    EXPECT_GE(e["top_logprobs"][1]["logprob"].get<double>(), e["top_logprobs"][2]["logprob"].get<double>());
+    double mass = 0;
+    for (const json& t : e["top_logprobs"]) mass += std::exp(t["logprob"].get<double>());
+    EXPECT_LE(mass, 1.0 + 1e-5);
+    // "bytes" holds the exact bytes; "token" is them as text (a piece of a UTF-8 character
+    // becomes U+FFFD there, as in OpenAI's API).
+    std::string bytes;
+    for (const json& b : e["bytes"]) bytes += char(b.get<int>());
+    const std::string token = e["token"];
+    if (token.find("\xEF\xBF\xBD") == std::string::npos) EXPECT_EQ(bytes, token);
+    EXPECT_FALSE(bytes.empty());
+  }
+  // Streamed: the same entries, spread over the chunks.
+  body["stream"] = true;
+  json streamed = json::array();
+  for (const std::string& ev : sse_data(post(s, "/v1/chat/completions", body.dump()).body)) {
+    if (ev == "[DONE]") break;
+    const json c = json::parse(ev);
+    if (!c["choices"].empty() && c["choices"][0]["logprobs"].is_object())
+      for (const json& e : c["choices"][0]["logprobs"]["content"]) streamed.push_back(e);
+  }
+  EXPECT_EQ(streamed, content);
+  // Without logprobs the field is null.
+  EXPECT_TRUE(json::parse(post(s, "/v1/chat/completions", chat_body("Count with me", 2).dump()).body)["choices"][0]
+                  ["logprobs"].is_null());
+
+  const json cj = json::parse(post(s, "/v1/completions", json{{"prompt", "Once upon a time"}, {"max_tokens", 5},
+                                                                  {"temperature", 0}, {"ignore_eos", true},
+                                                                  {"logprobs", 2}}.dump())
+                                  .body);
+  const json& lp = cj["choices"][0]["logprobs"];
+  ASSERT_EQ(lp["tokens"].size(), 5u) << cj.dump();
+  ASSERT_EQ(lp["token_logprobs"].size(), 5u);
+  ASSERT_EQ(lp["top_logprobs"].size(), 5u);
+  int64_t offset = 0;
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(lp["text_offset"][i], offset);
+    offset += int64_t(lp["tokens"][i].get<std::string>().size());
+    EXPECT_LE(lp["top_logprobs"][i].size(), 2u);
+    EXPECT_TRUE(lp["top_logprobs"][i].contains(lp["tokens"][i].get<std::string>()));
+  }
+}
+
+// logit_bias changes what is sampled, greedy included; the penalties are accepted (their
+// effect is checked on hand-made logits in the sampler tests).
+TEST(ServerApi, LogitBiasAndPenalties) {
+  TestServer s(small_options());
+  auto tokens = [&](json extra) {
+    json b = {{"prompt", "Once upon a time"}, {"max_tokens", 6}, {"temperature", 0}, {"ignore_eos", true},
+              {"logprobs", 0}};
+    if (extra.is_object()) b.update(extra);
+    const HttpResult r = post(s, "/v1/completions", b.dump());
+    EXPECT_EQ(r.status, 200) << r.body;
+    return json::parse(r.body)["choices"][0]["logprobs"]["tokens"];
+  };
+  const json plain = tokens({});
+  const json forced = tokens({{"logit_bias", {{"300", 100}}}});  // +100: greedy picks token 300 every time
+  ASSERT_EQ(forced.size(), 6u);
+  for (const json& t : forced) EXPECT_EQ(t, forced[0]);
+  EXPECT_NE(forced, plain);
+  EXPECT_EQ(tokens({{"frequency_penalty", 0.0}, {"presence_penalty", 0.0}}), plain);
+  EXPECT_EQ(tokens({{"frequency_penalty", 1.5}, {"presence_penalty", -0.5}}).size(), 6u);
+}
+
 TEST(ServerApi, CompletionsPlainAndStreamed) {
   TestServer s(small_options());
   const json body = {{"prompt", "Once upon a time"}, {"max_tokens", 5}, {"temperature", 0}, {"ignore_eos", true}};
@@ -173,6 +254,15 @@ TEST(ServerApi, BadInputIsAnswered400) {
       {"/v1/completions", json{{"max_tokens", 3}}.dump()},
       {"/v1/completions", json{{"prompt", 42}}.dump()},
       {"/v1/completions", json{{"prompt", "x"}, {"echo", true}}.dump()},
+      {"/v1/chat/completions", json{{"messages", user}, {"top_logprobs", 2}}.dump()},
+      {"/v1/chat/completions", json{{"messages", user}, {"logprobs", true}, {"top_logprobs", 21}}.dump()},
+      {"/v1/chat/completions", json{{"messages", user}, {"logprobs", 3}}.dump()},
+      {"/v1/completions", json{{"prompt", "x"}, {"logprobs", 50}}.dump()},
+      {"/v1/chat/completions", json{{"messages", user}, {"presence_penalty", 3}}.dump()},
+      {"/v1/chat/completions", json{{"messages", user}, {"logit_bias", {{"abc", 1}}}}.dump()},
+      {"/v1/chat/completions", json{{"messages", user}, {"logit_bias", {{"5", 200}}}}.dump()},
+      {"/v1/chat/completions", json{{"messages", user}, {"logit_bias", {{"99999999", 1}}}}.dump()},
+      {"/v1/chat/completions", json{{"messages", user}, {"logit_bias", {5, 1}}}.dump()},
   };
   for (const auto& [path, body] : cases) {
     const HttpResult r = post(s, path, body);
