@@ -101,11 +101,12 @@ const Shape kShapes[] = {
     {"wq_b", 24576, 1536},      // self_attn.q_b_proj
 };
 
-// Enough copies of a [rows, cols] matrix of `dtype` to fill the working set, random codes.
+// Enough copies of a [rows, cols] matrix of `dtype` to fill the working set (or one copy, for
+// the cache-resident "hot" benchmarks), random codes.
 struct Weights {
-  Weights(DType dtype, int64_t rows, int64_t cols) {
+  Weights(DType dtype, int64_t rows, int64_t cols, size_t working_set = kWorkingSetBytes) {
     const size_t bytes = size_t(rows * cols) * dtype_size(dtype);
-    copies = std::max<size_t>(1, (kWorkingSetBytes + bytes - 1) / bytes);
+    copies = std::max<size_t>(1, (working_set + bytes - 1) / bytes);
     buf = std::make_unique<Buffer>(bytes * copies);
     // Codes distributed as in a real checkpoint: Gaussian weights quantized per block with the
     // block's |max| (about 4.5 sigma) mapped to 448, so FP8 subnormals are rare (~1e-4), as in
@@ -154,8 +155,9 @@ enum class Path { kOps, kRows };
 // Counters: GB/s of weights and GFLOP/s in real time (what a caller waits), and GFLOP/s per
 // core in process CPU time (the figure to hold against fma_peak: on shared cores real time
 // also counts the time other processes ran).
-void linear_bench(benchmark::State& state, const Variant* v, DType dtype, Shape s, int64_t n, int threads, Path path) {
-  Weights w(dtype, s.rows, s.cols);
+void linear_bench(benchmark::State& state, const Variant* v, DType dtype, Shape s, int64_t n, int threads, Path path,
+                  size_t working_set) {
+  Weights w(dtype, s.rows, s.cols, working_set);
   std::vector<float> x(size_t(n * s.cols)), y(size_t(n * s.rows));
   std::mt19937 rng(2);
   std::normal_distribution<float> nd(0, 1);
@@ -180,6 +182,7 @@ void linear_bench(benchmark::State& state, const Variant* v, DType dtype, Shape 
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(w.weight_bytes));
   state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsRate);
   state.counters["GFLOP/s/core"] = flops * 1e-9 / cpu;
+  state.counters["Gweights/s/core"] = double(state.iterations()) * double(s.rows * s.cols) * 1e-9 / cpu;
 }
 
 std::string linear_name(DType dtype, const Shape& s, int64_t n, int threads, const Variant* v, Path path) {
@@ -195,7 +198,7 @@ void register_linear() {
       for (const Shape& s : kShapes)
         for (int threads : {1, 2})
           benchmark::RegisterBenchmark(linear_name(dtype, s, 1, threads, v, Path::kOps).c_str(), linear_bench, v, dtype, s,
-                                       1, threads, Path::kOps)
+                                       1, threads, Path::kOps, kWorkingSetBytes)
               ->UseRealTime()
               ->MinTime(0.2);
   }
@@ -213,10 +216,27 @@ void register_prefill() {
           for (int threads : {1, 2})
             for (Path path : {Path::kOps, Path::kRows})
               benchmark::RegisterBenchmark(linear_name(dtype, s, n, threads, v, path).c_str(), linear_bench, v, dtype, s,
-                                           n, threads, path)
+                                           n, threads, path, kWorkingSetBytes)
                   ->UseRealTime()
                   ->MinTime(0.5);
         }
+  }
+}
+
+// The kernels' compute ceiling: one thread, a 48 x 7168 matrix that stays in L2 (FP8 336 KiB,
+// BF16 672 KiB), so no DRAM stall hides the decode and FMA cost; G weights/s per core in CPU
+// time. "hot/" in the name.
+void register_hot() {
+  for (const Variant* v : compiled_variants()) {
+    if (!missing_cpu_feature(*v).empty() || std::string(v->name) == "scalar") continue;
+    for (DType dtype : {DType::F8_E4M3, DType::BF16})
+      for (int64_t n : {1, 2, 3, 4, 5, 8, 12, 16, 23}) {
+        const Shape s{"hot", 48, 7168};
+        const std::string name = "hot/" + linear_name(dtype, s, n, 1, v, Path::kOps);
+        benchmark::RegisterBenchmark(name.c_str(), linear_bench, v, dtype, s, n, 1, Path::kOps, size_t(0))
+            ->UseRealTime()
+            ->MinTime(0.2);
+      }
   }
 }
 
@@ -248,6 +268,7 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("pages", "anonymous memory, madvise(MADV_HUGEPAGE)");
   benchmark::AddCustomContext("default_kernel_variant", dsv3::kernels::active().name);
   dsv3::kernels::register_fma_peak();
+  dsv3::kernels::register_hot();
   dsv3::kernels::register_linear();
   dsv3::kernels::register_prefill();
   benchmark::RunSpecifiedBenchmarks();

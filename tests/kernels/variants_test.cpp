@@ -191,7 +191,7 @@ TEST_P(SimdLinear, MatchesScalarOnAwkwardShapesAllDtypesAndTokenCounts) {
   for (DType d : kDtypes)
     for (const Shape& s : kShapes) {
       const Weight w = make_weight(d, s.rows, s.cols, uint32_t(s.rows * 31 + s.cols));
-      for (int64_t n : {1, 2, 5}) {
+      for (int64_t n : {1, 2, 3, 4, 5, 8, 9}) {  // every register-tile width, and token groups
         const auto x = random_vec(n * s.cols, uint32_t(n));
         expect_linear_close(w, w.m, 0, x, n, run_linear(v(), w.m, x, n), run_linear(ref(), w.m, x, n));
       }
@@ -226,19 +226,19 @@ TEST_P(SimdLinear, Fp8HugeScales) {
 // Each row's result is the same bits however rows are split across threads and however many
 // tokens are computed together: the reduction order is a property of the row alone.
 TEST_P(SimdLinear, BitwiseIndependentOfRowSplitAndTokenCount) {
-  for (DType d : kDtypes) {
-    const Weight w = make_weight(d, 257, 300, 3);
-    const int64_t n = 11;
-    const auto x = random_vec(n * 300, 4);
-    const auto whole = run_linear(v(), w.m, x, n);
-    EXPECT_EQ(run_linear(v(), w.m, x, n, {1, 5, 130, 131}), whole) << dtype_name(d);
-    for (int64_t t = 0; t < n; ++t) {
-      const std::vector<float> xt(x.begin() + t * 300, x.begin() + (t + 1) * 300);
-      const auto yt = run_linear(v(), w.m, xt, 1);
-      for (int64_t r = 0; r < 257; ++r)
-        ASSERT_EQ(yt[size_t(r)], whole[size_t(t * 257 + r)]) << dtype_name(d) << " token " << t << " row " << r;
+  for (DType d : kDtypes)
+    for (int64_t n : {2, 3, 4, 7, 11, 23}) {  // register tiles of each width, token groups
+      const Weight w = make_weight(d, 257, 300, 3);
+      const auto x = random_vec(n * 300, 4);
+      const auto whole = run_linear(v(), w.m, x, n);
+      EXPECT_EQ(run_linear(v(), w.m, x, n, {1, 5, 130, 131}), whole) << dtype_name(d) << " n " << n;
+      for (int64_t t = 0; t < n; ++t) {
+        const std::vector<float> xt(x.begin() + t * 300, x.begin() + (t + 1) * 300);
+        const auto yt = run_linear(v(), w.m, xt, 1);
+        for (int64_t r = 0; r < 257; ++r)
+          ASSERT_EQ(yt[size_t(r)], whole[size_t(t * 257 + r)]) << dtype_name(d) << " n " << n << " token " << t << " row " << r;
+      }
     }
-  }
 }
 
 TEST_P(SimdLinear, TransposedAccumulateMatchesScalar) {

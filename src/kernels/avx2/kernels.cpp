@@ -15,8 +15,14 @@ namespace {
 struct V {
   using Reg = __m256;
   static constexpr int kLanes = 8;
-  // linear: 4 rows x 2 tokens = 8 accumulators + 4 weight vectors + x, within 16 ymm.
-  static constexpr int kRows = 4, kTokens = 2;
+  // linear_rows: register tiles of up to kTileTokens tokens x tile_rows(tokens) rows: RB x NT
+  // accumulators + RB weight vectors + 1 activation + the FP8 mask within 16 ymm.
+  static constexpr int kTileTokens = 4;
+  static constexpr int tile_rows(int tokens) { return tokens <= 2 ? 4 : tokens == 3 ? 3 : 2; }
+  // Tiles with more accumulators than this read FP8 scales from memory in each step.
+  static constexpr int kScaleRegsMaxAcc = 4;
+  static constexpr int kPrefetchBytes = 0;
+  static constexpr int kFp8Group = 1, kFp8GroupTokens = 0;  // no group decode
   // linear_transposed_acc: 8 accumulators = 64 columns.
   static constexpr int kPanel = 8;
   static constexpr float kFp8Unit = 0x1p120f;  // load_fp8 returns the value x 2^-120

@@ -20,8 +20,9 @@ namespace dsv3::kernels::simd {
 
 // Token block for many-token products, sized so the block's activations (tokens x cols floats)
 // stay in a 1 MiB L2 next to the weights streaming through: weights are then re-read from
-// memory once per block, not once per token group.
-constexpr int64_t kActivationBlockBytes = 512 * 1024;
+// memory once per block, not once per token group. (23 tokens of 7168 columns, the most
+// linear_rows serves on AVX-512, take 660 KiB: one block.)
+constexpr int64_t kActivationBlockBytes = 768 * 1024;
 
 template <class V>
 inline float scale_at(const Matrix& w, int64_t r, int64_t c) {  // Matrix::block_scale, for V's TU
@@ -95,12 +96,35 @@ void dequant_row_range(const Matrix& w, int64_t r, int64_t c0, int64_t n, float*
   }
 }
 
+// Vectors of one row decoded together in tile<V, D, RB, NT>: FP8 on a target with a group
+// decode (V::kFp8Group > 1: AVX-512 decodes 64 codes with one byte permute) uses it while the
+// tile is narrow enough in tokens that RB x group weights fit in registers next to the
+// accumulators; else one vector at a time. Either way column c lands in lane c % L with the
+// same float, and each accumulator sees the same FMA sequence.
+template <class V, DType D, int NT>
+constexpr int group_vectors() {
+  return D == DType::F8_E4M3 && NT <= V::kFp8GroupTokens ? V::kFp8Group : 1;
+}
+
+// Weights [c, c + cnt) of a row (cnt <= GW x L) as GW vectors (lanes past cnt are 0).
+template <class V, DType D, int GW>
+inline void load_weight_group(const uint8_t* row, int64_t c, int cnt, typename V::Reg (&wv)[GW]) {
+  if constexpr (GW > 1) {
+    static_assert(D == DType::F8_E4M3 && GW == V::kFp8Group);
+    V::load_fp8_group(row + c, cnt, wv);
+  } else {
+    wv[0] = load_weights<V, D>(row, c, cnt);
+  }
+}
+
 // y[t * ldy + i] = sum_c W[r + i, c] x[t * ldx + c] for i < RB, t < NT. `w` gives the dtype
-// layout and scales; `rows` points at row r's data.
+// layout and scales; `rows` points at row r's data. Every (row, token) accumulator sees the
+// same sequence of operations whatever RB and NT: per scale block, each vector of columns
+// (full ones, then the block's partial one) is dequantized (x scale) and FMA'd in order.
 template <class V, DType D, int RB, int NT>
 void tile(const Matrix& w, const uint8_t* rows, int64_t r, const float* x, int64_t ldx, float* y, int64_t ldy) {
   using Reg = typename V::Reg;
-  constexpr int L = V::kLanes;
+  constexpr int L = V::kLanes, GW = group_vectors<V, D, NT>(), GL = GW * L;
   const int64_t cols = w.cols, row_bytes = cols * elem_bytes<D>(), bw = block_width<D>(w);
   Reg acc[RB][NT];
   for (int i = 0; i < RB; ++i)
@@ -111,16 +135,27 @@ void tile(const Matrix& w, const uint8_t* rows, int64_t r, const float* x, int64
     if (w.quantized())
       for (int i = 0; i < RB; ++i)
         srow[i] = reinterpret_cast<const uint8_t*>(w.scale + ((w.row0 + r + i) / w.block_rows) * w.scale_cols);
-  Reg s[RB];
-  auto step = [&](int64_t c, int cnt) __attribute__((always_inline)) {
-    Reg wv[RB];
+  float s[RB];
+  auto step = [&](int64_t c, int cnt) __attribute__((always_inline)) {  // cnt <= GL columns
+    Reg wv[RB][GW];
+    // Wide tiles leave no registers for RB broadcast scales: hiding where they live makes the
+    // compiler read them per step (a broadcast memory operand) instead of holding them.
+    const float* sp = s;
+    if constexpr (RB * NT > V::kScaleRegsMaxAcc) asm("" : "+r"(sp));
     for (int i = 0; i < RB; ++i) {
-      wv[i] = load_weights<V, D>(rows + i * row_bytes, c, cnt);
-      if constexpr (D == DType::F8_E4M3) wv[i] = V::mul(wv[i], s[i]);
+      if constexpr (V::kPrefetchBytes > 0)
+        __builtin_prefetch(rows + i * row_bytes + c * elem_bytes<D>() + V::kPrefetchBytes, 0, 3);
+      load_weight_group<V, D, GW>(rows + i * row_bytes, c, cnt, wv[i]);
+      if constexpr (D == DType::F8_E4M3)
+        for (int q = 0; q < GW; ++q) wv[i][q] = V::mul(wv[i][q], V::set1(sp[i]));
     }
-    for (int t = 0; t < NT; ++t) {
-      const Reg xv = V::load_f32(x + t * ldx + c, cnt);
-      for (int i = 0; i < RB; ++i) acc[i][t] = V::fma(wv[i], xv, acc[i][t]);
+    for (int q = 0; q < GW; ++q) {
+      if (q * L >= cnt) break;
+      const int cq = cnt - q * L < L ? cnt - q * L : L;
+      for (int t = 0; t < NT; ++t) {
+        const Reg xv = V::load_f32(x + t * ldx + c + q * L, cq);
+        for (int i = 0; i < RB; ++i) acc[i][t] = V::fma(wv[i][q], xv, acc[i][t]);
+      }
     }
   };
   for (int64_t cb = 0, kb = 0; cb < cols; cb += bw, ++kb) {
@@ -129,59 +164,57 @@ void tile(const Matrix& w, const uint8_t* rows, int64_t r, const float* x, int64
       for (int i = 0; i < RB; ++i) {
         float si = 1.0f;
         if (w.quantized()) std::memcpy(&si, srow[i] + 4 * kb, sizeof si);
-        s[i] = V::set1(si * V::kFp8Unit);
+        s[i] = si * V::kFp8Unit;
       }
     int64_t c = cb;
-    for (; c + L <= ce; c += L) step(c, L);
+    for (; c + GL <= ce; c += GL) step(c, GL);
     if (c < ce) step(c, int(ce - c));
   }
   for (int i = 0; i < RB; ++i)
     for (int t = 0; t < NT; ++t) y[t * ldy + i] = V::reduce_add(acc[i][t]);
 }
 
-// tile<> for run-time rb <= RB rows and nt <= NT tokens.
-template <class V, DType D, int RB, int NT>
-void tile_any(int rb, int nt, const Matrix& w, const uint8_t* rows, int64_t r, const float* x, int64_t ldx, float* y,
-              int64_t ldy) {
-  if constexpr (RB > 1)
-    if (rb < RB) return tile_any<V, D, RB - 1, NT>(rb, nt, w, rows, r, x, ldx, y, ldy);
-  if constexpr (NT > 1)
-    if (nt < NT) return tile_any<V, D, RB, NT - 1>(rb, nt, w, rows, r, x, ldx, y, ldy);
-  tile<V, D, RB, NT>(w, rows, r, x, ldx, y, ldy);
+// Rows [r0, r1) of y = W x for exactly NT tokens: register tiles of V::tile_rows(NT) rows, one
+// row at a time for the rest.
+template <class V, DType D, int NT>
+void tile_rows(const Matrix& w, int64_t r0, int64_t r1, const float* x, float* y) {
+  constexpr int RB = V::tile_rows(NT);
+  const int64_t row_bytes = w.cols * elem_bytes<D>();
+  const uint8_t* data = static_cast<const uint8_t*>(w.data);
+  int64_t r = r0;
+  for (; r + RB <= r1; r += RB) tile<V, D, RB, NT>(w, data + size_t(r) * size_t(row_bytes), r, x, w.cols, y + r, w.rows);
+  for (; r < r1; ++r) tile<V, D, 1, NT>(w, data + size_t(r) * size_t(row_bytes), r, x, w.cols, y + r, w.rows);
 }
 
-// Rows [r0, r1) of y = W x for n tokens. Up to kTokens tokens (decode), each weight is decoded
-// in registers straight from the mapped tensor. For more tokens, kRows rows at a time are
-// decoded once into `scratch` (kRows x cols floats, L1/L2-resident) and every token block
-// runs the float32 tile over them: decode cost is shared by all tokens of the block.
+// tile_rows for a run-time token count nt <= NT.
+template <class V, DType D, int NT>
+void tile_rows_any(int nt, const Matrix& w, int64_t r0, int64_t r1, const float* x, float* y) {
+  if constexpr (NT > 1)
+    if (nt < NT) return tile_rows_any<V, D, NT - 1>(nt, w, r0, r1, x, y);
+  tile_rows<V, D, NT>(w, r0, r1, x, y);
+}
+
+// Rows [r0, r1) of y = W x for n tokens, every weight decoded in registers straight from the
+// mapped tensor. Up to V::kTileTokens tokens share each decoded weight (one register tile);
+// more tokens go in balanced groups of at most that many, a chunk of kTileRowChunk rows at a
+// time, so that the chunk's raw weights come from L1/L2 (not memory) for every group after the
+// first, and the activations of a block of tokens stay in L2 across chunks.
+constexpr int64_t kTileRowChunk = 24;  // a multiple of every V::tile_rows
+
 template <class V, DType D>
-void linear_rows_typed(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1, float* scratch) {
-  constexpr int RB = V::kRows, NT = V::kTokens;
-  const int64_t cols = w.cols, row_bytes = cols * elem_bytes<D>();
-  const uint8_t* data = static_cast<const uint8_t*>(w.data);
-  if (n <= NT) {
-    for (int64_t r = r0; r < r1; r += RB) {
-      const int rb = r1 - r < RB ? int(r1 - r) : RB;
-      tile_any<V, D, RB, NT>(rb, int(n), w, data + size_t(r) * size_t(row_bytes), r, x, cols, y + r, w.rows);
-    }
-    return;
-  }
-  int64_t tb = kActivationBlockBytes / (cols * int64_t(sizeof(float))) / NT * NT;
+void linear_rows_typed(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1, float* /*scratch*/) {
+  constexpr int NT = V::kTileTokens;
+  const int64_t cols = w.cols;
+  if (n <= NT) return tile_rows_any<V, D, NT>(int(n), w, r0, r1, x, y);
+  int64_t tb = kActivationBlockBytes / (cols * int64_t(sizeof(float)));
   tb = tb < NT ? NT : tb;
   for (int64_t t0 = 0; t0 < n; t0 += tb) {
-    const int64_t t1 = t0 + tb < n ? t0 + tb : n;
-    for (int64_t r = r0; r < r1; r += RB) {
-      const int rb = r1 - r < RB ? int(r1 - r) : RB;
-      const uint8_t* rows = data + size_t(r) * size_t(row_bytes);
-      Matrix dense{DType::F32, rb, cols, rows};
-      if constexpr (D != DType::F32) {
-        for (int i = 0; i < rb; ++i) dequant_row_range<V, D>(w, r + i, 0, cols, scratch + i * cols);
-        dense.data = scratch;
-        rows = reinterpret_cast<const uint8_t*>(scratch);
-      }
-      for (int64_t t = t0; t < t1; t += NT) {
-        const int nt = t1 - t < NT ? int(t1 - t) : NT;
-        tile_any<V, DType::F32, RB, NT>(rb, nt, dense, rows, 0, x + t * cols, cols, y + t * w.rows + r, w.rows);
+    const int64_t nb = n - t0 < tb ? n - t0 : tb, groups = (nb + NT - 1) / NT, g = (nb + groups - 1) / groups;
+    for (int64_t rc = r0; rc < r1; rc += kTileRowChunk) {
+      const int64_t re = r1 - rc < kTileRowChunk ? r1 : rc + kTileRowChunk;
+      for (int64_t t = t0; t < t0 + nb; t += g) {
+        const int nt = t0 + nb - t < g ? int(t0 + nb - t) : int(g);
+        tile_rows_any<V, D, NT>(nt, w, rc, re, x + t * cols, y + t * w.rows);
       }
     }
   }
