@@ -84,10 +84,10 @@ test("the page loads without the key, then lists the model once the key is enter
 test("a message sent with Enter gets the streamed greedy answer", async () => {
   await page.fill("#temp", "0");
   await page.fill("#maxtok", "24");
-  // Count how often the answer's text changes while it streams.
+  // Count the changes to the conversation (one per streamed delta, whatever the network's chunking).
   await page.evaluate(() => {
     window.__updates = 0;
-    new MutationObserver(() => window.__updates++).observe(document.getElementById("log"),
+    new MutationObserver((records) => { window.__updates += records.length; }).observe(document.getElementById("log"),
                                                            { childList: true, subtree: true, characterData: true });
   });
   await page.fill("#input", "Hello, who are you?");
@@ -102,7 +102,8 @@ test("a message sent with Enter gets the streamed greedy answer", async () => {
   assert.equal(shown, api.content, "the page shows the API's greedy answer");
   const meta = await assistantMeta(0).textContent();
   assert.ok(meta.includes(`finish: ${api.finish}`) && meta.includes(`${api.tokens} tokens`), meta);
-  assert.ok(await page.evaluate(() => window.__updates) > 3, "the answer did not arrive in pieces");
+  const updates = await page.evaluate(() => window.__updates);
+  assert.ok(updates > api.tokens / 2, `the answer was not shown delta by delta (${updates} DOM changes)`);
   assert.ok(await page.isEnabled("#send"));
   assert.ok(await page.isDisabled("#stop"));
 });
