@@ -32,7 +32,17 @@ inline void cpu_relax() {
 }
 }  // namespace
 
-void ThreadPool::worker(int ith) {
+void ThreadPool::run_shares(const std::function<void(int, int)>& fn, std::exception_ptr& err) {
+  for (int i; (i = next_share_.fetch_add(1)) < n_threads_;) {
+    try {
+      fn(i, n_threads_);
+    } catch (...) {
+      if (!err) err = std::current_exception();
+    }
+  }
+}
+
+void ThreadPool::worker(int) {
   uint64_t seen = 0;
   for (;;) {
     // Spin briefly for the next job, then sleep.
@@ -49,18 +59,21 @@ void ThreadPool::worker(int ith) {
     }
     if (stop_.load()) return;
     seen = gen;
-    const std::function<void(int, int)>* job = job_.load(std::memory_order_acquire);
-    std::exception_ptr err;
-    try {
-      (*job)(ith, n_threads_);
-    } catch (...) {
-      err = std::current_exception();
+    // Join the job unless it is already closed (the caller ran every share) or replaced: a
+    // worker woken late must not touch a job whose fn may be gone. The caller waits for
+    // active_ to drain after closing, and a worker checks closed_ after counting itself in,
+    // so one of the two always sees the other (sequentially consistent atomics).
+    active_.fetch_add(1);
+    if (closed_.load() != gen && generation_.load() == gen) {
+      const std::function<void(int, int)>* job = job_.load();
+      std::exception_ptr err;
+      run_shares(*job, err);
+      if (err) {
+        std::lock_guard lk(mu_);
+        if (!error_) error_ = err;
+      }
     }
-    if (err) {
-      std::lock_guard lk(mu_);
-      if (!error_) error_ = err;
-    }
-    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    if (active_.fetch_sub(1) == 1) {
       std::lock_guard lk(mu_);  // pairs with the caller's wait: no lost wake-up
       cv_done_.notify_one();
     }
@@ -72,24 +85,22 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
     fn(0, 1);
     return;
   }
+  uint64_t gen;
   {
     std::lock_guard lk(mu_);
     error_ = nullptr;
-    job_.store(&fn, std::memory_order_relaxed);
-    pending_.store(n_threads_ - 1, std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_release);
+    job_.store(&fn);
+    next_share_.store(0);
+    gen = generation_.fetch_add(1) + 1;
   }
   cv_start_.notify_all();
   std::exception_ptr err;
-  try {
-    fn(0, n_threads_);
-  } catch (...) {
-    err = std::current_exception();
-  }
-  for (int i = 0; pending_.load(std::memory_order_acquire) != 0 && i < kSpinIterations; ++i) cpu_relax();
-  if (pending_.load(std::memory_order_acquire) != 0) {
+  run_shares(fn, err);
+  closed_.store(gen);  // every share is claimed: late workers stay out
+  for (int i = 0; active_.load() != 0 && i < kSpinIterations; ++i) cpu_relax();
+  if (active_.load() != 0) {
     std::unique_lock lk(mu_);
-    cv_done_.wait(lk, [&] { return pending_.load() == 0; });
+    cv_done_.wait(lk, [&] { return active_.load() == 0; });
   }
   std::lock_guard lk(mu_);
   if (!err) err = error_;

@@ -1,6 +1,9 @@
-// A persistent pool of worker threads. Work is handed out as (ith, nth) pairs, as ggml does:
-// each of nth participants (the caller is participant 0) runs fn(ith, nth) once, and run()
-// returns when all have finished. No threads are created per call.
+// A persistent pool of worker threads. Work is handed out as (ith, nth) shares, as ggml does:
+// fn(ith, nth) runs once for every ith < nth, and run() returns when all have finished. No
+// threads are created per call. Shares are claimed, not assigned: the caller and whichever
+// workers are awake take the next unclaimed share until none is left, so a worker the OS has
+// not scheduled yet (cores shared with other processes) never holds up a region: the others
+// run its share. Results must therefore depend on ith, never on which thread runs it.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -22,8 +25,9 @@ class ThreadPool {
 
   int size() const { return n_threads_; }
 
-  // Runs fn(ith, n_threads) on every participant; blocks until all return. Not reentrant:
-  // fn must not call run() on the same pool. The first exception thrown by fn is rethrown.
+  // Runs fn(ith, size()) for every ith < size(), on whichever threads claim the shares; blocks
+  // until all return. Not reentrant: fn must not call run() on the same pool. The first
+  // exception thrown by fn is rethrown.
   void run(const std::function<void(int ith, int nth)>& fn);
 
   // Splits [0, n) into contiguous chunks, one per participant, and runs fn(begin, end) on each
@@ -47,7 +51,10 @@ class ThreadPool {
   std::condition_variable cv_start_, cv_done_;
   std::atomic<const std::function<void(int, int)>*> job_{nullptr};
   std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
+  std::atomic<int> next_share_{0};         // the next unclaimed share of the current job
+  std::atomic<int> active_{0};             // workers inside the current job
+  std::atomic<uint64_t> closed_{0};        // generation whose shares are all claimed
+  void run_shares(const std::function<void(int, int)>& fn, std::exception_ptr& err);
   std::atomic<bool> stop_{false};
   std::exception_ptr error_;  // guarded by mu_
 };

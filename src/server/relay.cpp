@@ -51,7 +51,8 @@ class Relay {
         parts.reasoning += rest.reasoning;
         parts.content += rest.content;
       }
-      p = {std::move(parts.reasoning), std::move(parts.content)};
+      p.reasoning = std::move(parts.reasoning);
+      p.content = std::move(parts.content);
     } else {
       p.content = std::move(o.text);
     }

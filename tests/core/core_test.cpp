@@ -97,5 +97,22 @@ TEST(ThreadPool, RunGivesEachParticipantItsIndexAndPropagatesErrors) {
   pool.run([](int, int) {});  // still usable
 }
 
+// More threads than cores: workers are often not running when a region starts, and the
+// threads that are claim their shares. Every share still runs exactly once per region, and a
+// late worker never runs a share of a region that has ended (the counts would be off).
+TEST(ThreadPool, SharesRunOnceEachWhenThreadsOutnumberCores) {
+  ThreadPool pool(8);
+  std::vector<std::atomic<int>> seen(8);
+  std::atomic<int> total{0};
+  for (int rep = 0; rep < 3000; ++rep) {
+    pool.run([&](int ith, int) {
+      seen[size_t(ith)]++;
+      total++;
+    });
+    ASSERT_EQ(total.load(), 8 * (rep + 1)) << "region " << rep;
+  }
+  for (auto& s : seen) EXPECT_EQ(s.load(), 3000);
+}
+
 }  // namespace
 }  // namespace dsv3

@@ -96,7 +96,9 @@ TEST_P(SpeculativeGreedy, MtpDraftsGiveTheSameTokensAsPlainGreedy) {
   for (int k : {1, 2, 3}) {
     SpecStats s;
     EXPECT_EQ(run(m, k, {}, &s), plain) << "mtp:" << k;
-    if (GetParam() == "trained-dsv3-kjv") EXPECT_GT(s.accepted, 0) << "a trained MTP head has its drafts accepted";
+    if (GetParam() == "trained-dsv3-kjv") {
+      EXPECT_GT(s.accepted, 0) << "a trained MTP head has its drafts accepted";
+    }
   }
 }
 

@@ -102,7 +102,9 @@ TEST(ServerApi, LogprobsChatAndCompletions) {
     std::string bytes;
     for (const json& b : e["bytes"]) bytes += char(b.get<int>());
     const std::string token = e["token"];
-    if (token.find("\xEF\xBF\xBD") == std::string::npos) EXPECT_EQ(bytes, token);
+    if (token.find("\xEF\xBF\xBD") == std::string::npos) {
+      EXPECT_EQ(bytes, token);
+    }
     EXPECT_FALSE(bytes.empty());
   }
   // Streamed: the same entries, spread over the chunks.
