@@ -111,6 +111,9 @@ void attend_absorbed(const ModelConfig& c, const MLAWeights& w, int64_t layer, c
 // expanded from c_kv once (kv_b_proj as one batched linear), then ordinary attention with
 // qk_head_dim-sized keys. Fewer operations when many queries share one sequence (prefill):
 // per (query, key) pair it costs qk_head_dim + v_head_dim instead of 2 kv_lora_rank + rope.
+// Per head, both products are matrix products through the kernels' linear (the GEMM for many
+// queries): scores S = Q_h K_h^T over the whole window (masked causally afterwards), and
+// O_h = P V_h with V_h stored transposed; queries go in blocks so S stays bounded.
 void attend_expanded(const ModelConfig& c, const MLAWeights& w, int64_t layer, const float* q,
                      std::span<const TokenSlot> slots, float scale, float* heads_out, ThreadPool& pool) {
   const int64_t n = int64_t(slots.size()), n_heads = c.num_attention_heads, dn = c.qk_nope_head_dim,
@@ -132,20 +135,37 @@ void attend_expanded(const ModelConfig& c, const MLAWeights& w, int64_t layer, c
   std::vector<float> kv(static_cast<size_t>(len * n_heads * (dn + dv)));
   kernels::linear(w.wkv_b, c_kv.data(), kv.data(), len, pool);
   const int64_t stride = n_heads * (dn + dv);
-  pool.parallel_for(n * n_heads, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores(static_cast<size_t>(len));
-    for (int64_t th = begin; th < end; ++th) {
-      const int64_t t = th / n_heads, h = th % n_heads;
-      const float* q_th = &q[size_t(th * dqk)];
-      const int64_t n_keys = slots[size_t(t)].pos + 1;
-      for (int64_t s = 0; s < n_keys; ++s)
-        scores[size_t(s)] = (kernels::dot(q_th, &kv[size_t(s * stride + h * (dn + dv))], dn) +
-                             kernels::dot(q_th + dn, &k_pe[size_t(s * dr)], dr)) * scale;
-      kernels::softmax(scores.data(), n_keys);
-      float* o = &heads_out[size_t(th * dv)];
-      std::fill(o, o + dv, 0.0f);
-      for (int64_t s = 0; s < n_keys; ++s)
-        kernels::axpy(scores[size_t(s)], &kv[size_t(s * stride + h * (dn + dv) + dn)], o, dv);
+  constexpr int64_t kQueryBlock = 256;
+  pool.parallel_for(n_heads, [&](int64_t h0, int64_t h1) {
+    std::vector<float> k_h(static_cast<size_t>(len * dqk)), vt_h(static_cast<size_t>(dv * len));
+    std::vector<float> q_h(static_cast<size_t>(std::min(n, kQueryBlock) * dqk));
+    std::vector<float> p(static_cast<size_t>(std::min(n, kQueryBlock) * len));
+    std::vector<float> o(static_cast<size_t>(std::min(n, kQueryBlock) * dv));
+    for (int64_t h = h0; h < h1; ++h) {
+      for (int64_t s = 0; s < len; ++s) {  // K_h = [k_nope | k_pe] rows, V_h transposed
+        const float* kv_s = &kv[size_t(s * stride + h * (dn + dv))];
+        std::copy(kv_s, kv_s + dn, &k_h[size_t(s * dqk)]);
+        std::copy(&k_pe[size_t(s * dr)], &k_pe[size_t((s + 1) * dr)], &k_h[size_t(s * dqk + dn)]);
+        for (int64_t d = 0; d < dv; ++d) vt_h[size_t(d * len + s)] = kv_s[dn + d];
+      }
+      const kernels::Matrix k_mat{DType::F32, len, dqk, k_h.data()}, vt_mat{DType::F32, dv, len, vt_h.data()};
+      for (int64_t t0 = 0; t0 < n; t0 += kQueryBlock) {
+        const int64_t nb = std::min(kQueryBlock, n - t0);
+        for (int64_t t = 0; t < nb; ++t)
+          std::copy(&q[size_t(((t0 + t) * n_heads + h) * dqk)], &q[size_t(((t0 + t) * n_heads + h + 1) * dqk)],
+                    &q_h[size_t(t * dqk)]);
+        kernels::linear(k_mat, q_h.data(), p.data(), nb);  // scores [nb, len]
+        for (int64_t t = 0; t < nb; ++t) {
+          float* row = &p[size_t(t * len)];
+          const int64_t n_keys = slots[size_t(t0 + t)].pos + 1;
+          for (int64_t s = 0; s < n_keys; ++s) row[s] *= scale;
+          kernels::softmax(row, n_keys);
+          std::fill(row + n_keys, row + len, 0.0f);  // causal: later positions get no weight
+        }
+        kernels::linear(vt_mat, p.data(), o.data(), nb);  // [nb, dv]
+        for (int64_t t = 0; t < nb; ++t)
+          std::copy(&o[size_t(t * dv)], &o[size_t((t + 1) * dv)], &heads_out[size_t(((t0 + t) * n_heads + h) * dv)]);
+      }
     }
   });
 }
@@ -159,6 +179,11 @@ bool use_expanded_form(const ModelConfig& c, std::span<const TokenSlot> slots, M
   if (form == MLAForm::Expanded) return true;
   int64_t len = 0;
   for (const TokenSlot& s : slots) len = std::max(len, s.pos + 1);
+  // The expanded window (len x n_heads x (dn + dv) floats: 13 GB for V3 at 100K positions)
+  // must stay modest; beyond, the absorb form reads the latent cache directly.
+  constexpr double kMaxExpandedBytes = 1 << 30;
+  if (4.0 * double(len) * double(c.num_attention_heads) * double(c.qk_nope_head_dim + c.v_head_dim) > kMaxExpandedBytes)
+    return false;
   const double n = double(slots.size()), h = double(c.num_attention_heads), rank = double(c.kv_lora_rank);
   const double dn = double(c.qk_nope_head_dim), dr = double(c.qk_rope_head_dim), dv = double(c.v_head_dim);
   const double absorb = n * h * (dn * rank + dv * rank) + n * double(len) * h * (2 * rank + dr);
