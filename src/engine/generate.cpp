@@ -10,10 +10,21 @@
 namespace dsv3 {
 
 int32_t argmax(const float* logits, int64_t n) {
-  int32_t best = 0;
-  for (int64_t i = 1; i < n; ++i)
-    if (logits[i] > logits[best]) best = int32_t(i);
-  return best;
+  // The maximum first, in 16 independent running maxima (the compiler turns the inner loop
+  // into vector max instructions; one running index would chain every compare through a
+  // load), then the first index holding it: the lowest index among ties, as before.
+  constexpr int kWays = 16;
+  float m[kWays];
+  for (float& v : m) v = logits[0];
+  int64_t i = 0;
+  for (; i + kWays <= n; i += kWays)
+    for (int k = 0; k < kWays; ++k) m[k] = logits[i + k] > m[k] ? logits[i + k] : m[k];
+  float best = m[0];
+  for (int k = 1; k < kWays; ++k) best = m[k] > best ? m[k] : best;
+  for (; i < n; ++i) best = logits[i] > best ? logits[i] : best;
+  for (int64_t j = 0; j < n; ++j)
+    if (logits[j] == best) return int32_t(j);
+  return 0;  // only if the maximum is NaN-poisoned: NaNs never compare greater
 }
 
 namespace {

@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <vector>
 
 #include "core/error.h"
+#include "engine/generate.h"
 #include "engine/sampler.h"
 
 namespace dsv3 {
@@ -169,6 +171,31 @@ TEST(SamplerPenalties, TokenLogprobIsLogSoftmax) {
   EXPECT_NEAR(t.top[0].second, 2.0 - std::log(z), 1e-6);
   EXPECT_EQ(t.top[1].first, 2);
   EXPECT_TRUE(token_logprob(logits, 0, 0).top.empty());
+}
+
+}  // namespace
+}  // namespace dsv3
+
+namespace dsv3 {
+namespace {
+
+// argmax: the first index of the maximum, for every length around the 16-way blocking and
+// every position of the maximum; ties go to the lowest index; a NaN never wins.
+TEST(Argmax, FirstMaximumAtEveryPositionAndLength) {
+  for (int64_t n : {1, 2, 15, 16, 17, 31, 32, 33, 100}) {
+    for (int64_t at = 0; at < n; ++at) {
+      std::vector<float> v(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) v[size_t(i)] = -1.0f - float((i * 7) % 5);
+      v[size_t(at)] = 3.0f;
+      EXPECT_EQ(argmax(v.data(), n), at) << n << " " << at;
+      if (at + 1 < n) {
+        v[size_t(n - 1)] = 3.0f;  // a tie later on
+        EXPECT_EQ(argmax(v.data(), n), at) << n << " " << at;
+      }
+    }
+  }
+  std::vector<float> nan = {1.0f, std::nanf(""), 2.0f, 0.5f};
+  EXPECT_EQ(argmax(nan.data(), 4), 2);
 }
 
 }  // namespace
