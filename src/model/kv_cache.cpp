@@ -37,4 +37,9 @@ const float* KVCache::row(int64_t layer, int64_t pos, float* scratch) const {
   return scratch;
 }
 
+kernels::Matrix KVCache::rows(int64_t layer, int64_t pos0, int64_t n) const {
+  DSV3_ASSERT(pos0 >= 0 && n >= 0 && pos0 + n <= max_seq_);
+  return {dtype_, n, row_size(), &data_[size_t(layer)][size_t(pos0 * row_size()) * dtype_size(dtype_)]};
+}
+
 }  // namespace dsv3

@@ -8,6 +8,7 @@
 
 #include "core/dtype.h"
 #include "io/config.h"
+#include "kernels/matrix.h"
 
 namespace dsv3 {
 
@@ -28,6 +29,9 @@ class KVCache {
   // Row (layer, pos) as float32 [c_kv | k_pe]: a pointer into the cache when it is F32,
   // otherwise decoded into `scratch` (row_size() floats), which is returned.
   const float* row(int64_t layer, int64_t pos, float* scratch) const;
+  // Rows [pos0, pos0 + n) of a layer as a [n, row_size()] matrix in the cache's dtype (a view),
+  // for attention as matrix products through the kernels.
+  kernels::Matrix rows(int64_t layer, int64_t pos0, int64_t n) const;
 
  private:
   int64_t max_seq_, kv_rank_, rope_dim_;

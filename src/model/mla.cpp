@@ -52,37 +52,36 @@ void attend_absorbed(const ModelConfig& c, const MLAWeights& w, int64_t layer, c
   const int64_t parts = first_chunk[size_t(n)] * n_heads;
   std::vector<float> part_o(static_cast<size_t>(parts * rank)), part_m(static_cast<size_t>(parts)),
       part_l(static_cast<size_t>(parts));
+  // Per item, both steps are matrix products over the chunk's cache rows K = [c_kv | k_pe]
+  // (a [S, rank + dr] view of the cache): scores = K [q_abs | q_pe] for the group's heads as
+  // the product's tokens, and o = K^T p, of which the c_kv columns are the latent output.
+  const int64_t row = rank + dr;
   pool.parallel_for(int64_t(items.size()), [&](int64_t begin, int64_t end) {
-    std::vector<float> scores(static_cast<size_t>(kAttnChunk * group)), scratch(static_cast<size_t>(rank + dr));
+    std::vector<float> scores(static_cast<size_t>(kAttnChunk * group)), q_cat(static_cast<size_t>(group * row)),
+        o_row(static_cast<size_t>(row));
     for (int64_t i = begin; i < end; ++i) {
       const Item it = items[size_t(i)];
       const KVCache& cache = *slots[size_t(it.t)].cache;
       const int64_t s0 = it.chunk * kAttnChunk, s1 = std::min(slots[size_t(it.t)].pos + 1, s0 + kAttnChunk);
-      const int64_t h0 = it.g * group, h1 = std::min(n_heads, h0 + group);
-      for (int64_t s = s0; s < s1; ++s) {
-        const float* row = cache.row(layer, s, scratch.data());  // [c_kv | k_pe]
-        for (int64_t h = h0; h < h1; ++h) {
-          const int64_t th = it.t * n_heads + h;
-          scores[size_t((h - h0) * kAttnChunk + s - s0)] =
-              (kernels::dot(&q_abs[size_t(th * rank)], row, rank) + kernels::dot(&q[size_t(th * dqk + dn)], row + rank, dr)) *
-              scale;
-        }
-      }
+      const int64_t h0 = it.g * group, h1 = std::min(n_heads, h0 + group), len = s1 - s0;
+      const kernels::Matrix kc = cache.rows(layer, s0, len);
       for (int64_t h = h0; h < h1; ++h) {
-        float* sc = &scores[size_t((h - h0) * kAttnChunk)];
+        const int64_t th = it.t * n_heads + h;
+        float* qc = &q_cat[size_t((h - h0) * row)];
+        std::copy(&q_abs[size_t(th * rank)], &q_abs[size_t((th + 1) * rank)], qc);
+        std::copy(&q[size_t(th * dqk + dn)], &q[size_t(th * dqk + dn + dr)], qc + rank);
+      }
+      kernels::linear(kc, q_cat.data(), scores.data(), h1 - h0);  // [heads, len]
+      for (int64_t h = h0; h < h1; ++h) {
+        float* sc = &scores[size_t((h - h0) * len)];
         float m = -std::numeric_limits<float>::infinity(), l = 0.0f;
-        for (int64_t s = 0; s < s1 - s0; ++s) m = std::max(m, sc[s]);
-        for (int64_t s = 0; s < s1 - s0; ++s) l += sc[s] = std::exp(sc[s] - m);
+        for (int64_t s = 0; s < len; ++s) m = std::max(m, sc[s] *= scale);
+        for (int64_t s = 0; s < len; ++s) l += sc[s] = std::exp(sc[s] - m);
         part_m[size_t(part(it.t, h, it.chunk))] = m;
         part_l[size_t(part(it.t, h, it.chunk))] = l;
-        float* o = &part_o[size_t(part(it.t, h, it.chunk) * rank)];
-        std::fill(o, o + rank, 0.0f);
-      }
-      for (int64_t s = s0; s < s1; ++s) {
-        const float* row = cache.row(layer, s, scratch.data());
-        for (int64_t h = h0; h < h1; ++h)
-          kernels::axpy(scores[size_t((h - h0) * kAttnChunk + s - s0)], row,
-                        &part_o[size_t(part(it.t, h, it.chunk) * rank)], rank);
+        std::fill(o_row.begin(), o_row.end(), 0.0f);
+        kernels::linear_transposed_acc(kc, sc, o_row.data());
+        std::copy(o_row.begin(), o_row.begin() + rank, &part_o[size_t(part(it.t, h, it.chunk) * rank)]);
       }
     }
   });
