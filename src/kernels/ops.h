@@ -15,9 +15,10 @@ void linear(const Matrix& w, const float* x, float* y, int64_t n, ThreadPool& po
 // The same on the calling thread only (for callers already running inside the pool).
 void linear(const Matrix& w, const float* x, float* y, int64_t n);
 
-// y[c] += sum_r x[r] * W[r, c]: x is [w.rows], y is [w.cols]. The transposed product used to
-// absorb kv_b_proj's key part into the query (MLA "absorb" form).
-void linear_transposed_acc(const Matrix& w, const float* x, float* y);
+// y[t, c] += sum_r x[t, r] * W[r, c] for t < n: x is [n, w.rows], y is [n, w.cols]. The
+// transposed product that absorbs kv_b_proj's key part into the query and gathers attention's
+// latent output (MLA "absorb" form). Vector t's result does not depend on n.
+void linear_transposed_acc(const Matrix& w, const float* x, float* y, int64_t n = 1);
 
 // out[c] = W[r, c] dequantized (embedding lookup, norm weights).
 void dequant_row(const Matrix& w, int64_t r, float* out);

@@ -54,11 +54,12 @@ void attend_absorbed(const ModelConfig& c, const MLAWeights& w, int64_t layer, c
       part_l(static_cast<size_t>(parts));
   // Per item, both steps are matrix products over the chunk's cache rows K = [c_kv | k_pe]
   // (a [S, rank + dr] view of the cache): scores = K [q_abs | q_pe] for the group's heads as
-  // the product's tokens, and o = K^T p, of which the c_kv columns are the latent output.
+  // the product's tokens, and o = K^T p for all of them in one call (the chunk is read from
+  // cache once per column panel), of which the c_kv columns are the latent output.
   const int64_t row = rank + dr;
   pool.parallel_for(int64_t(items.size()), [&](int64_t begin, int64_t end) {
     std::vector<float> scores(static_cast<size_t>(kAttnChunk * group)), q_cat(static_cast<size_t>(group * row)),
-        o_row(static_cast<size_t>(row));
+        o_rows(static_cast<size_t>(group * row));
     for (int64_t i = begin; i < end; ++i) {
       const Item it = items[size_t(i)];
       const KVCache& cache = *slots[size_t(it.t)].cache;
@@ -79,10 +80,12 @@ void attend_absorbed(const ModelConfig& c, const MLAWeights& w, int64_t layer, c
         for (int64_t s = 0; s < len; ++s) l += sc[s] = std::exp(sc[s] - m);
         part_m[size_t(part(it.t, h, it.chunk))] = m;
         part_l[size_t(part(it.t, h, it.chunk))] = l;
-        std::fill(o_row.begin(), o_row.end(), 0.0f);
-        kernels::linear_transposed_acc(kc, sc, o_row.data());
-        std::copy(o_row.begin(), o_row.begin() + rank, &part_o[size_t(part(it.t, h, it.chunk) * rank)]);
       }
+      std::fill(o_rows.begin(), o_rows.begin() + (h1 - h0) * row, 0.0f);
+      kernels::linear_transposed_acc(kc, scores.data(), o_rows.data(), h1 - h0);  // [heads, rank + dr]
+      for (int64_t h = h0; h < h1; ++h)
+        std::copy(&o_rows[size_t((h - h0) * row)], &o_rows[size_t((h - h0) * row + rank)],
+                  &part_o[size_t(part(it.t, h, it.chunk) * rank)]);
     }
   });
   // Merge the chunks of each (token, head) in order, then apply W_uv[h].

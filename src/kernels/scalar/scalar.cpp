@@ -64,13 +64,16 @@ void linear_rows(const Matrix& w, const float* x, float* y, int64_t n, int64_t r
   }
 }
 
-void linear_transposed_acc(const Matrix& w, const float* x, float* y) {
+void linear_transposed_acc(const Matrix& w, const float* x, float* y, int64_t n) {
   thread_local std::vector<float> row;
   if (row.size() < size_t(w.cols)) row.resize(size_t(w.cols));
   for (int64_t r = 0; r < w.rows; ++r) {
     dequant_row_range(w, r, 0, w.cols, row.data());
-    const float xr = x[r];
-    for (int64_t c = 0; c < w.cols; ++c) y[c] += xr * row[c];
+    for (int64_t t = 0; t < n; ++t) {
+      const float xr = x[t * w.rows + r];
+      float* yt = y + t * w.cols;
+      for (int64_t c = 0; c < w.cols; ++c) yt[c] += xr * row[c];
+    }
   }
 }
 
@@ -129,7 +132,7 @@ const Variant& variant() {
   static const Variant v{
       "scalar",
       linear_rows,
-      [](const Matrix& w, const float* x, float* y, float*) { linear_transposed_acc(w, x, y); },
+      [](const Matrix& w, const float* x, float* y, int64_t n, float*) { linear_transposed_acc(w, x, y, n); },
       dequant_row_range,
       rmsnorm,
       rope_interleaved,

@@ -11,7 +11,7 @@ namespace dsv3::kernels::scalar {
 void dequant_row_range(const Matrix& w, int64_t r, int64_t c0, int64_t n, float* out);
 // Rows [r0, r1) of y = W x for n tokens; `scratch` holds w.cols floats.
 void linear_rows(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1, float* scratch);
-void linear_transposed_acc(const Matrix& w, const float* x, float* y);
+void linear_transposed_acc(const Matrix& w, const float* x, float* y, int64_t n = 1);
 void rmsnorm(const float* x, const Matrix& weight, float eps, float* y);
 void rope_interleaved(float* x, const float* cos, const float* sin, int64_t dim);
 void softmax(float* x, int64_t n);

@@ -280,11 +280,13 @@ void dequant_row_range_any(const Matrix& w, int64_t r, int64_t c0, int64_t n, fl
   }
 }
 
-// y[c] += sum_r x[r] W[r, c], rows in increasing order for every c (as the scalar reference).
-// Panels of kPanel vectors of columns stay in registers while the rows stream past; a panel
-// never crosses a scale block, so each (row, panel) has one scale.
+// y[t, c] += sum_r x[t, r] W[r, c] for t < n, rows in increasing order for every (t, c) (as the
+// scalar reference). Panels of kPanel vectors of columns stay in registers while the rows
+// stream past, for one vector t after another: the panel's weights (rows x kPanel vectors)
+// come from L1/L2 for every t after the first. A panel never crosses a scale block, so each
+// (row, panel) has one scale.
 template <class V, DType D>
-void linear_transposed_acc_typed(const Matrix& w, const float* x, float* y) {
+void linear_transposed_acc_typed(const Matrix& w, const float* xs, float* ys, int64_t n) {
   using Reg = typename V::Reg;
   constexpr int L = V::kLanes, P = V::kPanel;
   const int64_t cols = w.cols, row_bytes = cols * elem_bytes<D>(), bw = block_width<D>(w);
@@ -294,6 +296,9 @@ void linear_transposed_acc_typed(const Matrix& w, const float* x, float* y) {
     pe = pe < be ? pe : be;
     pe = pe < cols ? pe : cols;
     const int nv = int((pe - pc + L - 1) / L);
+    for (int64_t t = 0; t < n; ++t) {
+    const float* x = xs + t * w.rows;
+    float* y = ys + t * cols;
     Reg acc[P];
     for (int k = 0; k < P; ++k)
       if (k < nv) acc[k] = V::load_f32(y + pc + k * L, pe - pc - k * L < L ? int(pe - pc - k * L) : L);
@@ -310,18 +315,19 @@ void linear_transposed_acc_typed(const Matrix& w, const float* x, float* y) {
       }
     }
     for (int k = 0; k < nv; ++k) V::store_f32(y + pc + k * L, acc[k], pe - pc - k * L < L ? int(pe - pc - k * L) : L);
+    }
     pc = pe;
   }
 }
 
 template <class V>
-void linear_transposed_acc(const Matrix& w, const float* x, float* y, float* /*scratch*/) {
-  if (!fp8_scales_fit<V>(w)) return scalar::linear_transposed_acc(w, x, y);
+void linear_transposed_acc(const Matrix& w, const float* x, float* y, int64_t n, float* /*scratch*/) {
+  if (!fp8_scales_fit<V>(w)) return scalar::linear_transposed_acc(w, x, y, n);
   switch (w.dtype) {
-    case DType::F32: return linear_transposed_acc_typed<V, DType::F32>(w, x, y);
-    case DType::BF16: return linear_transposed_acc_typed<V, DType::BF16>(w, x, y);
-    case DType::F16: return linear_transposed_acc_typed<V, DType::F16>(w, x, y);
-    case DType::F8_E4M3: return linear_transposed_acc_typed<V, DType::F8_E4M3>(w, x, y);
+    case DType::F32: return linear_transposed_acc_typed<V, DType::F32>(w, x, y, n);
+    case DType::BF16: return linear_transposed_acc_typed<V, DType::BF16>(w, x, y, n);
+    case DType::F16: return linear_transposed_acc_typed<V, DType::F16>(w, x, y, n);
+    case DType::F8_E4M3: return linear_transposed_acc_typed<V, DType::F8_E4M3>(w, x, y, n);
     default: return V::unsupported(w.dtype);
   }
 }
