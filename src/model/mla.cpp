@@ -25,12 +25,24 @@ void attend_absorbed(const ModelConfig& c, const MLAWeights& w, int64_t layer, c
                      std::span<const TokenSlot> slots, float scale, float* heads_out, ThreadPool& pool) {
   const int64_t n = int64_t(slots.size()), n_heads = c.num_attention_heads, dn = c.qk_nope_head_dim,
                 dr = c.qk_rope_head_dim, dv = c.v_head_dim, dqk = c.qk_head_dim(), rank = c.kv_lora_rank;
-  // q_abs for every (token, head).                                       [n, n_heads, rank]
+  // q_abs for every (token, head), head by head: W_uk[h]^T q_nope for all tokens of a block in
+  // one transposed product, so the head's slice of kv_b_proj is decoded once per block, not
+  // once per token (a 256-token prompt chunk).                          [n, n_heads, rank]
+  constexpr int64_t kTokenBlock = 256;
   std::vector<float> q_abs(static_cast<size_t>(n * n_heads * rank), 0.0f);
-  pool.parallel_for(n * n_heads, [&](int64_t begin, int64_t end) {
-    for (int64_t th = begin; th < end; ++th)
-      kernels::linear_transposed_acc(w.wkv_b.row_slice((th % n_heads) * (dn + dv), dn), &q[size_t(th * dqk)],
-                                     &q_abs[size_t(th * rank)]);
+  pool.parallel_for(n_heads, [&](int64_t h0, int64_t h1) {
+    const int64_t nb_max = std::min(n, kTokenBlock);
+    std::vector<float> xg(static_cast<size_t>(nb_max * dn)), yg(static_cast<size_t>(nb_max * rank));
+    for (int64_t h = h0; h < h1; ++h)
+      for (int64_t t0 = 0; t0 < n; t0 += kTokenBlock) {
+        const int64_t nb = std::min(kTokenBlock, n - t0);
+        for (int64_t t = 0; t < nb; ++t)
+          std::copy_n(&q[size_t(((t0 + t) * n_heads + h) * dqk)], dn, &xg[size_t(t * dn)]);
+        std::fill_n(yg.begin(), nb * rank, 0.0f);
+        kernels::linear_transposed_acc(w.wkv_b.row_slice(h * (dn + dv), dn), xg.data(), yg.data(), nb);
+        for (int64_t t = 0; t < nb; ++t)
+          std::copy_n(&yg[size_t(t * rank)], rank, &q_abs[size_t(((t0 + t) * n_heads + h) * rank)]);
+      }
   });
   // Work items (token, chunk, head group); heads are grouped so there are enough items to keep
   // every thread busy (grouping never changes a head's result, chunking is fixed by length).
@@ -88,7 +100,8 @@ void attend_absorbed(const ModelConfig& c, const MLAWeights& w, int64_t layer, c
                   &part_o[size_t(part(it.t, h, it.chunk) * rank)]);
     }
   });
-  // Merge the chunks of each (token, head) in order, then apply W_uv[h].
+  // Merge the chunks of each (token, head) in order (into the slot of its chunk 0), then apply
+  // W_uv[h] head by head to all tokens of a block in one product.
   pool.parallel_for(n * n_heads, [&](int64_t begin, int64_t end) {
     std::vector<float> o(static_cast<size_t>(rank));
     for (int64_t th = begin; th < end; ++th) {
@@ -104,8 +117,21 @@ void attend_absorbed(const ModelConfig& c, const MLAWeights& w, int64_t layer, c
         kernels::axpy(f, &part_o[size_t(part(t, h, k) * rank)], o.data(), rank);
       }
       for (float& v : o) v /= l;
-      kernels::linear(w.wkv_b.row_slice(h * (dn + dv) + dn, dv), o.data(), &heads_out[size_t(th * dv)], 1);
+      std::copy(o.begin(), o.end(), &part_o[size_t(part(t, h, 0) * rank)]);
     }
+  });
+  pool.parallel_for(n_heads, [&](int64_t h0, int64_t h1) {
+    const int64_t nb_max = std::min(n, kTokenBlock);
+    std::vector<float> og(static_cast<size_t>(nb_max * rank)), yg(static_cast<size_t>(nb_max * dv));
+    for (int64_t h = h0; h < h1; ++h)
+      for (int64_t t0 = 0; t0 < n; t0 += kTokenBlock) {
+        const int64_t nb = std::min(kTokenBlock, n - t0);
+        for (int64_t t = 0; t < nb; ++t)
+          std::copy_n(&part_o[size_t(part(t0 + t, h, 0) * rank)], rank, &og[size_t(t * rank)]);
+        kernels::linear(w.wkv_b.row_slice(h * (dn + dv) + dn, dv), og.data(), yg.data(), nb);
+        for (int64_t t = 0; t < nb; ++t)
+          std::copy_n(&yg[size_t(t * dv)], dv, &heads_out[size_t(((t0 + t) * n_heads + h) * dv)]);
+      }
   });
 }
 
