@@ -49,89 +49,62 @@ void Sequence::accept_step(int32_t token, const float* logits, const float* hidd
   ++pos_;
 }
 
-void feed_batch(std::span<Sequence* const> seqs, std::span<const int32_t> tokens, ThreadPool& pool) {
-  DSV3_ASSERT(seqs.size() == tokens.size());
-  if (seqs.empty()) return;
-  const Transformer& model = seqs[0]->model();
-  const int64_t n = int64_t(seqs.size()), vocab = model.config().vocab_size, dim = model.config().hidden_size;
-  std::vector<TokenSlot> slots;
-  std::vector<int64_t> rows;
-  for (int64_t i = 0; i < n; ++i) {
-    Sequence& s = *seqs[size_t(i)];
-    DSV3_CHECK(&s.model() == &model, "feed_batch: sequences of different models");
-    DSV3_CHECK(s.room() >= 1, "context full: sequence ", i, " holds ", s.pos(), " of ", s.ctx_size(), " tokens");
-    for (int64_t j = 0; j < i; ++j) DSV3_CHECK(seqs[size_t(j)] != &s, "feed_batch: a sequence appears twice");
-    slots.push_back({&s.cache(), s.pos()});
-    rows.push_back(i);
-  }
-  std::vector<float> logits(static_cast<size_t>(n * vocab)), hidden(static_cast<size_t>(n * dim));
-  model.forward_batch(tokens, slots, rows, logits.data(), pool, nullptr, hidden.data());
-  for (int64_t i = 0; i < n; ++i) seqs[size_t(i)]->accept_step(tokens[size_t(i)], &logits[size_t(i * vocab)], &hidden[size_t(i * dim)]);
-}
-
-void feed_batch(std::span<Sequence* const> seqs, std::span<const std::vector<int32_t>> tokens, ThreadPool& pool) {
+// The batched step behind feed_batch and feed_step: seqs[i] is fed tokens[i] from its own
+// position in one forward pass (absorb-form attention, so a sequence's bits never depend on
+// its neighbours), with logits after every token (`all_logits`, kept as logits_row) or after
+// each sequence's last token only.
+void feed_rows(std::span<Sequence* const> seqs, std::span<const std::span<const int32_t>> tokens, bool all_logits,
+               ThreadPool& pool) {
   DSV3_ASSERT(seqs.size() == tokens.size());
   if (seqs.empty()) return;
   const Transformer& model = seqs[0]->model();
   const int64_t vocab = model.config().vocab_size, dim = model.config().hidden_size;
   std::vector<int32_t> flat;
   std::vector<TokenSlot> slots;
-  std::vector<int64_t> rows;
+  std::vector<int64_t> rows;  // rows whose logits are computed
   for (size_t i = 0; i < seqs.size(); ++i) {
     Sequence& s = *seqs[i];
-    DSV3_CHECK(&s.model() == &model, "feed_batch: sequences of different models");
+    DSV3_CHECK(&s.model() == &model, "batched step: sequences of different models");
     DSV3_CHECK(!tokens[i].empty() && s.room() >= int64_t(tokens[i].size()), "context full: sequence ", i, " holds ",
                s.pos(), " of ", s.ctx_size(), " tokens and needs ", tokens[i].size(), " more");
-    for (size_t j = 0; j < i; ++j) DSV3_CHECK(seqs[j] != &s, "feed_batch: a sequence appears twice");
+    for (size_t j = 0; j < i; ++j) DSV3_CHECK(seqs[j] != &s, "batched step: a sequence appears twice");
     for (size_t t = 0; t < tokens[i].size(); ++t) {
-      rows.push_back(int64_t(flat.size()));
+      if (all_logits || t + 1 == tokens[i].size()) rows.push_back(int64_t(flat.size()));
       flat.push_back(tokens[i][t]);
       slots.push_back({&s.cache(), s.pos() + int64_t(t)});
     }
   }
   std::vector<float> logits(rows.size() * size_t(vocab)), hidden(flat.size() * size_t(dim));
   model.forward_batch(flat, slots, rows, logits.data(), pool, nullptr, hidden.data(), MLAForm::Absorb);
-  size_t r = 0;
-  for (size_t i = 0; i < seqs.size(); ++i) {
-    Sequence& s = *seqs[i];
-    const int64_t n = int64_t(tokens[i].size());
-    s.logits_rows_.assign(logits.begin() + long(r * size_t(vocab)), logits.begin() + long((r + size_t(n)) * size_t(vocab)));
-    for (int64_t t = 0; t < n; ++t)
-      s.accept_step(tokens[i][size_t(t)], &logits[(r + size_t(t)) * size_t(vocab)], &hidden[(r + size_t(t)) * size_t(dim)]);
-    r += size_t(n);
-  }
-}
-
-void feed_step(std::span<Sequence* const> seqs, std::span<const std::span<const int32_t>> tokens, ThreadPool& pool) {
-  DSV3_ASSERT(seqs.size() == tokens.size());
-  if (seqs.empty()) return;
-  const Transformer& model = seqs[0]->model();
-  const int64_t vocab = model.config().vocab_size, dim = model.config().hidden_size;
-  std::vector<int32_t> flat;
-  std::vector<TokenSlot> slots;
-  std::vector<int64_t> rows;  // the last row of each sequence
-  for (size_t i = 0; i < seqs.size(); ++i) {
-    Sequence& s = *seqs[i];
-    DSV3_CHECK(&s.model() == &model, "feed_step: sequences of different models");
-    DSV3_CHECK(!tokens[i].empty() && s.room() >= int64_t(tokens[i].size()), "context full: sequence ", i, " holds ",
-               s.pos(), " of ", s.ctx_size(), " tokens and needs ", tokens[i].size(), " more");
-    for (size_t j = 0; j < i; ++j) DSV3_CHECK(seqs[j] != &s, "feed_step: a sequence appears twice");
-    for (size_t t = 0; t < tokens[i].size(); ++t) {
-      flat.push_back(tokens[i][t]);
-      slots.push_back({&s.cache(), s.pos() + int64_t(t)});
-    }
-    rows.push_back(int64_t(flat.size()) - 1);
-  }
-  std::vector<float> logits(rows.size() * size_t(vocab)), hidden(flat.size() * size_t(dim));
-  model.forward_batch(flat, slots, rows, logits.data(), pool, nullptr, hidden.data(), MLAForm::Absorb);
-  size_t r = 0;
+  size_t r = 0, lr = 0;  // first row, first logits row of sequence i
   for (size_t i = 0; i < seqs.size(); ++i) {
     Sequence& s = *seqs[i];
     const size_t n = tokens[i].size();
-    for (size_t t = 0; t < n; ++t)
-      s.accept_step(tokens[i][t], t + 1 == n ? &logits[i * size_t(vocab)] : nullptr, &hidden[(r + t) * size_t(dim)]);
+    if (all_logits) s.logits_rows_.assign(&logits[lr * size_t(vocab)], &logits[(lr + n) * size_t(vocab)]);
+    for (size_t t = 0; t < n; ++t) {
+      const bool has_logits = all_logits || t + 1 == n;
+      s.accept_step(tokens[i][t], has_logits ? &logits[(lr + (all_logits ? t : 0)) * size_t(vocab)] : nullptr,
+                    &hidden[(r + t) * size_t(dim)]);
+    }
     r += n;
+    lr += all_logits ? n : 1;
   }
+}
+
+void feed_batch(std::span<Sequence* const> seqs, std::span<const int32_t> tokens, ThreadPool& pool) {
+  DSV3_ASSERT(seqs.size() == tokens.size());
+  std::vector<std::span<const int32_t>> one;
+  for (const int32_t& t : tokens) one.push_back(std::span(&t, 1));
+  feed_rows(seqs, one, false, pool);
+}
+
+void feed_batch(std::span<Sequence* const> seqs, std::span<const std::vector<int32_t>> tokens, ThreadPool& pool) {
+  std::vector<std::span<const int32_t>> spans(tokens.begin(), tokens.end());
+  feed_rows(seqs, spans, true, pool);
+}
+
+void feed_step(std::span<Sequence* const> seqs, std::span<const std::span<const int32_t>> tokens, ThreadPool& pool) {
+  feed_rows(seqs, tokens, false, pool);
 }
 
 }  // namespace dsv3

@@ -46,9 +46,7 @@ class Sequence {
   void set_mtp_pos(int64_t p) { mtp_pos_ = p; }
 
  private:
-  friend void feed_batch(std::span<Sequence* const>, std::span<const int32_t>, ThreadPool&);
-  friend void feed_batch(std::span<Sequence* const>, std::span<const std::vector<int32_t>>, ThreadPool&);
-  friend void feed_step(std::span<Sequence* const>, std::span<const std::span<const int32_t>>, ThreadPool&);
+  friend void feed_rows(std::span<Sequence* const>, std::span<const std::span<const int32_t>>, bool, ThreadPool&);
   // Records a token the batched step ran for this sequence, with its hidden state and its
   // logits (null: none computed for it, the current logits stay).
   void accept_step(int32_t token, const float* logits, const float* hidden);
