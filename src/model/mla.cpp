@@ -17,6 +17,27 @@ namespace {
 // count, so results do not either.
 constexpr int64_t kAttnChunk = 256;
 
+// For every head h and block of up to 256 tokens: the tokens' rows in(t, h) (in_width
+// floats each) gathered into one matrix, product(h, x, y, nb) run on it, and y's rows
+// (out_width floats) scattered to out(t, h). Heads are split across threads; a head's
+// weights are decoded once per block instead of once per token.
+template <class In, class Out, class Product>
+void per_head_blocks(int64_t n, int64_t n_heads, int64_t in_width, int64_t out_width, const In& in, const Out& out,
+                     const Product& product, ThreadPool& pool) {
+  constexpr int64_t kTokenBlock = 256;
+  pool.parallel_for(n_heads, [&](int64_t h0, int64_t h1) {
+    const int64_t nb_max = std::min(n, kTokenBlock);
+    std::vector<float> x(static_cast<size_t>(nb_max * in_width)), y(static_cast<size_t>(nb_max * out_width));
+    for (int64_t h = h0; h < h1; ++h)
+      for (int64_t t0 = 0; t0 < n; t0 += kTokenBlock) {
+        const int64_t nb = std::min(kTokenBlock, n - t0);
+        for (int64_t t = 0; t < nb; ++t) std::copy_n(in(t0 + t, h), in_width, &x[size_t(t * in_width)]);
+        product(h, x.data(), y.data(), nb);
+        for (int64_t t = 0; t < nb; ++t) std::copy_n(&y[size_t(t * out_width)], out_width, out(t0 + t, h));
+      }
+  });
+}
+
 // Absorb form (model.py attn_impl="absorb", DeepSeek's decode path): per (token, head),
 // q_abs = q_nope W_uk[h] (kv_lora_rank values), scores against the latent cache directly,
 // o = sum_s p_s c_kv[s], head output = W_uv[h] o. Reads only the cache, and each cached row once
@@ -28,22 +49,15 @@ void attend_absorbed(const ModelConfig& c, const MLAWeights& w, int64_t layer, c
   // q_abs for every (token, head), head by head: W_uk[h]^T q_nope for all tokens of a block in
   // one transposed product, so the head's slice of kv_b_proj is decoded once per block, not
   // once per token (a 256-token prompt chunk).                          [n, n_heads, rank]
-  constexpr int64_t kTokenBlock = 256;
-  std::vector<float> q_abs(static_cast<size_t>(n * n_heads * rank), 0.0f);
-  pool.parallel_for(n_heads, [&](int64_t h0, int64_t h1) {
-    const int64_t nb_max = std::min(n, kTokenBlock);
-    std::vector<float> xg(static_cast<size_t>(nb_max * dn)), yg(static_cast<size_t>(nb_max * rank));
-    for (int64_t h = h0; h < h1; ++h)
-      for (int64_t t0 = 0; t0 < n; t0 += kTokenBlock) {
-        const int64_t nb = std::min(kTokenBlock, n - t0);
-        for (int64_t t = 0; t < nb; ++t)
-          std::copy_n(&q[size_t(((t0 + t) * n_heads + h) * dqk)], dn, &xg[size_t(t * dn)]);
-        std::fill_n(yg.begin(), nb * rank, 0.0f);
-        kernels::linear_transposed_acc(w.wkv_b.row_slice(h * (dn + dv), dn), xg.data(), yg.data(), nb);
-        for (int64_t t = 0; t < nb; ++t)
-          std::copy_n(&yg[size_t(t * rank)], rank, &q_abs[size_t(((t0 + t) * n_heads + h) * rank)]);
-      }
-  });
+  std::vector<float> q_abs(static_cast<size_t>(n * n_heads * rank));
+  per_head_blocks(
+      n, n_heads, dn, rank, [&](int64_t t, int64_t h) { return &q[size_t((t * n_heads + h) * dqk)]; },
+      [&](int64_t t, int64_t h) { return &q_abs[size_t((t * n_heads + h) * rank)]; },
+      [&](int64_t h, const float* x, float* y, int64_t nb) {
+        std::fill_n(y, nb * rank, 0.0f);
+        kernels::linear_transposed_acc(w.wkv_b.row_slice(h * (dn + dv), dn), x, y, nb);
+      },
+      pool);
   // Work items (token, chunk, head group); heads are grouped so there are enough items to keep
   // every thread busy (grouping never changes a head's result, chunking is fixed by length).
   int64_t total_chunks = 0;
@@ -120,19 +134,13 @@ void attend_absorbed(const ModelConfig& c, const MLAWeights& w, int64_t layer, c
       std::copy(o.begin(), o.end(), &part_o[size_t(part(t, h, 0) * rank)]);
     }
   });
-  pool.parallel_for(n_heads, [&](int64_t h0, int64_t h1) {
-    const int64_t nb_max = std::min(n, kTokenBlock);
-    std::vector<float> og(static_cast<size_t>(nb_max * rank)), yg(static_cast<size_t>(nb_max * dv));
-    for (int64_t h = h0; h < h1; ++h)
-      for (int64_t t0 = 0; t0 < n; t0 += kTokenBlock) {
-        const int64_t nb = std::min(kTokenBlock, n - t0);
-        for (int64_t t = 0; t < nb; ++t)
-          std::copy_n(&part_o[size_t(part(t0 + t, h, 0) * rank)], rank, &og[size_t(t * rank)]);
-        kernels::linear(w.wkv_b.row_slice(h * (dn + dv) + dn, dv), og.data(), yg.data(), nb);
-        for (int64_t t = 0; t < nb; ++t)
-          std::copy_n(&yg[size_t(t * dv)], dv, &heads_out[size_t(((t0 + t) * n_heads + h) * dv)]);
-      }
-  });
+  per_head_blocks(
+      n, n_heads, rank, dv, [&](int64_t t, int64_t h) { return &part_o[size_t(part(t, h, 0) * rank)]; },
+      [&](int64_t t, int64_t h) { return &heads_out[size_t((t * n_heads + h) * dv)]; },
+      [&](int64_t h, const float* x, float* y, int64_t nb) {
+        kernels::linear(w.wkv_b.row_slice(h * (dn + dv) + dn, dv), x, y, nb);
+      },
+      pool);
 }
 
 // Expanded form (model.py attn_impl="naive"): k_nope and v of every cached position are
