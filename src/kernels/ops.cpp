@@ -79,7 +79,7 @@ void linear(const Matrix& w, const float* x, float* y, int64_t n, ThreadPool& po
 void linear(const Matrix& w, const float* x, float* y, int64_t n) { linear_with(active(), w, x, y, n, nullptr); }
 
 void linear_transposed_acc(const Matrix& w, const float* x, float* y, int64_t n) {
-  active().linear_transposed_acc(w, x, y, n, linear_scratch(w.cols));
+  active().linear_transposed_acc(w, x, y, n);
 }
 void dequant_row(const Matrix& w, int64_t r, float* out) { active().dequant_row_range(w, r, 0, w.cols, out); }
 void rmsnorm(const float* x, const Matrix& weight, float eps, float* y) { active().rmsnorm(x, weight, eps, y); }

@@ -43,9 +43,8 @@ struct Variant {
   void (*linear_rows)(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1,
                       float* scratch);
   // y[t, c] += sum_r x[t, r] W[r, c] for t < n (x is [n, w.rows], y is [n, w.cols]); each
-  // (t, c) gets the bits a call for vector t alone gives it. `scratch` holds
-  // kLinearScratchRows * w.cols floats.
-  void (*linear_transposed_acc)(const Matrix& w, const float* x, float* y, int64_t n, float* scratch);
+  // (t, c) gets the bits a call for vector t alone gives it.
+  void (*linear_transposed_acc)(const Matrix& w, const float* x, float* y, int64_t n);
   void (*dequant_row_range)(const Matrix& w, int64_t r, int64_t c0, int64_t n, float* out);
   void (*rmsnorm)(const float* x, const Matrix& weight, float eps, float* y);
   void (*rope_interleaved)(float* x, const float* cos, const float* sin, int64_t dim);

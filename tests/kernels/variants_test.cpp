@@ -248,13 +248,13 @@ TEST_P(SimdLinear, TransposedAccumulateOfSeveralVectorsEqualsOneAtATime) {
       const Weight w = make_weight(d, s.rows, s.cols, uint32_t(s.rows * 3 + s.cols));
       for (int64_t n : {int64_t(1), int64_t(2), int64_t(5)}) {
         const auto x = random_vec(n * s.rows, 7), y0 = random_vec(n * s.cols, 8);
-        std::vector<float> y = y0, one = y0, scratch(size_t(kLinearScratchRows * s.cols));
-        v().linear_transposed_acc(w.m, x.data(), y.data(), n, scratch.data());
+        std::vector<float> y = y0, one = y0;
+        v().linear_transposed_acc(w.m, x.data(), y.data(), n);
         for (int64_t t = 0; t < n; ++t)
-          v().linear_transposed_acc(w.m, &x[size_t(t * s.rows)], &one[size_t(t * s.cols)], 1, scratch.data());
+          v().linear_transposed_acc(w.m, &x[size_t(t * s.rows)], &one[size_t(t * s.cols)], 1);
         ASSERT_EQ(y, one) << dtype_name(d) << " " << s.rows << "x" << s.cols << " n " << n;
         std::vector<float> y_ref = y0;
-        ref().linear_transposed_acc(w.m, x.data(), y_ref.data(), n, scratch.data());
+        ref().linear_transposed_acc(w.m, x.data(), y_ref.data(), n);
         for (size_t i = 0; i < y.size(); ++i)
           ASSERT_NEAR(y[i], y_ref[i], 1e-3 * (1 + std::fabs(y_ref[i]))) << dtype_name(d) << " n " << n << " at " << i;
       }
@@ -267,9 +267,9 @@ TEST_P(SimdLinear, TransposedAccumulateMatchesScalar) {
       const Weight w = make_weight(d, s.rows, s.cols, uint32_t(s.rows + s.cols));
       const auto x = random_vec(s.rows, 5);
       const auto y0 = random_vec(s.cols, 6);
-      std::vector<float> y = y0, y_ref = y0, scratch(size_t(kLinearScratchRows * s.cols));
-      v().linear_transposed_acc(w.m, x.data(), y.data(), 1, scratch.data());
-      ref().linear_transposed_acc(w.m, x.data(), y_ref.data(), 1, scratch.data());
+      std::vector<float> y = y0, y_ref = y0;
+      v().linear_transposed_acc(w.m, x.data(), y.data(), 1);
+      ref().linear_transposed_acc(w.m, x.data(), y_ref.data(), 1);
       for (int64_t c = 0; c < s.cols; ++c) {
         double mag = std::fabs(y0[size_t(c)]);
         for (int64_t r = 0; r < s.rows; ++r) mag += std::fabs(double(x[size_t(r)]) * w.dense[size_t(r * s.cols + c)]);

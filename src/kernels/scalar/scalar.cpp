@@ -132,7 +132,7 @@ const Variant& variant() {
   static const Variant v{
       "scalar",
       linear_rows,
-      [](const Matrix& w, const float* x, float* y, int64_t n, float*) { linear_transposed_acc(w, x, y, n); },
+      [](const Matrix& w, const float* x, float* y, int64_t n) { linear_transposed_acc(w, x, y, n); },
       dequant_row_range,
       rmsnorm,
       rope_interleaved,

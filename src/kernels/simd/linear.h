@@ -321,7 +321,7 @@ void linear_transposed_acc_typed(const Matrix& w, const float* xs, float* ys, in
 }
 
 template <class V>
-void linear_transposed_acc(const Matrix& w, const float* x, float* y, int64_t n, float* /*scratch*/) {
+void linear_transposed_acc(const Matrix& w, const float* x, float* y, int64_t n) {
   if (!fp8_scales_fit<V>(w)) return scalar::linear_transposed_acc(w, x, y, n);
   switch (w.dtype) {
     case DType::F32: return linear_transposed_acc_typed<V, DType::F32>(w, x, y, n);
