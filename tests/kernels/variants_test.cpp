@@ -371,6 +371,45 @@ TEST_P(SimdLinear, GemmBitwiseEqualsOneTokenKernel) {
   }
 }
 
+// Other FP8 block shapes than DeepSeek's 128 x 128 (64 rows x 40 columns: blocks not a whole
+// number of vectors wide, so one vector of activations spans two column scales): the scales go
+// into the activations column by column, and the one-token kernel, the register tiles, the GEMM
+// (also on a row slice starting inside a block) agree bitwise and match scalar.
+TEST_P(SimdLinear, Fp8OtherBlockShapes) {
+  const int64_t rows = 200, cols = 300, br = 64, bc = 40, sr = (rows + br - 1) / br, sc = (cols + bc - 1) / bc;
+  Weight w = make_weight(DType::F8_E4M3, rows, cols, 31);
+  std::vector<float> scales(size_t(sr * sc));
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> gain(-2.0f, 2.0f);
+  for (auto& s : scales) s = gain(rng) * 1e-2f;
+  w.scale_bytes.assign(scales.size() * 4 + 2, 0);
+  std::memcpy(w.scale_bytes.data() + 2, scales.data(), scales.size() * 4);
+  w.m.scale = reinterpret_cast<const float*>(w.scale_bytes.data() + 2);
+  w.m.scale_cols = sc;
+  w.m.block_rows = br;
+  w.m.block_cols = bc;
+  const auto* codes = static_cast<const uint8_t*>(w.m.data);
+  for (int64_t i = 0; i < rows * cols; ++i)
+    w.dense[size_t(i)] = fp8e4m3_to_f32(codes[i]) * scales[size_t((i / cols / br) * sc + (i % cols) / bc)];
+  for (int64_t n : {int64_t(1), int64_t(3), int64_t(6), v().gemm->min_tokens, int64_t(40)}) {
+    const auto x = random_vec(n * cols, uint32_t(70 + n));
+    const auto whole = run_linear_with(v(), w.m, x, n, 2);
+    expect_linear_close(w, w.m, 0, x, n, whole, run_linear(ref(), w.m, x, n));
+    EXPECT_EQ(run_gemm(*v().gemm, w.m, x, n, {32, 96}, {}), whole) << "n " << n;
+    for (int64_t t = 0; t < n; ++t) {
+      const std::vector<float> xt(x.begin() + t * cols, x.begin() + (t + 1) * cols);
+      const auto yt = run_linear(v(), w.m, xt, 1, {50, 130});
+      for (int64_t r = 0; r < rows; ++r)
+        ASSERT_EQ(yt[size_t(r)], whole[size_t(t * rows + r)]) << "n " << n << " token " << t << " row " << r;
+    }
+    const Matrix view = w.m.row_slice(50, 120);
+    const auto yv = run_gemm(*v().gemm, view, x, n, {32}, {});
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t r = 0; r < 120; ++r)
+        ASSERT_EQ(yv[size_t(t * 120 + r)], whole[size_t(t * rows + 50 + r)]) << "slice, n " << n << " token " << t;
+  }
+}
+
 class SimdElementwise : public VariantTest {};
 
 TEST_P(SimdElementwise, DotAndAxpy) {

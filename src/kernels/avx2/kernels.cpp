@@ -19,8 +19,6 @@ struct V {
   // accumulators + RB weight vectors + 1 activation + the FP8 mask within 16 ymm.
   static constexpr int kTileTokens = 4;
   static constexpr int tile_rows(int tokens) { return tokens <= 2 ? 4 : tokens == 3 ? 3 : 2; }
-  // Tiles with more accumulators than this read FP8 scales from memory in each step.
-  static constexpr int kScaleRegsMaxAcc = 4;
   static constexpr int kPrefetchBytes = 0;
   static constexpr int kFp8Group = 1, kFp8GroupTokens = 0;  // no group decode
   // linear_transposed_acc: 8 accumulators = 64 columns.

@@ -16,7 +16,7 @@ struct V {
   static constexpr int kLanes = 16;
   // linear_rows: register tiles of up to kTileTokens tokens x tile_rows(tokens) rows, weights
   // decoded in registers: RB x NT accumulators + RB weight vectors + 1 activation + the FP8
-  // decode's 2 constants within 32 zmm (scales come as broadcast memory operands).
+  // decode's 2 constants within 32 zmm.
   // 4, not 8: from memory, 8 tokens as two row-chunked groups of 4 (the second group's weights
   // from L1/L2) beat one 3 x 8 tile (BF16 n = 8: 120 vs 100 GFLOP/s/core, FP8 105 vs 93, 2
   // threads), although the 3 x 8 tile is faster on weights already in L2 (docs/kernels.md).
@@ -24,8 +24,6 @@ struct V {
   static constexpr int tile_rows(int tokens) { return tokens <= 5 ? 4 : 3; }
   // FP8 decode of 64 codes at once (load_fp8_group) for tiles of up to 2 tokens: RB x 4
   // weight vectors live.
-  // Tiles with more accumulators than this read FP8 scales from memory in each step.
-  static constexpr int kScaleRegsMaxAcc = 16;
   static constexpr int kPrefetchBytes = 1024;
   static constexpr int kFp8Group = 4, kFp8GroupTokens = 2;
   // linear_transposed_acc: 8 accumulators = 128 columns = one FP8 scale block.

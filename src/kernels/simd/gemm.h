@@ -59,11 +59,12 @@ int64_t gemm_packed_x_floats(int64_t n, int64_t cols) {
   return ceil_div(n, S::NT) * S::NT * ceil_div(cols, S::L) * S::L;
 }
 
-// Floats of per-thread scratch gemm_rows needs: the weight panel and the partial sums.
+// Floats of per-thread scratch gemm_rows needs: the weight panel, the partial sums and the
+// scaled activations of FP8 (gemm_scale_x).
 template <class V>
 int64_t gemm_scratch_floats(int64_t cols) {
   using S = GemmShape<V>;
-  return S::MC * ceil_div(cols, S::L) * S::L + S::kSlots * S::NB * S::MC;
+  return S::MC * ceil_div(cols, S::L) * S::L + S::kSlots * S::NB * S::MC + S::NB * S::KJ;
 }
 
 // Token tiles [tile0, tile1) of x [n, cols] into xp: xp[((tile * L + l) * J + j) * NT + i] =
@@ -89,45 +90,26 @@ void gemm_pack_x(const float* x, int64_t n, int64_t cols, int64_t tile0, int64_t
 
 // Rows [ra, ra + m) (m <= MC) of W decoded into the panel wp[((l * MC / G + g) * J + j) * G + i]
 // = W[ra + g * G + i, j * L + l]: exactly the float32 values, zero padding included, that the
-// decode kernel's tile() multiplies.
+// decode kernel's tile() multiplies (FP8: the code's value x 2^-120; the scales go into the
+// activations, gemm_scale_x).
 template <class V, DType D>
 void gemm_pack_w(const Matrix& w, int64_t ra, int64_t m, float* wp) {
   using S = GemmShape<V>;
   using Reg = typename V::Reg;
   constexpr int L = S::L, G = S::G;
   constexpr int64_t NG = S::MC / G;
-  const int64_t cols = w.cols, J = ceil_div(cols, L), row_bytes = cols * elem_bytes<D>(), bw = block_width<D>(w);
+  const int64_t cols = w.cols, J = ceil_div(cols, L), row_bytes = cols * elem_bytes<D>();
   const uint8_t* data = static_cast<const uint8_t*>(w.data);
   for (int64_t i0 = 0; i0 < m; i0 += L) {  // L rows at a time: one L x L transpose per column group
     const int rows = m - i0 < L ? int(m - i0) : L;
     const int64_t g = i0 / G, gi = i0 % G;
     const uint8_t* row[L];
-    const float* srow[L] = {};
-    for (int i = 0; i < rows; ++i) {
-      row[i] = data + size_t(ra + i0 + i) * size_t(row_bytes);
-      if constexpr (D == DType::F8_E4M3)
-        if (w.quantized()) srow[i] = w.scale + ((w.row0 + ra + i0 + i) / w.block_rows) * w.scale_cols;
-    }
-    Reg s[L];
+    for (int i = 0; i < rows; ++i) row[i] = data + size_t(ra + i0 + i) * size_t(row_bytes);
     for (int64_t j = 0; j < J; ++j) {
       const int64_t c = j * L;
       const int cnt = cols - c < L ? int(cols - c) : L;
-      if constexpr (D == DType::F8_E4M3)
-        if (c % bw == 0)  // a new scale block (bw is a multiple of L: see gemm_supports)
-          for (int i = 0; i < rows; ++i) {
-            float si = 1.0f;
-            if (w.quantized()) std::memcpy(&si, srow[i] + c / bw, sizeof si);
-            s[i] = V::set1(si * V::kFp8Unit);
-          }
       Reg v[L];
-      for (int i = 0; i < L; ++i) {
-        if (i >= rows) {
-          v[i] = V::zero();
-          continue;
-        }
-        v[i] = load_weights<V, D>(row[i], c, cnt);
-        if constexpr (D == DType::F8_E4M3) v[i] = V::mul(v[i], s[i]);
-      }
+      for (int i = 0; i < L; ++i) v[i] = i < rows ? load_weights<V, D>(row[i], c, cnt) : V::zero();
       V::transpose(v);
       for (int l = 0; l < L; ++l) V::store_f32(wp + ((l * NG + g) * J + j) * G + gi, v[l], L);
     }
@@ -136,6 +118,24 @@ void gemm_pack_w(const Matrix& w, int64_t ra, int64_t m, float* wp) {
   for (int64_t i0 = ceil_div(m, L) * L; i0 % G != 0; i0 += L)
     for (int l = 0; l < L; ++l)
       for (int64_t j = 0; j < J; ++j) V::store_f32(wp + ((l * NG + i0 / G) * J + j) * G + i0 % G, V::zero(), L);
+}
+
+// FP8: lane l, steps [j0, j0 + kj) of packed token tiles [tile0, tile0 + ntiles) times the
+// factors of row ra's scale block, into xs[tile][jj][NT] (tiles KJ x NT floats apart): the
+// same products as pack_tokens_scaled's x' for the decode kernel.
+template <class V>
+void gemm_scale_x(const Matrix& w, int64_t ra, const float* xp, int64_t tile0, int64_t ntiles, int l, int64_t j0,
+                  int64_t kj, float* xs) {
+  using S = GemmShape<V>;
+  constexpr int L = S::L, NT = S::NT;
+  const int64_t J = ceil_div(w.cols, L);
+  for (int64_t jj = 0; jj < kj; ++jj) {
+    const int64_t c = (j0 + jj) * L + l;  // past the last column, x is 0: any finite factor
+    const typename V::Reg f = V::set1(fp8_x_factor<V>(w, ra, c < w.cols ? c : w.cols - 1));
+    for (int64_t k = 0; k < ntiles; ++k)
+      V::store_f32(xs + (k * S::KJ + jj) * NT,
+                   V::mul(V::load_f32(xp + (((tile0 + k) * L + l) * J + j0 + jj) * NT, NT), f), NT);
+  }
 }
 
 // One register tile of one lane: c[t * ldc + i] (+)= sum_j wp[j * G + i] * xp[j * NT + t] for
@@ -180,8 +180,11 @@ void gemm_rows_typed(const Matrix& w, const float* xp, float* y, int64_t t0, int
   const int64_t J = ceil_div(w.cols, L);
   float* wp = scratch;
   float* slots = scratch + MC * J * L;  // S::kSlots partial sums, each [token in block][row in panel]
-  for (int64_t ra = r0; ra < r1; ra += MC) {
-    const int64_t m = r1 - ra < MC ? r1 - ra : MC, ng = ceil_div(m, G), mv = ceil_div(m, L) * L;
+  float* xs = slots + S::kSlots * NB * MC;  // FP8: activations scaled for the panel's rows
+  for (int64_t ra = r0; ra < r1;) {
+    int64_t m = r1 - ra < MC ? r1 - ra : MC;
+    if constexpr (D == DType::F8_E4M3) m = fp8_block_end(w, ra, ra + m) - ra;  // one scale block
+    const int64_t ng = ceil_div(m, G), mv = ceil_div(m, L) * L;
     gemm_pack_w<V, D>(w, ra, m, wp);
     for (int64_t tb = t0; tb < t1; tb += NB) {
       const int64_t nb = t1 - tb < NB ? t1 - tb : NB;
@@ -196,8 +199,15 @@ void gemm_rows_typed(const Matrix& w, const float* xp, float* y, int64_t t0, int
         float* acc = slots + depth * NB * MC;
         for (int64_t j0 = 0; j0 < J; j0 += KJ) {
           const int64_t kj = J - j0 < KJ ? J - j0 : KJ;
+          const float* xl = xp + ((tb / NT * L + l) * J + j0) * NT;  // token tiles L * J * NT apart
+          int64_t tile_stride = L * J * NT;
+          if constexpr (D == DType::F8_E4M3) {
+            gemm_scale_x<V>(w, ra, xp, tb / NT, ceil_div(nb, NT), l, j0, kj, xs);
+            xl = xs;
+            tile_stride = KJ * NT;
+          }
           for (int64_t t = 0; t < nb; t += NT) {
-            const float* xt = xp + (((tb + t) / NT * L + l) * J + j0) * NT;
+            const float* xt = xl + t / NT * tile_stride;
             const int nt = nb - t < NT ? int(nb - t) : NT;
             for (int64_t g = 0; g < ng; ++g)
               gemm_micro_any<V, NT>(nt, wp + ((l * NG + g) * J + j0) * G, xt, kj, acc + t * MC + g * G, MC, j0 > 0);
@@ -215,15 +225,18 @@ void gemm_rows_typed(const Matrix& w, const float* xp, float* y, int64_t t0, int
         }
       }
       for (int64_t t = 0; t < nb; ++t)
-        for (int64_t i = 0; i < m; i += L)
-          V::store_f32(y + (tb + t) * w.rows + ra + i, V::load_f32(slots + t * MC + i, L), m - i < L ? int(m - i) : L);
+        for (int64_t i = 0; i < m; i += L) {
+          typename V::Reg v = V::load_f32(slots + t * MC + i, L);
+          if constexpr (D == DType::F8_E4M3) v = V::mul(v, V::set1(fp8_post<V>()));  // as tile()
+          V::store_f32(y + (tb + t) * w.rows + ra + i, v, m - i < L ? int(m - i) : L);
+        }
     }
+    ra += m;
   }
 }
 
-// Whether gemm_rows computes `w`: a known dtype, FP8 scales the vector decode can carry, and
-// FP8 scale blocks a whole number of vectors wide (so lane l of every step holds column
-// j * L + l, as in the decode kernel). Otherwise linear_rows serves every n.
+// Whether gemm_rows computes `w`: a known dtype and FP8 scales the vector code can carry.
+// Otherwise linear_rows serves every n.
 template <class V>
 bool gemm_supports(const Matrix& w) {
   if (w.cols == 0) return false;
@@ -233,7 +246,7 @@ bool gemm_supports(const Matrix& w) {
     case DType::F16:
       return true;
     case DType::F8_E4M3:
-      return fp8_scales_fit<V>(w) && (!w.quantized() || w.block_cols % V::kLanes == 0);
+      return fp8_scales_fit<V>(w);
     default:
       return false;
   }

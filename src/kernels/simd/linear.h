@@ -3,11 +3,14 @@
 // unit, compiled with that ISA's flags. Everything here is a template over V, so no function
 // compiled for one ISA can be picked by the linker for another (no ODR-merged inline helpers).
 //
-// Numerics: each weight is dequantized exactly as the scalar reference does (FP8 value times
-// its block scale, rounded to float32; BF16/F16 exactly), then multiplied into float32
-// activations with FMA. Column c of a row accumulates in lane c % kLanes, lanes summed by a
-// fixed tree at the end, so a row's result never depends on which other rows or tokens were
-// computed with it, on n, or on the thread count.
+// Numerics: BF16/F16/F32 weights are converted exactly and FMA'd into float32 activations. FP8
+// weights are decoded to their code's value (times 2^-120, exact) and FMA'd into activations
+// pre-scaled by the weight's block scale: x'[c] = x[c] * (scale(row block, c) * 2^64), rounded
+// once, per 128-row block of weights (see pack_tokens_scaled); the row's sum is multiplied by
+// 2^56 (exact) at the end. So an FP8 weight costs a decode and an FMA, no multiply by its scale.
+// Column c of a row accumulates in lane c % kLanes, lanes summed by a fixed tree at the end, so
+// a row's result never depends on which other rows or tokens were computed with it, on n, or on
+// the thread count.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -53,15 +56,24 @@ inline int64_t block_width(const Matrix& w) {
   return D == DType::F8_E4M3 && w.quantized() ? w.block_cols : w.cols;
 }
 
-// Multiplier turning a loaded weight into its dequantized value: scale x kFp8Unit for FP8
-// (exact: a power of two), nothing for the other types.
-// Whether every block scale of the view times kFp8Unit is a finite float (scales below
-// 2^8 with kFp8Unit = 2^120; real checkpoints' are ~1e-4). If not, the scalar code runs.
+// FP8 activations are multiplied by scale x kFp8XUnit (pack_tokens_scaled), products come out
+// as value x 2^-56 (the decode's 2^-120 times 2^64) and sums are multiplied by kFp8Post. 2^64
+// keeps x' finite for any |x| x scale < 2^64 and products of the smallest FP8 subnormal with
+// activations down to ~1e-15 (at scale 1e-4) normal.
+constexpr float kFp8XUnit = 0x1p64f;
+template <class V>
+constexpr float fp8_post() {
+  return V::kFp8Unit / kFp8XUnit;
+}
+
+// Whether every block scale of the view times kFp8Unit (dequant_row_range,
+// linear_transposed_acc) and kFp8XUnit (linear, the GEMM) is a finite float: scales below 2^8
+// (real checkpoints' are ~1e-4). If not, the scalar code runs.
 template <class V>
 bool fp8_scales_fit(const Matrix& w) {
   if (w.dtype != DType::F8_E4M3 || !w.quantized() || w.rows == 0) return true;
   const int64_t b0 = w.row0 / w.block_rows, b1 = (w.row0 + w.rows - 1) / w.block_rows;
-  const float limit = 3.0e38f / V::kFp8Unit;
+  const float limit = 3.0e38f / (V::kFp8Unit > kFp8XUnit ? V::kFp8Unit : kFp8XUnit);
   for (int64_t b = b0; b <= b1; ++b)
     for (int64_t k = 0; k < w.scale_cols; ++k) {
       float s;
@@ -71,6 +83,8 @@ bool fp8_scales_fit(const Matrix& w) {
   return true;
 }
 
+// Multiplier turning a loaded weight into its dequantized value: scale x kFp8Unit for FP8
+// (exact: a power of two), nothing for the other types.
 template <class V, DType D>
 inline float weight_multiplier(const Matrix& w, int64_t r, int64_t c) {
   if constexpr (D == DType::F8_E4M3) return (w.quantized() ? scale_at<V>(w, r, c) : 1.0f) * V::kFp8Unit;
@@ -118,40 +132,26 @@ inline void load_weight_group(const uint8_t* row, int64_t c, int cnt, typename V
   }
 }
 
-// y[t * ldy + i] = sum_c W[r + i, c] x[t * ldx + c] for i < RB, t < NT. `w` gives the dtype
-// layout and scales; `rows` points at row r's data. Every (row, token) accumulator sees the
-// same sequence of operations whatever RB and NT: per scale block, each vector of columns
-// (full ones, then the block's partial one) is dequantized (x scale) and FMA'd in order.
-// x of token t, columns [c, c + L): x + t * ldx + (c / L) * xcs + c % L. Plain rows have
-// xcs = L; tokens packed by pack_tokens have ldx = L and xcs = NT * L.
+// y[t * ldy + i] = sum_c W[r + i, c] x[t * ldx + c] for i < RB, t < NT, `rows` pointing at row
+// r's data (FP8: x is pre-scaled for row r's block by pack_tokens_scaled). Every (row, token)
+// accumulator sees the same sequence of operations whatever RB and NT: each vector of columns
+// is decoded and FMA'd in order. x of token t, columns [c, c + L):
+// x + t * ldx + (c / L) * xcs + c % L. Plain rows have xcs = L; tokens packed by pack_tokens
+// have ldx = L and xcs = NT * L.
 template <class V, DType D, int RB, int NT>
-void tile(const Matrix& w, const uint8_t* rows, int64_t r, const float* x, int64_t ldx, int64_t xcs, float* y,
-          int64_t ldy) {
+void tile(const Matrix& w, const uint8_t* rows, const float* x, int64_t ldx, int64_t xcs, float* y, int64_t ldy) {
   using Reg = typename V::Reg;
   constexpr int L = V::kLanes, GW = group_vectors<V, D, NT>(), GL = GW * L;
-  const int64_t cols = w.cols, row_bytes = cols * elem_bytes<D>(), bw = block_width<D>(w);
+  const int64_t cols = w.cols, row_bytes = cols * elem_bytes<D>();
   Reg acc[RB][NT];
   for (int i = 0; i < RB; ++i)
     for (int t = 0; t < NT; ++t) acc[i][t] = V::zero();
-  // Each row's scales, walked block by block (one division per row, not per block).
-  const uint8_t* srow[RB] = {};
-  if constexpr (D == DType::F8_E4M3)
-    if (w.quantized())
-      for (int i = 0; i < RB; ++i)
-        srow[i] = reinterpret_cast<const uint8_t*>(w.scale + ((w.row0 + r + i) / w.block_rows) * w.scale_cols);
-  float s[RB];
   auto step = [&](int64_t c, int cnt) __attribute__((always_inline)) {  // cnt <= GL columns
     Reg wv[RB][GW];
-    // Wide tiles leave no registers for RB broadcast scales: hiding where they live makes the
-    // compiler read them per step (a broadcast memory operand) instead of holding them.
-    const float* sp = s;
-    if constexpr (RB * NT > V::kScaleRegsMaxAcc) asm("" : "+r"(sp));
     for (int i = 0; i < RB; ++i) {
       if constexpr (V::kPrefetchBytes > 0)
         __builtin_prefetch(rows + i * row_bytes + c * elem_bytes<D>() + V::kPrefetchBytes, 0, 3);
       load_weight_group<V, D, GW>(rows + i * row_bytes, c, cnt, wv[i]);
-      if constexpr (D == DType::F8_E4M3)
-        for (int q = 0; q < GW; ++q) wv[i][q] = V::mul(wv[i][q], V::set1(sp[i]));
     }
     const float* xc = x + (c / L) * xcs + c % L;
     for (int q = 0; q < GW; ++q) {
@@ -163,20 +163,15 @@ void tile(const Matrix& w, const uint8_t* rows, int64_t r, const float* x, int64
       }
     }
   };
-  for (int64_t cb = 0, kb = 0; cb < cols; cb += bw, ++kb) {
-    const int64_t ce = cb + bw < cols ? cb + bw : cols;
-    if constexpr (D == DType::F8_E4M3)
-      for (int i = 0; i < RB; ++i) {
-        float si = 1.0f;
-        if (w.quantized()) std::memcpy(&si, srow[i] + 4 * kb, sizeof si);
-        s[i] = si * V::kFp8Unit;
-      }
-    int64_t c = cb;
-    for (; c + GL <= ce; c += GL) step(c, GL);
-    if (c < ce) step(c, int(ce - c));
-  }
+  int64_t c = 0;
+  for (; c + GL <= cols; c += GL) step(c, GL);
+  if (c < cols) step(c, int(cols - c));
   for (int i = 0; i < RB; ++i)
-    for (int t = 0; t < NT; ++t) y[t * ldy + i] = V::reduce_add(acc[i][t]);
+    for (int t = 0; t < NT; ++t) {
+      float v = V::reduce_add(acc[i][t]);
+      if constexpr (D == DType::F8_E4M3) v *= fp8_post<V>();
+      y[t * ldy + i] = v;
+    }
 }
 
 // Tokens [0, nt) of x [.., cols] (rows ldx apart) repacked as [ceil(cols / L)][nt][L], zero
@@ -196,6 +191,44 @@ int64_t packed_tokens_floats(int nt, int64_t cols) {
   return (cols + V::kLanes - 1) / V::kLanes * V::kLanes * nt;
 }
 
+// Multiplier of column c's activations for the FP8 rows in row r's scale block.
+template <class V>
+inline float fp8_x_factor(const Matrix& w, int64_t r, int64_t c) {
+  return (w.quantized() ? scale_at<V>(w, r, c) : 1.0f) * kFp8XUnit;
+}
+
+// First row after r (view-relative, at most r1) outside r's FP8 scale block: rows [r, end)
+// share their column scales, so one pre-scaled copy of the activations serves them all.
+inline int64_t fp8_block_end(const Matrix& w, int64_t r, int64_t r1) {
+  if (!w.quantized()) return r1;
+  const int64_t end = ((w.row0 + r) / w.block_rows + 1) * w.block_rows - w.row0;
+  return end < r1 ? end : r1;
+}
+
+// pack_tokens for FP8 row r's block: x'[t][c] = x[t][c] * fp8_x_factor(w, r, c), the one
+// rounding by which this path differs from dequantizing the weights.
+template <class V>
+void pack_tokens_scaled(const Matrix& w, int64_t r, const float* x, int64_t ldx, int nt, float* xp) {
+  using Reg = typename V::Reg;
+  constexpr int L = V::kLanes;
+  const int64_t cols = w.cols;
+  const bool uniform = !w.quantized() || w.block_cols % L == 0;  // one scale per vector
+  for (int64_t j = 0; j * L < cols; ++j) {
+    const int64_t c = j * L;
+    const int cnt = cols - c < L ? int(cols - c) : L;
+    Reg f;
+    if (uniform) {
+      f = V::set1(fp8_x_factor<V>(w, r, c));
+    } else {
+      float fs[L];
+      for (int i = 0; i < L; ++i) fs[i] = fp8_x_factor<V>(w, r, i < cnt ? c + i : c);
+      f = V::load_f32(fs, L);
+    }
+    for (int t = 0; t < nt; ++t)
+      V::store_f32(xp + (j * nt + t) * L, V::mul(V::load_f32(x + t * ldx + c, cnt), f), L);
+  }
+}
+
 // Rows [r0, r1) of y = W x for exactly NT tokens: register tiles of V::tile_rows(NT) rows, one
 // row at a time for the rest. `packed`: x is pack_tokens' layout.
 template <class V, DType D, int NT>
@@ -205,9 +238,8 @@ void tile_rows(const Matrix& w, int64_t r0, int64_t r1, const float* x, bool pac
   const int64_t ldx = packed ? V::kLanes : w.cols, xcs = packed ? int64_t(NT) * V::kLanes : V::kLanes;
   const uint8_t* data = static_cast<const uint8_t*>(w.data);
   int64_t r = r0;
-  for (; r + RB <= r1; r += RB)
-    tile<V, D, RB, NT>(w, data + size_t(r) * size_t(row_bytes), r, x, ldx, xcs, y + r, w.rows);
-  for (; r < r1; ++r) tile<V, D, 1, NT>(w, data + size_t(r) * size_t(row_bytes), r, x, ldx, xcs, y + r, w.rows);
+  for (; r + RB <= r1; r += RB) tile<V, D, RB, NT>(w, data + size_t(r) * size_t(row_bytes), x, ldx, xcs, y + r, w.rows);
+  for (; r < r1; ++r) tile<V, D, 1, NT>(w, data + size_t(r) * size_t(row_bytes), x, ldx, xcs, y + r, w.rows);
 }
 
 // tile_rows for a run-time token count nt <= NT.
@@ -219,10 +251,10 @@ void tile_rows_any(int nt, const Matrix& w, int64_t r0, int64_t r1, const float*
 }
 
 // tile_rows_any on x rows [t, t + nt), packed first when that helps: several tokens, and every
-// vector the tile loads starting on a multiple of L columns (scale blocks a multiple of L wide).
+// vector the tile loads starting on a multiple of L columns.
 template <class V, DType D, int NT>
 void tile_rows_tokens(int nt, const Matrix& w, int64_t r0, int64_t r1, const float* x, float* y) {
-  if (nt < 2 || block_width<D>(w) % V::kLanes != 0) return tile_rows_any<V, D, NT>(nt, w, r0, r1, x, false, y);
+  if (nt < 2 || w.cols % V::kLanes != 0) return tile_rows_any<V, D, NT>(nt, w, r0, r1, x, false, y);
   thread_local std::vector<float> xp;
   const int64_t need = packed_tokens_floats<V>(nt, w.cols);
   if (int64_t(xp.size()) < need) xp.resize(size_t(need));
@@ -238,7 +270,7 @@ void tile_rows_tokens(int nt, const Matrix& w, int64_t r0, int64_t r1, const flo
 constexpr int64_t kTileRowChunk = 24;  // a multiple of every V::tile_rows
 
 template <class V, DType D>
-void linear_rows_typed(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1, float* /*scratch*/) {
+void linear_rows_typed(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1) {
   constexpr int NT = V::kTileTokens;
   const int64_t cols = w.cols;
   if (n <= NT) return tile_rows_tokens<V, D, NT>(int(n), w, r0, r1, x, y);
@@ -256,14 +288,45 @@ void linear_rows_typed(const Matrix& w, const float* x, float* y, int64_t n, int
   }
 }
 
+// linear_rows_typed for FP8: the same tiles and groups, on activations packed and pre-scaled
+// (pack_tokens_scaled) once per scale block of rows and token group.
+template <class V>
+void linear_rows_fp8(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1) {
+  constexpr int NT = V::kTileTokens;
+  constexpr DType D = DType::F8_E4M3;
+  const int64_t cols = w.cols;
+  int64_t tb = kActivationBlockBytes / (cols * int64_t(sizeof(float)));
+  tb = tb < NT ? NT : tb;
+  thread_local std::vector<float> xp;
+  for (int64_t t0 = 0; t0 < n; t0 += tb) {
+    const int64_t nb = n - t0 < tb ? n - t0 : tb, groups = (nb + NT - 1) / NT, g = (nb + groups - 1) / groups;
+    const int64_t per_group = packed_tokens_floats<V>(int(g), cols);
+    if (int64_t(xp.size()) < groups * per_group) xp.resize(size_t(groups * per_group));
+    for (int64_t rs = r0; rs < r1;) {
+      const int64_t re = fp8_block_end(w, rs, r1);
+      for (int64_t k = 0, t = t0; t < t0 + nb; ++k, t += g)
+        pack_tokens_scaled<V>(w, rs, x + t * cols, cols, t0 + nb - t < g ? int(t0 + nb - t) : int(g),
+                              xp.data() + k * per_group);
+      for (int64_t rc = rs; rc < re; rc += kTileRowChunk) {
+        const int64_t rce = re - rc < kTileRowChunk ? re : rc + kTileRowChunk;
+        for (int64_t k = 0, t = t0; t < t0 + nb; ++k, t += g) {
+          const int nt = t0 + nb - t < g ? int(t0 + nb - t) : int(g);
+          tile_rows_any<V, D, NT>(nt, w, rc, rce, xp.data() + k * per_group, true, y + t * w.rows);
+        }
+      }
+      rs = re;
+    }
+  }
+}
+
 template <class V>
 void linear_rows(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1, float* scratch) {
   if (!fp8_scales_fit<V>(w)) return scalar::linear_rows(w, x, y, n, r0, r1, scratch);
   switch (w.dtype) {
-    case DType::F32: return linear_rows_typed<V, DType::F32>(w, x, y, n, r0, r1, scratch);
-    case DType::BF16: return linear_rows_typed<V, DType::BF16>(w, x, y, n, r0, r1, scratch);
-    case DType::F16: return linear_rows_typed<V, DType::F16>(w, x, y, n, r0, r1, scratch);
-    case DType::F8_E4M3: return linear_rows_typed<V, DType::F8_E4M3>(w, x, y, n, r0, r1, scratch);
+    case DType::F32: return linear_rows_typed<V, DType::F32>(w, x, y, n, r0, r1);
+    case DType::BF16: return linear_rows_typed<V, DType::BF16>(w, x, y, n, r0, r1);
+    case DType::F16: return linear_rows_typed<V, DType::F16>(w, x, y, n, r0, r1);
+    case DType::F8_E4M3: return linear_rows_fp8<V>(w, x, y, n, r0, r1);
     default: return V::unsupported(w.dtype);
   }
 }
