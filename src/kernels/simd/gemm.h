@@ -64,7 +64,7 @@ int64_t gemm_packed_x_floats(int64_t n, int64_t cols) {
 template <class V>
 int64_t gemm_scratch_floats(int64_t cols) {
   using S = GemmShape<V>;
-  return S::MC * ceil_div(cols, S::L) * S::L + S::kSlots * S::NB * S::MC + S::NB * S::KJ;
+  return S::MC * ceil_div(cols, S::L) * S::L + S::kSlots * S::NB * S::MC + S::NB * S::KJ + ceil_div(cols, S::L) * S::L;
 }
 
 // Token tiles [tile0, tile1) of x [n, cols] into xp: xp[((tile * L + l) * J + j) * NT + i] =
@@ -121,20 +121,19 @@ void gemm_pack_w(const Matrix& w, int64_t ra, int64_t m, float* wp) {
 }
 
 // FP8: lane l, steps [j0, j0 + kj) of packed token tiles [tile0, tile0 + ntiles) times the
-// factors of row ra's scale block, into xs[tile][jj][NT] (tiles KJ x NT floats apart): the
-// same products as pack_tokens_scaled's x' for the decode kernel.
+// factors f of the panel's scale block (fp8_x_factors), into xs[tile][jj][NT] (tiles KJ x NT
+// floats apart): the same products as pack_tokens_scaled's x' for the decode kernel.
 template <class V>
-void gemm_scale_x(const Matrix& w, int64_t ra, const float* xp, int64_t tile0, int64_t ntiles, int l, int64_t j0,
+void gemm_scale_x(int64_t cols, const float* f, const float* xp, int64_t tile0, int64_t ntiles, int l, int64_t j0,
                   int64_t kj, float* xs) {
   using S = GemmShape<V>;
   constexpr int L = S::L, NT = S::NT;
-  const int64_t J = ceil_div(w.cols, L);
+  const int64_t J = ceil_div(cols, L);
   for (int64_t jj = 0; jj < kj; ++jj) {
-    const int64_t c = (j0 + jj) * L + l;  // past the last column, x is 0: any finite factor
-    const typename V::Reg f = V::set1(fp8_x_factor<V>(w, ra, c < w.cols ? c : w.cols - 1));
+    const typename V::Reg fv = V::set1(f[(j0 + jj) * L + l]);
     for (int64_t k = 0; k < ntiles; ++k)
       V::store_f32(xs + (k * S::KJ + jj) * NT,
-                   V::mul(V::load_f32(xp + (((tile0 + k) * L + l) * J + j0 + jj) * NT, NT), f), NT);
+                   V::mul(V::load_f32(xp + (((tile0 + k) * L + l) * J + j0 + jj) * NT, NT), fv), NT);
   }
 }
 
@@ -181,9 +180,13 @@ void gemm_rows_typed(const Matrix& w, const float* xp, float* y, int64_t t0, int
   float* wp = scratch;
   float* slots = scratch + MC * J * L;  // S::kSlots partial sums, each [token in block][row in panel]
   float* xs = slots + S::kSlots * NB * MC;  // FP8: activations scaled for the panel's rows
+  float* fx = xs + NB * KJ;                 // FP8: their factors
   for (int64_t ra = r0; ra < r1;) {
     int64_t m = r1 - ra < MC ? r1 - ra : MC;
-    if constexpr (D == DType::F8_E4M3) m = fp8_block_end(w, ra, ra + m) - ra;  // one scale block
+    if constexpr (D == DType::F8_E4M3) {
+      m = fp8_block_end(w, ra, ra + m) - ra;  // one scale block
+      fp8_x_factors<V>(w, ra, fx);
+    }
     const int64_t ng = ceil_div(m, G), mv = ceil_div(m, L) * L;
     gemm_pack_w<V, D>(w, ra, m, wp);
     for (int64_t tb = t0; tb < t1; tb += NB) {
@@ -202,7 +205,7 @@ void gemm_rows_typed(const Matrix& w, const float* xp, float* y, int64_t t0, int
           const float* xl = xp + ((tb / NT * L + l) * J + j0) * NT;  // token tiles L * J * NT apart
           int64_t tile_stride = L * J * NT;
           if constexpr (D == DType::F8_E4M3) {
-            gemm_scale_x<V>(w, ra, xp, tb / NT, ceil_div(nb, NT), l, j0, kj, xs);
+            gemm_scale_x<V>(w.cols, fx, xp, tb / NT, ceil_div(nb, NT), l, j0, kj, xs);
             xl = xs;
             tile_stride = KJ * NT;
           }

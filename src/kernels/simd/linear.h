@@ -191,10 +191,23 @@ int64_t packed_tokens_floats(int nt, int64_t cols) {
   return (cols + V::kLanes - 1) / V::kLanes * V::kLanes * nt;
 }
 
-// Multiplier of column c's activations for the FP8 rows in row r's scale block.
+// f[c] = the multiplier of column c's activations for the FP8 rows in row r's scale block
+// (block scale x kFp8XUnit), for c < cols rounded up to a multiple of L (kFp8XUnit past cols,
+// where activations are 0).
 template <class V>
-inline float fp8_x_factor(const Matrix& w, int64_t r, int64_t c) {
-  return (w.quantized() ? scale_at<V>(w, r, c) : 1.0f) * kFp8XUnit;
+void fp8_x_factors(const Matrix& w, int64_t r, float* f) {
+  const int64_t cols = w.cols, padded = (cols + V::kLanes - 1) / V::kLanes * V::kLanes;
+  int64_t c = 0;
+  if (w.quantized()) {
+    const float* srow = w.scale + ((w.row0 + r) / w.block_rows) * w.scale_cols;
+    for (int64_t kb = 0; c < cols; ++kb) {
+      float s;
+      std::memcpy(&s, srow + kb, sizeof s);
+      const int64_t ce = c + w.block_cols < cols ? c + w.block_cols : cols;
+      for (; c < ce; ++c) f[c] = s * kFp8XUnit;
+    }
+  }
+  for (; c < padded; ++c) f[c] = kFp8XUnit;
 }
 
 // First row after r (view-relative, at most r1) outside r's FP8 scale block: rows [r, end)
@@ -205,27 +218,16 @@ inline int64_t fp8_block_end(const Matrix& w, int64_t r, int64_t r1) {
   return end < r1 ? end : r1;
 }
 
-// pack_tokens for FP8 row r's block: x'[t][c] = x[t][c] * fp8_x_factor(w, r, c), the one
-// rounding by which this path differs from dequantizing the weights.
+// pack_tokens times the factors f of fp8_x_factors: x'[t][c] = x[t][c] * f[c], the one rounding
+// by which this path differs from dequantizing the weights.
 template <class V>
-void pack_tokens_scaled(const Matrix& w, int64_t r, const float* x, int64_t ldx, int nt, float* xp) {
-  using Reg = typename V::Reg;
+void pack_tokens_scaled(const float* f, const float* x, int64_t ldx, int nt, int64_t cols, float* xp) {
   constexpr int L = V::kLanes;
-  const int64_t cols = w.cols;
-  const bool uniform = !w.quantized() || w.block_cols % L == 0;  // one scale per vector
   for (int64_t j = 0; j * L < cols; ++j) {
     const int64_t c = j * L;
     const int cnt = cols - c < L ? int(cols - c) : L;
-    Reg f;
-    if (uniform) {
-      f = V::set1(fp8_x_factor<V>(w, r, c));
-    } else {
-      float fs[L];
-      for (int i = 0; i < L; ++i) fs[i] = fp8_x_factor<V>(w, r, i < cnt ? c + i : c);
-      f = V::load_f32(fs, L);
-    }
-    for (int t = 0; t < nt; ++t)
-      V::store_f32(xp + (j * nt + t) * L, V::mul(V::load_f32(x + t * ldx + c, cnt), f), L);
+    const typename V::Reg fv = V::load_f32(f + c, L);
+    for (int t = 0; t < nt; ++t) V::store_f32(xp + (j * nt + t) * L, V::mul(V::load_f32(x + t * ldx + c, cnt), fv), L);
   }
 }
 
@@ -297,15 +299,17 @@ void linear_rows_fp8(const Matrix& w, const float* x, float* y, int64_t n, int64
   const int64_t cols = w.cols;
   int64_t tb = kActivationBlockBytes / (cols * int64_t(sizeof(float)));
   tb = tb < NT ? NT : tb;
-  thread_local std::vector<float> xp;
+  thread_local std::vector<float> xp, f;
+  if (int64_t(f.size()) < packed_tokens_floats<V>(1, cols)) f.resize(size_t(packed_tokens_floats<V>(1, cols)));
   for (int64_t t0 = 0; t0 < n; t0 += tb) {
     const int64_t nb = n - t0 < tb ? n - t0 : tb, groups = (nb + NT - 1) / NT, g = (nb + groups - 1) / groups;
     const int64_t per_group = packed_tokens_floats<V>(int(g), cols);
     if (int64_t(xp.size()) < groups * per_group) xp.resize(size_t(groups * per_group));
     for (int64_t rs = r0; rs < r1;) {
       const int64_t re = fp8_block_end(w, rs, r1);
+      fp8_x_factors<V>(w, rs, f.data());
       for (int64_t k = 0, t = t0; t < t0 + nb; ++k, t += g)
-        pack_tokens_scaled<V>(w, rs, x + t * cols, cols, t0 + nb - t < g ? int(t0 + nb - t) : int(g),
+        pack_tokens_scaled<V>(f.data(), x + t * cols, cols, t0 + nb - t < g ? int(t0 + nb - t) : int(g), cols,
                               xp.data() + k * per_group);
       for (int64_t rc = rs; rc < re; rc += kTileRowChunk) {
         const int64_t rce = re - rc < kTileRowChunk ? re : rc + kTileRowChunk;
