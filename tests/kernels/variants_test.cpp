@@ -246,7 +246,7 @@ TEST_P(SimdLinear, TransposedAccumulateOfSeveralVectorsEqualsOneAtATime) {
   for (DType d : kDtypes)
     for (const Shape& s : kShapes) {
       const Weight w = make_weight(d, s.rows, s.cols, uint32_t(s.rows * 3 + s.cols));
-      for (int64_t n : {int64_t(1), int64_t(2), int64_t(5)}) {
+      for (int64_t n : {int64_t(1), int64_t(2), int64_t(5), int64_t(7), int64_t(8)}) {  // every tile shape
         const auto x = random_vec(n * s.rows, 7), y0 = random_vec(n * s.cols, 8);
         std::vector<float> y = y0, one = y0;
         v().linear_transposed_acc(w.m, x.data(), y.data(), n);

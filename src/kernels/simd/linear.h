@@ -347,42 +347,67 @@ void dequant_row_range_any(const Matrix& w, int64_t r, int64_t c0, int64_t n, fl
   }
 }
 
+// Columns [pc, pc + nv * L) (cut at pe; within one scale block) of y[t0 + t, c] += sum_r
+// x[t0 + t, r] W[r, c] for t < TT: TT x PV accumulators stay in registers while the rows stream
+// past, each weight vector loaded (and dequantized) once for TT tokens.
+template <class V, DType D, int TT, int PV>
+void transposed_tile(const Matrix& w, const float* xs, float* ys, int64_t t0, int64_t pc, int64_t pe) {
+  using Reg = typename V::Reg;
+  constexpr int L = V::kLanes;
+  const int64_t cols = w.cols, row_bytes = cols * elem_bytes<D>();
+  const int nv = int((pe - pc + L - 1) / L);
+  const uint8_t* data = static_cast<const uint8_t*>(w.data);
+  int cnt[PV];
+  for (int k = 0; k < PV; ++k) cnt[k] = k < nv ? (pe - pc - k * L < L ? int(pe - pc - k * L) : L) : 0;
+  Reg acc[TT][PV];
+  for (int t = 0; t < TT; ++t)
+    for (int k = 0; k < PV; ++k)
+      if (k < nv) acc[t][k] = V::load_f32(ys + (t0 + t) * cols + pc + k * L, cnt[k]);
+  for (int64_t r = 0; r < w.rows; ++r) {
+    const uint8_t* row = data + size_t(r) * size_t(row_bytes);
+    Reg wv[PV];
+    const Reg s = V::set1(weight_multiplier<V, D>(w, r, pc));
+    for (int k = 0; k < PV; ++k) {
+      if (k >= nv) break;
+      wv[k] = load_weights<V, D>(row, pc + k * L, cnt[k]);
+      if constexpr (D == DType::F8_E4M3) wv[k] = V::mul(wv[k], s);
+    }
+    for (int t = 0; t < TT; ++t) {
+      const Reg xr = V::set1(xs[(t0 + t) * w.rows + r]);
+      for (int k = 0; k < PV; ++k)
+        if (k < nv) acc[t][k] = V::fma(xr, wv[k], acc[t][k]);
+    }
+  }
+  for (int t = 0; t < TT; ++t)
+    for (int k = 0; k < PV; ++k)
+      if (k < nv) V::store_f32(ys + (t0 + t) * cols + pc + k * L, acc[t][k], cnt[k]);
+}
+
 // y[t, c] += sum_r x[t, r] W[r, c] for t < n, rows in increasing order for every (t, c) (as the
-// scalar reference). Panels of kPanel vectors of columns stay in registers while the rows
-// stream past, for one vector t after another: the panel's weights (rows x kPanel vectors)
-// come from L1/L2 for every t after the first. A panel never crosses a scale block, so each
-// (row, panel) has one scale.
+// scalar reference). Column panels of kPanel vectors (never crossing a scale block, so each
+// (row, panel) has one scale) go through transposed_tile: TT = V::kTransTokens tokens x half a
+// panel at a time, then the remaining tokens (fewer than TT) x the whole panel; the panel's
+// weights come from L1/L2 for every token group after the first.
 template <class V, DType D>
 void linear_transposed_acc_typed(const Matrix& w, const float* xs, float* ys, int64_t n) {
-  using Reg = typename V::Reg;
-  constexpr int L = V::kLanes, P = V::kPanel;
-  const int64_t cols = w.cols, row_bytes = cols * elem_bytes<D>(), bw = block_width<D>(w);
-  const uint8_t* data = static_cast<const uint8_t*>(w.data);
+  constexpr int L = V::kLanes, P = V::kPanel, H = P / 2, TT = V::kTransTokens;
+  static_assert(TT >= 2 && TT <= 4);
+  const int64_t cols = w.cols, bw = block_width<D>(w);
   for (int64_t pc = 0; pc < cols;) {
     int64_t pe = pc + P * L, be = (pc / bw + 1) * bw;
     pe = pe < be ? pe : be;
     pe = pe < cols ? pe : cols;
-    const int nv = int((pe - pc + L - 1) / L);
-    for (int64_t t = 0; t < n; ++t) {
-    const float* x = xs + t * w.rows;
-    float* y = ys + t * cols;
-    Reg acc[P];
-    for (int k = 0; k < P; ++k)
-      if (k < nv) acc[k] = V::load_f32(y + pc + k * L, pe - pc - k * L < L ? int(pe - pc - k * L) : L);
-    for (int64_t r = 0; r < w.rows; ++r) {
-      const uint8_t* row = data + size_t(r) * size_t(row_bytes);
-      const Reg xr = V::set1(x[r]);
-      const Reg s = V::set1(weight_multiplier<V, D>(w, r, pc));
-      for (int k = 0; k < P; ++k) {
-        if (k >= nv) break;
-        const int cnt = pe - pc - k * L < L ? int(pe - pc - k * L) : L;
-        Reg wv = load_weights<V, D>(row, pc + k * L, cnt);
-        if constexpr (D == DType::F8_E4M3) wv = V::mul(wv, s);
-        acc[k] = V::fma(xr, wv, acc[k]);
-      }
+    int64_t t = 0;
+    for (; t + TT <= n; t += TT) {
+      const int64_t mid = pc + H * L < pe ? pc + H * L : pe;
+      transposed_tile<V, D, TT, H>(w, xs, ys, t, pc, mid);
+      if (mid < pe) transposed_tile<V, D, TT, H>(w, xs, ys, t, mid, pe);
     }
-    for (int k = 0; k < nv; ++k) V::store_f32(y + pc + k * L, acc[k], pe - pc - k * L < L ? int(pe - pc - k * L) : L);
-    }
+    if constexpr (TT > 3)
+      if (n - t == 3) transposed_tile<V, D, 3, P>(w, xs, ys, t, pc, pe);
+    if constexpr (TT > 2)
+      if (n - t == 2) transposed_tile<V, D, 2, P>(w, xs, ys, t, pc, pe);
+    if (n - t == 1) transposed_tile<V, D, 1, P>(w, xs, ys, t, pc, pe);
     pc = pe;
   }
 }
