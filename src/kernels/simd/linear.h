@@ -149,8 +149,12 @@ void tile(const Matrix& w, const uint8_t* rows, const float* x, int64_t ldx, int
   auto step = [&](int64_t c, int cnt) __attribute__((always_inline)) {  // cnt <= GL columns
     Reg wv[RB][GW];
     for (int i = 0; i < RB; ++i) {
-      if constexpr (V::kPrefetchBytes > 0)
-        __builtin_prefetch(rows + i * row_bytes + c * elem_bytes<D>() + V::kPrefetchBytes, 0, 3);
+      if constexpr (V::kPrefetchBytes > 0) {
+        // Near the row's end, the same row of the next tile (rows below this tile's RB): each
+        // row is a short stream the hardware prefetcher would otherwise ramp up on anew.
+        const int64_t off = c * elem_bytes<D>() + V::kPrefetchBytes;
+        __builtin_prefetch(off < row_bytes ? rows + i * row_bytes + off : rows + (i + RB) * row_bytes + (off - row_bytes), 0, 3);
+      }
       load_weight_group<V, D, GW>(rows + i * row_bytes, c, cnt, wv[i]);
     }
     const float* xc = x + (c / L) * xcs + c % L;
