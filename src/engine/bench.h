@@ -9,8 +9,9 @@
 
 namespace dsv3 {
 
-// Read bandwidth in bytes/s: all threads sum disjoint parts of a `bytes` buffer (larger than
-// the caches), best of `reps` passes. The reference for memory-bound decode.
+// Read bandwidth in bytes/s: all threads read disjoint parts of a `bytes` buffer (larger than
+// the caches, huge-page backed where possible) with the kernels' vector loads, best of `reps`
+// passes. The reference for memory-bound decode.
 double measure_read_bandwidth(ThreadPool& pool, size_t bytes = size_t(1) << 30, int reps = 3);
 
 // Bytes of weights one decode token reads: everything but the routed experts, plus
