@@ -33,9 +33,10 @@ inline void cpu_relax() {
 }  // namespace
 
 void ThreadPool::run_shares(const std::function<void(int, int)>& fn, std::exception_ptr& err) {
-  for (int i; (i = next_share_.fetch_add(1)) < n_threads_;) {
+  const int shares = shares_.load();
+  for (int i; (i = next_share_.fetch_add(1)) < shares;) {
     try {
-      fn(i, n_threads_);
+      fn(i, shares);
     } catch (...) {
       if (!err) err = std::current_exception();
     }
@@ -80,9 +81,10 @@ void ThreadPool::worker(int) {
   }
 }
 
-void ThreadPool::run(const std::function<void(int, int)>& fn) {
+void ThreadPool::run(const std::function<void(int, int)>& fn, int shares) {
+  if (shares <= 0) shares = n_threads_;
   if (n_threads_ == 1) {
-    fn(0, 1);
+    for (int i = 0; i < shares; ++i) fn(i, shares);
     return;
   }
   uint64_t gen;
@@ -90,6 +92,7 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
     std::lock_guard lk(mu_);
     error_ = nullptr;
     job_.store(&fn);
+    shares_.store(shares);
     next_share_.store(0);
     gen = generation_.fetch_add(1) + 1;
   }
@@ -119,6 +122,23 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     const int64_t begin = n * ith / nth, end = n * (ith + 1) / nth;
     if (begin < end) fn(begin, end);
   });
+}
+
+void ThreadPool::parallel_chunks(int64_t n, int64_t align, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  align = std::max<int64_t>(1, align);
+  const int64_t units = (n + align - 1) / align;
+  const int shares = int(std::min<int64_t>(units, int64_t(n_threads_) * kOversplit));
+  if (n_threads_ == 1 || shares == 1) {
+    fn(0, n);
+    return;
+  }
+  run(
+      [&](int ith, int nth) {
+        const int64_t begin = std::min(n, units * ith / nth * align), end = std::min(n, units * (ith + 1) / nth * align);
+        if (begin < end) fn(begin, end);
+      },
+      shares);
 }
 
 }  // namespace dsv3

@@ -25,14 +25,20 @@ class ThreadPool {
 
   int size() const { return n_threads_; }
 
-  // Runs fn(ith, size()) for every ith < size(), on whichever threads claim the shares; blocks
-  // until all return. Not reentrant: fn must not call run() on the same pool. The first
-  // exception thrown by fn is rethrown.
-  void run(const std::function<void(int ith, int nth)>& fn);
+  // Runs fn(ith, nth) for every ith < nth (nth = `shares`, or size() when 0), on whichever
+  // threads claim the shares; blocks until all return. More shares than threads balance uneven
+  // progress (a thread that finishes early claims more). Not reentrant: fn must not call run()
+  // on the same pool. The first exception thrown by fn is rethrown.
+  void run(const std::function<void(int ith, int nth)>& fn, int shares = 0);
 
   // Splits [0, n) into contiguous chunks, one per participant, and runs fn(begin, end) on each
   // non-empty chunk. The split depends only on n and size(), so results are reproducible.
   void parallel_for(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn);
+  // Like parallel_for, but in about kOversplit chunks per participant, claimed dynamically,
+  // with every boundary a multiple of `align`: for the decode's short regions, where one
+  // thread's late start or slower memory would otherwise leave the others waiting.
+  void parallel_chunks(int64_t n, int64_t align, const std::function<void(int64_t begin, int64_t end)>& fn);
+  static constexpr int kOversplit = 4;
 
   // Threads to use by default: hardware concurrency (at least 1).
   static int default_threads();
@@ -52,6 +58,7 @@ class ThreadPool {
   std::atomic<const std::function<void(int, int)>*> job_{nullptr};
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> next_share_{0};         // the next unclaimed share of the current job
+  std::atomic<int> shares_{0};             // the current job's number of shares
   std::atomic<int> active_{0};             // workers inside the current job
   std::atomic<uint64_t> closed_{0};        // generation whose shares are all claimed
   void run_shares(const std::function<void(int, int)>& fn, std::exception_ptr& err);

@@ -20,12 +20,13 @@ constexpr int64_t kAttnChunk = 256;
 // For every head h and block of up to 256 tokens: the tokens' rows in(t, h) (in_width
 // floats each) gathered into one matrix, product(h, x, y, nb) run on it, and y's rows
 // (out_width floats) scattered to out(t, h). Heads are split across threads; a head's
-// weights are decoded once per block instead of once per token.
+// weights are decoded once per block instead of once per token. Heads are claimed in chunks
+// (parallel_chunks), so a late thread does not hold up the others.
 template <class In, class Out, class Product>
 void per_head_blocks(int64_t n, int64_t n_heads, int64_t in_width, int64_t out_width, const In& in, const Out& out,
                      const Product& product, ThreadPool& pool) {
   constexpr int64_t kTokenBlock = 256;
-  pool.parallel_for(n_heads, [&](int64_t h0, int64_t h1) {
+  pool.parallel_chunks(n_heads, 1, [&](int64_t h0, int64_t h1) {
     const int64_t nb_max = std::min(n, kTokenBlock);
     std::vector<float> x(static_cast<size_t>(nb_max * in_width)), y(static_cast<size_t>(nb_max * out_width));
     for (int64_t h = h0; h < h1; ++h)
@@ -83,7 +84,7 @@ void attend_absorbed(const ModelConfig& c, const MLAWeights& w, int64_t layer, c
   // the product's tokens, and o = K^T p for all of them in one call (the chunk is read from
   // cache once per column panel), of which the c_kv columns are the latent output.
   const int64_t row = rank + dr;
-  pool.parallel_for(int64_t(items.size()), [&](int64_t begin, int64_t end) {
+  pool.parallel_chunks(int64_t(items.size()), 1, [&](int64_t begin, int64_t end) {
     std::vector<float> scores(static_cast<size_t>(kAttnChunk * group)), q_cat(static_cast<size_t>(group * row)),
         o_rows(static_cast<size_t>(group * row));
     for (int64_t i = begin; i < end; ++i) {

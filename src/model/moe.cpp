@@ -133,7 +133,7 @@ void linear_rows(const kernels::Matrix& w, const float* x, int64_t m, int64_t r0
 
 // Several small-batch MLPs in two parallel regions instead of three per MLP: first every
 // MLP's gate and up rows (with the SiLU gating of those rows), then every MLP's down rows, each
-// region's rows split across threads by cost. Decode runs 7+ MLPs per MoE layer of a few
+// region's rows split by cost into kOversplit shares per thread, claimed dynamically. Decode runs 7+ MLPs per MoE layer of a few
 // hundred rows each; one region per weight matrix left threads waiting at 3 barriers per expert.
 void fused_mlps(std::vector<FusedMlp>& mlps, ThreadPool& pool) {
   if (mlps.empty()) return;
@@ -156,7 +156,7 @@ void fused_mlps(std::vector<FusedMlp>& mlps, ThreadPool& pool) {
       for (int64_t t = 0; t < f.m; ++t)
         std::copy(&gate[size_t(t * len)], &gate[size_t((t + 1) * len)], f.act + t * inter + r0);
     });
-  });
+  }, pool.size() * ThreadPool::kOversplit);
   rows.clear();
   cost.clear();
   for (const FusedMlp& f : mlps) {
@@ -169,7 +169,7 @@ void fused_mlps(std::vector<FusedMlp>& mlps, ThreadPool& pool) {
       const FusedMlp& f = mlps[i];
       linear_rows(f.w->w2, f.act, f.m, r0, r1, f.out, tmp);
     });
-  });
+  }, pool.size() * ThreadPool::kOversplit);
 }
 
 // Below this many tokens an expert joins the fused regions; from it on it is big enough to

@@ -83,6 +83,44 @@ TEST(ThreadPool, ParallelForCoversEveryIndexOnce) {
   }
 }
 
+// Dynamic chunks: every index once, every chunk boundary a multiple of align (the kernels rely
+// on it for whole register tiles), more chunks than threads where n allows.
+TEST(ThreadPool, ParallelChunksCoverEveryIndexOnceOnAlignedBoundaries) {
+  for (int threads : {1, 2, 3, 8}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {0, 1, 2, 7, 31, 32, 33, 1000, 4097})
+      for (int64_t align : {1, 4, 32}) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        std::atomic<int> chunks{0};
+        pool.parallel_chunks(n, align, [&](int64_t b, int64_t e) {
+          EXPECT_LT(b, e);
+          EXPECT_EQ(b % align, 0) << n << " " << align;
+          EXPECT_TRUE(e == n || e % align == 0) << n << " " << align;
+          chunks++;
+          for (int64_t i = b; i < e; ++i) hits[size_t(i)]++;
+        });
+        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[size_t(i)].load(), 1) << threads << " " << n << " " << align;
+        const int64_t units = (n + align - 1) / align;
+        if (threads > 1 && units >= int64_t(threads) * ThreadPool::kOversplit) {
+          EXPECT_EQ(chunks.load(), threads * ThreadPool::kOversplit) << threads << " " << n << " " << align;
+        }
+      }
+  }
+}
+
+TEST(ThreadPool, RunWithMoreSharesThanThreadsRunsEachShareOnce) {
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    std::vector<std::atomic<int>> seen(13);
+    for (int rep = 0; rep < 200; ++rep) pool.run([&](int ith, int nth) {
+      EXPECT_EQ(nth, 13);
+      seen[size_t(ith)]++;
+    }, 13);
+    for (auto& s : seen) EXPECT_EQ(s.load(), 200);
+    pool.run([&](int, int nth) { EXPECT_EQ(nth, threads); });  // the default is one share per thread again
+  }
+}
+
 TEST(ThreadPool, RunGivesEachParticipantItsIndexAndPropagatesErrors) {
   ThreadPool pool(4);
   std::vector<std::atomic<int>> seen(4);

@@ -365,11 +365,10 @@ void transposed_tile(const Matrix& w, const float* xs, float* ys, int64_t t0, in
   for (int k = 0; k < PV; ++k) cnt[k] = k < nv ? (pe - pc - k * L < L ? int(pe - pc - k * L) : L) : 0;
   Reg acc[TT][PV];
   for (int t = 0; t < TT; ++t)
-    for (int k = 0; k < PV; ++k)
-      if (k < nv) acc[t][k] = V::load_f32(ys + (t0 + t) * cols + pc + k * L, cnt[k]);
+    for (int k = 0; k < PV; ++k) acc[t][k] = k < nv ? V::load_f32(ys + (t0 + t) * cols + pc + k * L, cnt[k]) : V::zero();
   for (int64_t r = 0; r < w.rows; ++r) {
     const uint8_t* row = data + size_t(r) * size_t(row_bytes);
-    Reg wv[PV];
+    Reg wv[PV] = {};
     const Reg s = V::set1(weight_multiplier<V, D>(w, r, pc));
     for (int k = 0; k < PV; ++k) {
       if (k >= nv) break;
