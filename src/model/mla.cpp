@@ -64,7 +64,10 @@ void attend_absorbed(const ModelConfig& c, const MLAWeights& w, int64_t layer, c
   int64_t total_chunks = 0;
   for (const TokenSlot& s : slots) total_chunks += (s.pos + kAttnChunk) / kAttnChunk;
   const int64_t want_groups = (4 * pool.size() + total_chunks - 1) / total_chunks;
-  const int64_t group = (n_heads + std::min(n_heads, want_groups) - 1) / std::min(n_heads, want_groups);
+  // Groups of a multiple of 4 heads: the kernels' register tiles take 4 tokens (here heads)
+  // at a time, so 6 heads would read each cache row twice, as 3 + 3.
+  int64_t group = (n_heads + std::min(n_heads, want_groups) - 1) / std::min(n_heads, want_groups);
+  group = std::min(n_heads, (group + 3) / 4 * 4);
   const int64_t n_groups = (n_heads + group - 1) / group;
   struct Item { int64_t t, chunk, g; };
   std::vector<Item> items;
