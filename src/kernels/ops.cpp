@@ -71,10 +71,11 @@ void gemm(const Gemm& g, const Matrix& w, const float* x, float* y, int64_t n, T
 void linear_with(const Variant& v, const Matrix& w, const float* x, float* y, int64_t n, ThreadPool* pool) {
   if (v.gemm != nullptr && n >= v.gemm->min_tokens && v.gemm->supports(w)) return gemm(*v.gemm, w, x, y, n, pool);
   if (pool == nullptr) return v.linear_rows(w, x, y, n, 0, w.rows, linear_scratch(w.cols));
-  // Rows in chunks claimed dynamically (a multiple of every register tile's rows and of the
-  // GEMM-free FP8 path's 32-row alignment), so a thread that starts late or reads memory more
-  // slowly takes fewer: decode runs ~130 such regions per token.
-  pool->parallel_chunks(w.rows, 32, [&](int64_t r0, int64_t r1) { v.linear_rows(w, x, y, n, r0, r1, linear_scratch(w.cols)); });
+  // Rows in chunks claimed dynamically (boundaries on multiples of 32 rows, so no 4-row register
+  // tile is cut), so a thread that starts late or reads memory more slowly takes fewer: decode
+  // runs ~130 such regions per token.
+  pool->parallel_chunks(w.rows, 32,
+                        [&](int64_t r0, int64_t r1) { v.linear_rows(w, x, y, n, r0, r1, linear_scratch(w.cols)); });
 }
 
 void linear(const Matrix& w, const float* x, float* y, int64_t n, ThreadPool& pool) { linear_with(active(), w, x, y, n, &pool); }

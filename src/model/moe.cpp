@@ -133,8 +133,9 @@ void linear_rows(const kernels::Matrix& w, const float* x, int64_t m, int64_t r0
 
 // Several small-batch MLPs in two parallel regions instead of three per MLP: first every
 // MLP's gate and up rows (with the SiLU gating of those rows), then every MLP's down rows, each
-// region's rows split by cost into kOversplit shares per thread, claimed dynamically. Decode runs 7+ MLPs per MoE layer of a few
-// hundred rows each; one region per weight matrix left threads waiting at 3 barriers per expert.
+// region's rows split by cost into kOversplit shares per thread, claimed dynamically. Decode
+// runs 7+ MLPs per MoE layer of a few hundred rows each; one region per weight matrix left
+// threads waiting at 3 barriers per expert.
 void fused_mlps(std::vector<FusedMlp>& mlps, ThreadPool& pool) {
   if (mlps.empty()) return;
   constexpr int64_t kAlign = 16;

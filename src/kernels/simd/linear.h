@@ -57,9 +57,9 @@ inline int64_t block_width(const Matrix& w) {
 }
 
 // FP8 activations are multiplied by scale x kFp8XUnit (pack_tokens_scaled), products come out
-// as value x 2^-56 (the decode's 2^-120 times 2^64) and sums are multiplied by kFp8Post. 2^64
-// keeps x' finite for any |x| x scale < 2^64 and products of the smallest FP8 subnormal with
-// activations down to ~1e-15 (at scale 1e-4) normal.
+// as value x 2^-56 (the decode's 2^-120 times 2^64) and sums are multiplied by fp8_post() =
+// 2^56. 2^64 keeps x' finite for any |x| x scale < 2^64 and products of the smallest FP8
+// subnormal with activations down to ~1e-15 (at scale 1e-4) normal.
 constexpr float kFp8XUnit = 0x1p64f;
 template <class V>
 constexpr float fp8_post() {
@@ -151,9 +151,13 @@ void tile(const Matrix& w, const uint8_t* rows, const float* x, int64_t ldx, int
     for (int i = 0; i < RB; ++i) {
       if constexpr (V::kPrefetchBytes > 0) {
         // Near the row's end, the same row of the next tile (rows below this tile's RB): each
-        // row is a short stream the hardware prefetcher would otherwise ramp up on anew.
+        // row is a short stream the hardware prefetcher would otherwise ramp up on anew. (An
+        // address, not a pointer: past the last tile it points beyond the tensor, and a
+        // prefetch never faults.)
         const int64_t off = c * elem_bytes<D>() + V::kPrefetchBytes;
-        __builtin_prefetch(off < row_bytes ? rows + i * row_bytes + off : rows + (i + RB) * row_bytes + (off - row_bytes), 0, 3);
+        const uintptr_t row_i = reinterpret_cast<uintptr_t>(rows) + uintptr_t(i * row_bytes);
+        const uintptr_t ahead = off < row_bytes ? row_i + uintptr_t(off) : row_i + uintptr_t(RB * row_bytes + off - row_bytes);
+        __builtin_prefetch(reinterpret_cast<const void*>(ahead), 0, 3);
       }
       load_weight_group<V, D, GW>(rows + i * row_bytes, c, cnt, wv[i]);
     }
