@@ -1,6 +1,7 @@
 // `dsv3 bench`: prefill, decode, batched decode and speculative decode throughput of a
 // checkpoint, each next to the bound that limits it (memory read bandwidth measured in the
 // same run), as text or one JSON object.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -25,6 +26,7 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 struct Opts {
   std::string model;
   int64_t prompt_len = 64, gen = 32, batch = 4;
+  int repetitions = 1;
   std::string speculative = "mtp";
   int threads = 1;
   bool json = false;
@@ -40,6 +42,83 @@ std::vector<int32_t> bench_prompt(int64_t n, int64_t vocab, uint64_t seed) {
     p.push_back(int32_t(2 + s % uint64_t(std::max<int64_t>(vocab - 2, 1))));
   }
   return p;
+}
+
+// One repetition: bandwidth and FMA peak measured now, then prefill, decode, batched and
+// speculative decode. The per-run metrics; `plain_tokens` gets the greedy decode's tokens.
+nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadPool& pool, int spec_k,
+                                    const std::vector<int32_t>& prompt, double bytes_per_token, double cache_bytes) {
+  const ModelConfig& c = m.config;
+  const int64_t ctx = o.prompt_len + o.gen + 16;
+  const DType kv = kv_cache_dtype(o.kv_cache);
+  nlohmann::ordered_json r;
+  // Memory bound first, so the model's pages are not what is being measured.
+  const double bw = measure_read_bandwidth(pool);
+  r["bandwidth_gb_s"] = bw / 1e9;
+
+  Sequence seq(*m.model, ctx, kv);
+  auto t0 = Clock::now();
+  seq.feed(prompt, pool);
+  const double prefill_s = since(t0);
+  r["prefill_tokens_per_s"] = double(o.prompt_len) / prefill_s;
+  // Model FLOPs (engine/bench.h: prefill_flops) against the FMA peak of the kernels' ISA on
+  // this many threads, measured now in each thread's CPU time.
+  r["prefill_gflop_per_s"] = prefill_flops(c, o.prompt_len) / prefill_s / 1e9;
+  const double peak = fma_peak_gflops_per_core(kernels::active_variant(), o.threads, int64_t(40) << 20) * o.threads;
+  if (peak > 0) {
+    r["fma_peak_gflop_per_s"] = peak;
+    r["prefill_fma_peak_share"] = r["prefill_gflop_per_s"].get<double>() / peak;
+  }
+  r["time_to_first_token_s"] = prefill_s;  // the first token is sampled from the prefill's logits
+
+  // Plain greedy decode, one sequence.
+  GenerateOptions g;
+  g.max_new_tokens = o.gen;
+  g.stop_at_eos = false;
+  const GenerateResult plain = generate(seq, {}, nullptr, g, pool);
+  const double decode_tps = double(plain.tokens.size()) / plain.decode_seconds;
+  r["decode_tokens_per_s"] = decode_tps;
+  r["decode_bandwidth_share"] = decode_tps * (bytes_per_token + cache_bytes) / bw;
+
+  // Batched decode: B sequences advanced together, one token each per step.
+  if (o.batch > 1) {
+    std::vector<Sequence> seqs;
+    for (int64_t b = 0; b < o.batch; ++b) {
+      seqs.emplace_back(*m.model, ctx, kv);
+      seqs.back().feed(bench_prompt(8, c.vocab_size, uint64_t(b + 2)), pool);
+    }
+    std::vector<Sequence*> ptrs;
+    for (auto& s : seqs) ptrs.push_back(&s);
+    std::vector<int32_t> toks(size_t(o.batch));
+    t0 = Clock::now();
+    for (int64_t step = 0; step < o.gen; ++step) {
+      for (int64_t b = 0; b < o.batch; ++b) toks[size_t(b)] = argmax(seqs[size_t(b)].logits().data(), c.vocab_size);
+      feed_batch(ptrs, toks, pool);
+    }
+    const double s = since(t0);
+    r["batch_decode_tokens_per_s"] = double(o.batch * o.gen) / s;
+    r["batch_speedup_vs_single"] = double(o.batch * o.gen) / s / decode_tps;
+  }
+
+  // Speculative decode with the MTP module, same prompt, same greedy output.
+  if (spec_k > 0) {
+    Sequence sseq(*m.model, ctx, kv);
+    sseq.feed(prompt, pool);
+    g.speculative_k = spec_k;
+    const GenerateResult spec = generate(sseq, {}, nullptr, g, pool);
+    DSV3_CHECK(spec.tokens == plain.tokens, "speculative output differs from plain greedy output (a bug)");
+    r["spec_acceptance_rate"] = spec.spec.acceptance_rate();
+    r["spec_tokens_per_step"] = spec.spec.tokens_per_step();
+    r["spec_decode_tokens_per_s"] = double(spec.tokens.size()) / spec.decode_seconds;
+    r["spec_speedup"] = double(spec.tokens.size()) / spec.decode_seconds / decode_tps;
+  }
+  return r;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 int run(const Opts& o) {
@@ -62,115 +141,86 @@ int run(const Opts& o) {
   j["mlock"] = o.load.mlock;
   j["load_seconds"] = load_s;
   j["weights_file_bytes"] = m.checkpoint->file_bytes();
-
-  // Memory bound first, so the model's pages are not what is being measured.
-  const double bw = measure_read_bandwidth(pool);
-  const double bytes_per_token = decode_weight_bytes_per_token(c, m.model->weights());
-  j["bandwidth_gb_s"] = bw / 1e9;
-
-  // Prefill (warm-up run first: page the weights in).
-  const auto prompt = bench_prompt(o.prompt_len, c.vocab_size, 1);
-  {
-    Sequence warm(*m.model, ctx, kv_cache_dtype(o.kv_cache));
-    warm.feed(prompt, pool);
-  }
-  const DType kv = kv_cache_dtype(o.kv_cache);
   j["kv_cache"] = o.kv_cache;
-  Sequence seq(*m.model, ctx, kv);
-  auto t0 = Clock::now();
-  seq.feed(prompt, pool);
-  const double prefill_s = since(t0);
   j["prompt_tokens"] = o.prompt_len;
-  j["prefill_tokens_per_s"] = double(o.prompt_len) / prefill_s;
-  // Model FLOPs (engine/bench.h: prefill_flops) against the FMA peak of the kernels' ISA on
-  // this many threads, measured now in each thread's CPU time.
-  j["prefill_gflop_per_s"] = prefill_flops(c, o.prompt_len) / prefill_s / 1e9;
-  const double peak = fma_peak_gflops_per_core(kernels::active_variant(), o.threads, int64_t(40) << 20) * o.threads;
-  if (peak > 0) {
-    j["fma_peak_gflop_per_s"] = peak;
-    j["prefill_fma_peak_share"] = j["prefill_gflop_per_s"].get<double>() / peak;
-  }
-  j["time_to_first_token_s"] = prefill_s;  // the first token is sampled from the prefill's logits
-
-  // Plain greedy decode, one sequence.
-  GenerateOptions g;
-  g.max_new_tokens = o.gen;
-  g.stop_at_eos = false;
-  const GenerateResult plain = generate(seq, {}, nullptr, g, pool);
-  const double decode_tps = double(plain.tokens.size()) / plain.decode_seconds;
+  j["decode_tokens"] = o.gen;
+  j["repetitions"] = o.repetitions;
+  const double bytes_per_token = decode_weight_bytes_per_token(c, m.model->weights());
   // Cache bytes read per token: the whole latent window of every layer, averaged over the run.
-  const double cache_bytes = double(seq.cache().row_size() * int64_t(dtype_size(seq.cache().dtype()))) *
+  const DType kv = kv_cache_dtype(o.kv_cache);
+  const double cache_bytes = double((c.kv_lora_rank + c.qk_rope_head_dim) * int64_t(dtype_size(kv))) *
                              double(c.num_hidden_layers) * (double(o.prompt_len) + double(o.gen) / 2);
-  j["decode_tokens"] = plain.tokens.size();
-  j["decode_tokens_per_s"] = decode_tps;
   j["weight_bytes_per_token"] = bytes_per_token;
   j["cache_bytes_per_token"] = cache_bytes;
   j["bytes_per_token"] = bytes_per_token + cache_bytes;
-  j["decode_bandwidth_share"] = decode_tps * (bytes_per_token + cache_bytes) / bw;
+  if (o.batch > 1) j["batch"] = o.batch;
+  if (spec_k > 0) j["speculative"] = "mtp:" + std::to_string(spec_k);
 
-  // Batched decode: B sequences advanced together, one token each per step.
-  if (o.batch > 1) {
-    std::vector<Sequence> seqs;
-    for (int64_t b = 0; b < o.batch; ++b) {
-      seqs.emplace_back(*m.model, ctx, kv);
-      seqs.back().feed(bench_prompt(8, c.vocab_size, uint64_t(b + 2)), pool);
-    }
-    std::vector<Sequence*> ptrs;
-    for (auto& s : seqs) ptrs.push_back(&s);
-    std::vector<int32_t> toks(size_t(o.batch));
-    t0 = Clock::now();
-    for (int64_t step = 0; step < o.gen; ++step) {
-      for (int64_t b = 0; b < o.batch; ++b) toks[size_t(b)] = argmax(seqs[size_t(b)].logits().data(), c.vocab_size);
-      feed_batch(ptrs, toks, pool);
-    }
-    const double s = since(t0);
-    j["batch"] = o.batch;
-    j["batch_decode_tokens_per_s"] = double(o.batch * o.gen) / s;
-    j["batch_speedup_vs_single"] = double(o.batch * o.gen) / s / decode_tps;
+  // Warm-up prefill (pages the weights in), then the repetitions. Each metric is the median
+  // over repetitions; with more than one, "<metric>_runs" lists every run's value.
+  const auto prompt = bench_prompt(o.prompt_len, c.vocab_size, 1);
+  {
+    Sequence warm(*m.model, ctx, kv);
+    warm.feed(prompt, pool);
   }
-
-  // Speculative decode with the MTP module, same prompt, same greedy output.
-  if (spec_k > 0) {
-    Sequence sseq(*m.model, ctx, kv);
-    sseq.feed(prompt, pool);
-    g.speculative_k = spec_k;
-    const GenerateResult spec = generate(sseq, {}, nullptr, g, pool);
-    DSV3_CHECK(spec.tokens == plain.tokens, "speculative output differs from plain greedy output (a bug)");
-    j["speculative"] = "mtp:" + std::to_string(spec_k);
-    j["spec_acceptance_rate"] = spec.spec.acceptance_rate();
-    j["spec_tokens_per_step"] = spec.spec.tokens_per_step();
-    j["spec_decode_tokens_per_s"] = double(spec.tokens.size()) / spec.decode_seconds;
-    j["spec_speedup"] = double(spec.tokens.size()) / spec.decode_seconds / decode_tps;
+  std::vector<nlohmann::ordered_json> runs;
+  for (int rep = 0; rep < o.repetitions; ++rep)
+    runs.push_back(measure_once(o, m, pool, spec_k, prompt, bytes_per_token, cache_bytes));
+  for (const auto& [key, first] : runs[0].items()) {
+    std::vector<double> v;
+    for (const auto& r : runs) v.push_back(r[key].get<double>());
+    j[key] = median(v);
+    if (o.repetitions > 1) j[key + "_runs"] = v;
   }
-
   j["peak_rss_bytes"] = peak_rss_bytes();
   if (o.json) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
+  // A metric as text: the median, and with repetitions the range of the runs.
+  auto val = [&](const std::string& key, const char* fmt) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, fmt, j[key].get<double>());
+    std::string s = buf;
+    if (o.repetitions > 1) {
+      const auto& v = j[key + "_runs"];
+      double lo = v[0].get<double>(), hi = lo;
+      for (const auto& x : v) lo = std::min(lo, x.get<double>()), hi = std::max(hi, x.get<double>());
+      char a[48], b[48];
+      std::snprintf(a, sizeof a, fmt, lo);
+      std::snprintf(b, sizeof b, fmt, hi);
+      s += std::string(" [") + a + "-" + b + "]";
+    }
+    return s;
+  };
+  const double pct = 100;
   std::printf("model            %s (%s kernels, %d threads)\n", o.model.c_str(), kernels::active_variant().c_str(),
               o.threads);
   std::printf("weights          %s, %.1f MB, loaded in %.2fs; peak RSS %.1f MB\n", j["weights"].get<std::string>().c_str(),
               double(m.checkpoint->file_bytes()) / 1e6, load_s, double(peak_rss_bytes()) / 1e6);
-  std::printf("memory read      %.1f GB/s (measured now, %d threads)\n", bw / 1e9, o.threads);
-  std::printf("prefill          %.1f tok/s (%lld-token prompt, %.1f GFLOP/s", j["prefill_tokens_per_s"].get<double>(),
-              (long long)o.prompt_len, j["prefill_gflop_per_s"].get<double>());
+  if (o.repetitions > 1)
+    std::printf("repetitions      %d (medians, [min-max] over the runs)\n", o.repetitions);
+  std::printf("memory read      %s GB/s (measured now, %d threads)\n", val("bandwidth_gb_s", "%.1f").c_str(), o.threads);
+  std::printf("prefill          %s tok/s (%lld-token prompt, %s GFLOP/s", val("prefill_tokens_per_s", "%.1f").c_str(),
+              (long long)o.prompt_len, val("prefill_gflop_per_s", "%.1f").c_str());
   if (j.contains("fma_peak_gflop_per_s"))
-    std::printf(" = %.0f%% of the %.0f GFLOP/s FMA peak", 100 * j["prefill_fma_peak_share"].get<double>(),
+    std::printf(" = %.0f%% of the %.0f GFLOP/s FMA peak", pct * j["prefill_fma_peak_share"].get<double>(),
                 j["fma_peak_gflop_per_s"].get<double>());
-  std::printf(", time to first token %.3fs)\n", prefill_s);
-  std::printf("decode           %.1f tok/s; reads %.1f MB per token (weights %.1f + cache %.2f) = %.2f GB/s = %.0f%% "
+  std::printf(", time to first token %ss)\n", val("time_to_first_token_s", "%.3f").c_str());
+  const double decode_tps = j["decode_tokens_per_s"].get<double>();
+  std::printf("decode           %s tok/s; reads %.1f MB per token (weights %.1f + cache %.2f) = %.2f GB/s = %.0f%% "
               "of read bandwidth\n",
-              decode_tps, (bytes_per_token + cache_bytes) / 1e6, bytes_per_token / 1e6, cache_bytes / 1e6,
-              decode_tps * (bytes_per_token + cache_bytes) / 1e9, 100 * j["decode_bandwidth_share"].get<double>());
+              val("decode_tokens_per_s", "%.1f").c_str(), (bytes_per_token + cache_bytes) / 1e6, bytes_per_token / 1e6,
+              cache_bytes / 1e6, decode_tps * (bytes_per_token + cache_bytes) / 1e9,
+              pct * j["decode_bandwidth_share"].get<double>());
   if (o.batch > 1)
-    std::printf("batched decode   %.1f tok/s with %lld sequences (%.2fx one sequence)\n",
-                j["batch_decode_tokens_per_s"].get<double>(), (long long)o.batch,
+    std::printf("batched decode   %s tok/s with %lld sequences (%.2fx one sequence)\n",
+                val("batch_decode_tokens_per_s", "%.1f").c_str(), (long long)o.batch,
                 j["batch_speedup_vs_single"].get<double>());
   if (spec_k > 0)
-    std::printf("speculative      mtp:%d: acceptance %.1f%%, %.2f tokens/step, %.1f tok/s (%.2fx plain decode)\n",
-                spec_k, 100 * j["spec_acceptance_rate"].get<double>(), j["spec_tokens_per_step"].get<double>(),
-                j["spec_decode_tokens_per_s"].get<double>(), j["spec_speedup"].get<double>());
+    std::printf("speculative      mtp:%d: acceptance %.1f%%, %.2f tokens/step, %s tok/s (%.2fx plain decode)\n",
+                spec_k, pct * j["spec_acceptance_rate"].get<double>(), j["spec_tokens_per_step"].get<double>(),
+                val("spec_decode_tokens_per_s", "%.1f").c_str(), j["spec_speedup"].get<double>());
   return 0;
 }
 
@@ -187,6 +237,10 @@ Run add_bench(CLI::App& app) {
   cmd->add_option("--batch", o->batch, "Sequences for the batched-decode measurement (1 = skip)")
       ->check(CLI::Range(int64_t(1), int64_t(1024)))->capture_default_str();
   cmd->add_option("--speculative", o->speculative, "mtp, mtp:K, or off")->capture_default_str();
+  cmd->add_option("-r,--repetitions", o->repetitions,
+                  "Measure this many times (after one warm-up) and report medians, with every run's values "
+                  "(\"<metric>_runs\" in --json): memory bandwidth and timings vary between runs on shared machines")
+      ->check(CLI::Range(1, 100))->capture_default_str();
   cmd->add_flag("--json", o->json, "Print one JSON object");
   add_kv_cache_option(cmd, o->kv_cache);
   add_load_options(cmd, o->load);

@@ -2,6 +2,7 @@
 // tokenizer: text generation, batch files, the scripting commands, chat, and bad input.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -51,7 +52,10 @@ TEST_F(Cli, GreedyTextEqualsGreedyIds) {
   ASSERT_EQ(t.code, 0) << t.err;
   const auto ids = nlohmann::json::parse(t.out)["ids"];
   std::string id_list;
-  for (size_t i = 0; i < ids.size(); ++i) id_list += (i ? "," : "") + std::to_string(ids[i].get<int>());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i > 0) id_list += ',';
+    id_list += std::to_string(ids[i].get<int>());
+  }
   const auto by_ids = run_command(kBin + " generate" + model() + " --prompt-ids " + id_list + " -n 8 --ignore-eos");
   const auto by_text =
       run_command(kBin + " generate" + model() + " --prompt 'Count to three' -n 8 --ignore-eos --print-ids");
@@ -144,6 +148,32 @@ TEST_F(Cli, BenchReportsEveryFigureAndSpeculationMatchesPlainGreedy) {
   const auto bad = run_command(kBin + " bench --model " + std::string(DSV3_TESTDATA_DIR) + "/golden/tiny-v3 --gen 2");
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.err.find("MTP module"), std::string::npos) << bad.err;
+}
+
+// --repetitions: every measured figure is the median of the runs, each run listed; the
+// model-derived figures are reported once.
+TEST_F(Cli, BenchRepetitionsReportMediansAndEveryRun) {
+  const auto r = run_command(kBin + " bench" + model() + " --json -p 4 -n 3 --batch 2 --speculative off -r 3");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["repetitions"], 3);
+  for (const char* k : {"bandwidth_gb_s", "prefill_tokens_per_s", "decode_tokens_per_s", "batch_decode_tokens_per_s",
+                        "decode_bandwidth_share", "time_to_first_token_s"}) {
+    const auto& runs = j[std::string(k) + "_runs"];
+    ASSERT_EQ(runs.size(), 3u) << k;
+    std::vector<double> v;
+    for (const auto& x : runs) v.push_back(x.get<double>());
+    std::sort(v.begin(), v.end());
+    EXPECT_EQ(j[k].get<double>(), v[1]) << k;  // the median of three
+  }
+  EXPECT_FALSE(j.contains("bytes_per_token_runs"));
+  EXPECT_FALSE(j.contains("spec_decode_tokens_per_s"));
+  const auto text = run_command(kBin + " bench" + model() + " -p 4 -n 3 --batch 1 --speculative off -r 2");
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_NE(text.out.find("repetitions      2"), std::string::npos) << text.out;
+  const auto bad = run_command(kBin + " bench" + model() + " -r 0");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("repetitions"), std::string::npos) << bad.err;
 }
 
 TEST_F(Cli, InspectOnTheFull671BConfig) {
