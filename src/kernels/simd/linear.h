@@ -132,14 +132,12 @@ inline void load_weight_group(const uint8_t* row, int64_t c, int cnt, typename V
   }
 }
 
-// y[t * ldy + i] = sum_c W[r + i, c] x[t * ldx + c] for i < RB, t < NT, `rows` pointing at row
-// r's data (FP8: x is pre-scaled for row r's block by pack_tokens_scaled). Every (row, token)
-// accumulator sees the same sequence of operations whatever RB and NT: each vector of columns
-// is decoded and FMA'd in order. x of token t, columns [c, c + L):
-// x + t * ldx + (c / L) * xcs + c % L. Plain rows have xcs = L; tokens packed by pack_tokens
-// have ldx = L and xcs = NT * L.
+// y[t * ldy + i] = sum_c W[r + i, c] x[t, c] for i < RB, t < NT, `rows` pointing at row r's
+// data and xp the NT tokens in pack_tokens' layout (FP8: pre-scaled for row r's block by
+// pack_tokens_scaled). Every (row, token) accumulator sees the same sequence of operations
+// whatever RB and NT: each vector of columns is decoded and FMA'd in order.
 template <class V, DType D, int RB, int NT>
-void tile(const Matrix& w, const uint8_t* rows, const float* x, int64_t ldx, int64_t xcs, float* y, int64_t ldy) {
+void tile(const Matrix& w, const uint8_t* rows, const float* xp, float* y, int64_t ldy) {
   using Reg = typename V::Reg;
   constexpr int L = V::kLanes, GW = group_vectors<V, D, NT>(), GL = GW * L;
   const int64_t cols = w.cols, row_bytes = cols * elem_bytes<D>();
@@ -161,12 +159,12 @@ void tile(const Matrix& w, const uint8_t* rows, const float* x, int64_t ldx, int
       }
       load_weight_group<V, D, GW>(rows + i * row_bytes, c, cnt, wv[i]);
     }
-    const float* xc = x + (c / L) * xcs + c % L;
+    const float* xc = xp + (c / L) * NT * L;  // c is a multiple of L
     for (int q = 0; q < GW; ++q) {
       if (q * L >= cnt) break;
       const int cq = cnt - q * L < L ? cnt - q * L : L;
       for (int t = 0; t < NT; ++t) {
-        const Reg xv = V::load_f32(xc + q * xcs + t * ldx, cq);
+        const Reg xv = V::load_f32(xc + (q * NT + t) * L, cq);
         for (int i = 0; i < RB; ++i) acc[i][t] = V::fma(wv[i][q], xv, acc[i][t]);
       }
     }
@@ -239,92 +237,62 @@ void pack_tokens_scaled(const float* f, const float* x, int64_t ldx, int nt, int
   }
 }
 
-// Rows [r0, r1) of y = W x for exactly NT tokens: register tiles of V::tile_rows(NT) rows, one
-// row at a time for the rest. `packed`: x is pack_tokens' layout.
+// Rows [r0, r1) of y = W x for exactly NT tokens, x in pack_tokens' layout: register tiles of
+// V::tile_rows(NT) rows, one row at a time for the rest.
 template <class V, DType D, int NT>
-void tile_rows(const Matrix& w, int64_t r0, int64_t r1, const float* x, bool packed, float* y) {
+void tile_rows(const Matrix& w, int64_t r0, int64_t r1, const float* xp, float* y) {
   constexpr int RB = V::tile_rows(NT);
   const int64_t row_bytes = w.cols * elem_bytes<D>();
-  const int64_t ldx = packed ? V::kLanes : w.cols, xcs = packed ? int64_t(NT) * V::kLanes : V::kLanes;
   const uint8_t* data = static_cast<const uint8_t*>(w.data);
   int64_t r = r0;
-  for (; r + RB <= r1; r += RB) tile<V, D, RB, NT>(w, data + size_t(r) * size_t(row_bytes), x, ldx, xcs, y + r, w.rows);
-  for (; r < r1; ++r) tile<V, D, 1, NT>(w, data + size_t(r) * size_t(row_bytes), x, ldx, xcs, y + r, w.rows);
+  for (; r + RB <= r1; r += RB) tile<V, D, RB, NT>(w, data + size_t(r) * size_t(row_bytes), xp, y + r, w.rows);
+  for (; r < r1; ++r) tile<V, D, 1, NT>(w, data + size_t(r) * size_t(row_bytes), xp, y + r, w.rows);
 }
 
 // tile_rows for a run-time token count nt <= NT.
 template <class V, DType D, int NT>
-void tile_rows_any(int nt, const Matrix& w, int64_t r0, int64_t r1, const float* x, bool packed, float* y) {
+void tile_rows_any(int nt, const Matrix& w, int64_t r0, int64_t r1, const float* xp, float* y) {
   if constexpr (NT > 1)
-    if (nt < NT) return tile_rows_any<V, D, NT - 1>(nt, w, r0, r1, x, packed, y);
-  tile_rows<V, D, NT>(w, r0, r1, x, packed, y);
-}
-
-// tile_rows_any on x rows [t, t + nt), packed first when that helps: several tokens, and every
-// vector the tile loads starting on a multiple of L columns.
-template <class V, DType D, int NT>
-void tile_rows_tokens(int nt, const Matrix& w, int64_t r0, int64_t r1, const float* x, float* y) {
-  if (nt < 2 || w.cols % V::kLanes != 0) return tile_rows_any<V, D, NT>(nt, w, r0, r1, x, false, y);
-  thread_local std::vector<float> xp;
-  const int64_t need = packed_tokens_floats<V>(nt, w.cols);
-  if (int64_t(xp.size()) < need) xp.resize(size_t(need));
-  pack_tokens<V>(x, w.cols, nt, w.cols, xp.data());
-  tile_rows_any<V, D, NT>(nt, w, r0, r1, xp.data(), true, y);
+    if (nt < NT) return tile_rows_any<V, D, NT - 1>(nt, w, r0, r1, xp, y);
+  tile_rows<V, D, NT>(w, r0, r1, xp, y);
 }
 
 // Rows [r0, r1) of y = W x for n tokens, every weight decoded in registers straight from the
 // mapped tensor. Up to V::kTileTokens tokens share each decoded weight (one register tile);
 // more tokens go in balanced groups of at most that many, a chunk of kTileRowChunk rows at a
 // time, so that the chunk's raw weights come from L1/L2 (not memory) for every group after the
-// first, and the activations of a block of tokens stay in L2 across chunks.
+// first, and the activations of a block of tokens stay in L2 across chunks. Each group's
+// activations are packed (pack_tokens) once per call, or for FP8 once per scale block of rows,
+// pre-scaled for that block (pack_tokens_scaled).
 constexpr int64_t kTileRowChunk = 24;  // a multiple of every V::tile_rows
 
 template <class V, DType D>
 void linear_rows_typed(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1) {
   constexpr int NT = V::kTileTokens;
-  const int64_t cols = w.cols;
-  if (n <= NT) return tile_rows_tokens<V, D, NT>(int(n), w, r0, r1, x, y);
-  int64_t tb = kActivationBlockBytes / (cols * int64_t(sizeof(float)));
-  tb = tb < NT ? NT : tb;
-  for (int64_t t0 = 0; t0 < n; t0 += tb) {
-    const int64_t nb = n - t0 < tb ? n - t0 : tb, groups = (nb + NT - 1) / NT, g = (nb + groups - 1) / groups;
-    for (int64_t rc = r0; rc < r1; rc += kTileRowChunk) {
-      const int64_t re = r1 - rc < kTileRowChunk ? r1 : rc + kTileRowChunk;
-      for (int64_t t = t0; t < t0 + nb; t += g) {
-        const int nt = t0 + nb - t < g ? int(t0 + nb - t) : int(g);
-        tile_rows_any<V, D, NT>(nt, w, rc, re, x + t * cols, false, y + t * w.rows);
-      }
-    }
-  }
-}
-
-// linear_rows_typed for FP8: the same tiles and groups, on activations packed and pre-scaled
-// (pack_tokens_scaled) once per scale block of rows and token group.
-template <class V>
-void linear_rows_fp8(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1) {
-  constexpr int NT = V::kTileTokens;
-  constexpr DType D = DType::F8_E4M3;
+  constexpr bool kFp8 = D == DType::F8_E4M3;
   const int64_t cols = w.cols;
   int64_t tb = kActivationBlockBytes / (cols * int64_t(sizeof(float)));
   tb = tb < NT ? NT : tb;
   thread_local std::vector<float> xp, f;
-  if (int64_t(f.size()) < packed_tokens_floats<V>(1, cols)) f.resize(size_t(packed_tokens_floats<V>(1, cols)));
+  if (kFp8 && int64_t(f.size()) < packed_tokens_floats<V>(1, cols)) f.resize(size_t(packed_tokens_floats<V>(1, cols)));
   for (int64_t t0 = 0; t0 < n; t0 += tb) {
     const int64_t nb = n - t0 < tb ? n - t0 : tb, groups = (nb + NT - 1) / NT, g = (nb + groups - 1) / groups;
     const int64_t per_group = packed_tokens_floats<V>(int(g), cols);
     if (int64_t(xp.size()) < groups * per_group) xp.resize(size_t(groups * per_group));
+    auto group_tokens = [&](int64_t t) { return t0 + nb - t < g ? int(t0 + nb - t) : int(g); };
     for (int64_t rs = r0; rs < r1;) {
-      const int64_t re = fp8_block_end(w, rs, r1);
-      fp8_x_factors<V>(w, rs, f.data());
-      for (int64_t k = 0, t = t0; t < t0 + nb; ++k, t += g)
-        pack_tokens_scaled<V>(f.data(), x + t * cols, cols, t0 + nb - t < g ? int(t0 + nb - t) : int(g), cols,
-                              xp.data() + k * per_group);
+      const int64_t re = kFp8 ? fp8_block_end(w, rs, r1) : r1;
+      if constexpr (kFp8) fp8_x_factors<V>(w, rs, f.data());
+      for (int64_t k = 0, t = t0; t < t0 + nb; ++k, t += g) {
+        if constexpr (kFp8)
+          pack_tokens_scaled<V>(f.data(), x + t * cols, cols, group_tokens(t), cols, xp.data() + k * per_group);
+        else
+          pack_tokens<V>(x + t * cols, cols, group_tokens(t), cols, xp.data() + k * per_group);
+      }
       for (int64_t rc = rs; rc < re; rc += kTileRowChunk) {
         const int64_t rce = re - rc < kTileRowChunk ? re : rc + kTileRowChunk;
-        for (int64_t k = 0, t = t0; t < t0 + nb; ++k, t += g) {
-          const int nt = t0 + nb - t < g ? int(t0 + nb - t) : int(g);
-          tile_rows_any<V, D, NT>(nt, w, rc, rce, xp.data() + k * per_group, true, y + t * w.rows);
-        }
+        for (int64_t k = 0, t = t0; t < t0 + nb; ++k, t += g)
+          tile_rows_any<V, D, NT>(group_tokens(t), w, rc, rce, xp.data() + k * per_group, y + t * w.rows);
       }
       rs = re;
     }
@@ -338,7 +306,7 @@ void linear_rows(const Matrix& w, const float* x, float* y, int64_t n, int64_t r
     case DType::F32: return linear_rows_typed<V, DType::F32>(w, x, y, n, r0, r1);
     case DType::BF16: return linear_rows_typed<V, DType::BF16>(w, x, y, n, r0, r1);
     case DType::F16: return linear_rows_typed<V, DType::F16>(w, x, y, n, r0, r1);
-    case DType::F8_E4M3: return linear_rows_fp8<V>(w, x, y, n, r0, r1);
+    case DType::F8_E4M3: return linear_rows_typed<V, DType::F8_E4M3>(w, x, y, n, r0, r1);
     default: return V::unsupported(w.dtype);
   }
 }
