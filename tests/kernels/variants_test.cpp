@@ -18,6 +18,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/dtype.h"
@@ -185,6 +186,19 @@ void expect_linear_close(const Weight& w, const Matrix& view, int64_t row_off, c
     }
 }
 
+// Each token of x computed alone by var's one-token kernel (rows cut at `cuts`, as threads
+// would) gives exactly the bits `whole` (all n tokens at once) holds for it.
+void expect_tokens_alone_bitwise(const Variant& var, const Matrix& w, const std::vector<float>& x, int64_t n,
+                                 const std::vector<float>& whole, std::string_view what,
+                                 const std::vector<int64_t>& cuts = {}) {
+  for (int64_t t = 0; t < n; ++t) {
+    const std::vector<float> xt(x.begin() + t * w.cols, x.begin() + (t + 1) * w.cols);
+    const auto yt = run_linear(var, w, xt, 1, cuts);
+    for (int64_t r = 0; r < w.rows; ++r)
+      ASSERT_EQ(yt[size_t(r)], whole[size_t(t * w.rows + r)]) << what << " n " << n << " token " << t << " row " << r;
+  }
+}
+
 class SimdLinear : public VariantTest {};
 
 TEST_P(SimdLinear, MatchesScalarOnAwkwardShapesAllDtypesAndTokenCounts) {
@@ -232,12 +246,7 @@ TEST_P(SimdLinear, BitwiseIndependentOfRowSplitAndTokenCount) {
       const auto x = random_vec(n * 300, 4);
       const auto whole = run_linear(v(), w.m, x, n);
       EXPECT_EQ(run_linear(v(), w.m, x, n, {1, 5, 130, 131}), whole) << dtype_name(d) << " n " << n;
-      for (int64_t t = 0; t < n; ++t) {
-        const std::vector<float> xt(x.begin() + t * 300, x.begin() + (t + 1) * 300);
-        const auto yt = run_linear(v(), w.m, xt, 1);
-        for (int64_t r = 0; r < 257; ++r)
-          ASSERT_EQ(yt[size_t(r)], whole[size_t(t * 257 + r)]) << dtype_name(d) << " n " << n << " token " << t << " row " << r;
-      }
+      expect_tokens_alone_bitwise(v(), w.m, x, n, whole, dtype_name(d));
     }
 }
 
@@ -361,12 +370,7 @@ TEST_P(SimdLinear, GemmBitwiseEqualsOneTokenKernel) {
       if (n > tt) {
         EXPECT_EQ(run_gemm(g, w.m, x, n, {70}, {tt}), whole) << dtype_name(d) << " n " << n;
       }
-      for (int64_t t = 0; t < n; ++t) {
-        const std::vector<float> xt(x.begin() + t * 300, x.begin() + (t + 1) * 300);
-        const auto yt = run_linear(v(), w.m, xt, 1);
-        for (int64_t r = 0; r < 200; ++r)
-          ASSERT_EQ(yt[size_t(r)], whole[size_t(t * 200 + r)]) << dtype_name(d) << " n " << n << " token " << t << " row " << r;
-      }
+      expect_tokens_alone_bitwise(v(), w.m, x, n, whole, dtype_name(d));
     }
   }
 }
@@ -396,12 +400,7 @@ TEST_P(SimdLinear, Fp8OtherBlockShapes) {
     const auto whole = run_linear_with(v(), w.m, x, n, 2);
     expect_linear_close(w, w.m, 0, x, n, whole, run_linear(ref(), w.m, x, n));
     EXPECT_EQ(run_gemm(*v().gemm, w.m, x, n, {32, 96}, {}), whole) << "n " << n;
-    for (int64_t t = 0; t < n; ++t) {
-      const std::vector<float> xt(x.begin() + t * cols, x.begin() + (t + 1) * cols);
-      const auto yt = run_linear(v(), w.m, xt, 1, {50, 130});
-      for (int64_t r = 0; r < rows; ++r)
-        ASSERT_EQ(yt[size_t(r)], whole[size_t(t * rows + r)]) << "n " << n << " token " << t << " row " << r;
-    }
+    expect_tokens_alone_bitwise(v(), w.m, x, n, whole, "64 x 40 blocks", {50, 130});
     const Matrix view = w.m.row_slice(50, 120);
     const auto yv = run_gemm(*v().gemm, view, x, n, {32}, {});
     for (int64_t t = 0; t < n; ++t)
