@@ -44,12 +44,15 @@ std::vector<int32_t> bench_prompt(int64_t n, int64_t vocab, uint64_t seed) {
   return p;
 }
 
+// Context of every sequence bench runs: the prompt, the decoded tokens and some room.
+int64_t bench_context(const Opts& o) { return o.prompt_len + o.gen + 16; }
+
 // One repetition: bandwidth and FMA peak measured now, then prefill, decode, batched and
 // speculative decode. The per-run metrics; `plain_tokens` gets the greedy decode's tokens.
 nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadPool& pool, int spec_k,
                                     const std::vector<int32_t>& prompt, double bytes_per_token, double cache_bytes) {
   const ModelConfig& c = m.config;
-  const int64_t ctx = o.prompt_len + o.gen + 16;
+  const int64_t ctx = bench_context(o);
   const DType kv = kv_cache_dtype(o.kv_cache);
   nlohmann::ordered_json r;
   // Memory bound first, so the model's pages are not what is being measured.
@@ -132,7 +135,6 @@ int run(const Opts& o) {
   DSV3_CHECK(spec_k == 0 || m.model->mtp_depth() > 0, o.model,
              ": --speculative needs the checkpoint's MTP module weights; use --speculative off");
   ThreadPool pool(o.threads);
-  const int64_t ctx = o.prompt_len + o.gen + 16;
   nlohmann::ordered_json j;
   j["model"] = o.model;
   j["threads"] = o.threads;
@@ -160,7 +162,7 @@ int run(const Opts& o) {
   // over repetitions; with more than one, "<metric>_runs" lists every run's value.
   const auto prompt = bench_prompt(o.prompt_len, c.vocab_size, 1);
   {
-    Sequence warm(*m.model, ctx, kv);
+    Sequence warm(*m.model, bench_context(o), kv);
     warm.feed(prompt, pool);
   }
   std::vector<nlohmann::ordered_json> runs;
