@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "kernels/variant.h"
 
 int main(int argc, char** argv) {
 #if defined(__GLIBC__)
@@ -22,6 +23,13 @@ int main(int argc, char** argv) {
   CLI::App app{"dsv3: DeepSeek-V3 inference engine in C++ (loads Hugging Face DeepSeek-V3 checkpoints as they are)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "dsv3 0.1.0");
+  // Given before or after the subcommand (fallthrough): `dsv3 bench --kernels avx512bf16 ...`.
+  app.fallthrough();
+  std::string kernel_variant;
+  app.add_option("--kernels", kernel_variant,
+                 "Kernel variant: scalar, avx2, avx512, or avx512bf16 (BF16/FP8 weights times activations "
+                 "rounded to BF16: faster, logits within ~1e-2 of float32; docs/kernels.md). Default: the best "
+                 "float32 one this CPU runs, or DSV3_KERNELS");
   std::map<CLI::App*, dsv3::cli::Run> runs;
   auto reg = [&](dsv3::cli::Run (*add)(CLI::App&)) {
     const size_t before = app.get_subcommands({}).size();
@@ -49,6 +57,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
+    if (!kernel_variant.empty()) dsv3::kernels::select_variant(kernel_variant);
     for (auto* sub : app.get_subcommands()) return runs.at(sub)();
   } catch (const dsv3::Error& e) {
     std::fprintf(stderr, "dsv3: error: %s\n", e.what());

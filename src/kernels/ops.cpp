@@ -37,24 +37,24 @@ std::pair<int64_t, int64_t> share(int64_t units, int ith, int nth) {
 
 void gemm(const Gemm& g, const Matrix& w, const float* x, float* y, int64_t n, ThreadPool* pool) {
   const int64_t cols = w.cols, nt = g.token_tile;
-  int64_t chunk = kPackedActivationBytes / int64_t(sizeof(float)) / g.packed_x_floats(nt, cols) * nt;
+  int64_t chunk = kPackedActivationBytes / int64_t(sizeof(float)) / g.packed_x_floats(w, nt) * nt;
   chunk = chunk < nt ? nt : chunk;
   thread_local std::vector<float> packed;
   for (int64_t c0 = 0; c0 < n; c0 += chunk) {
     const int64_t nc = n - c0 < chunk ? n - c0 : chunk, tiles = (nc + nt - 1) / nt;
-    float* xp = thread_buffer(packed, g.packed_x_floats(nc, cols));
+    float* xp = thread_buffer(packed, g.packed_x_floats(w, nc));
     const float* xc = x + c0 * cols;
     float* yc = y + c0 * w.rows;
     run_on(pool, [&](int ith, int nth) {
       const auto [a, b] = share(tiles, ith, nth);
-      if (a < b) g.pack_x(xc, nc, cols, a, b, xp);
+      if (a < b) g.pack_x(w, xc, nc, a, b, xp);
     });
     // Threads take whole register tiles of rows; if there are fewer tiles than threads, they
     // take token tiles instead (every row each).
     const int64_t row_units = (w.rows + g.row_tile - 1) / g.row_tile;
     run_on(pool, [&](int ith, int nth) {
       thread_local std::vector<float> scratch;
-      float* s = thread_buffer(scratch, g.scratch_floats(cols));
+      float* s = thread_buffer(scratch, g.scratch_floats(w));
       if (row_units >= nth || tiles < nth) {
         const auto [a, b] = share(row_units, ith, nth);
         const int64_t r0 = a * g.row_tile, r1 = b * g.row_tile < w.rows ? b * g.row_tile : w.rows;

@@ -1,4 +1,4 @@
-// One kernel variant (scalar, avx2, avx512) as a table of function pointers, and the run-time
+// One kernel variant (scalar, avx2, avx512, avx512bf16) as a table of function pointers, and the run-time
 // choice between them. ops.cpp calls through the table chosen once at startup; tests and the
 // benchmark call every supported table directly so each variant is checked against scalar.
 #pragma once
@@ -25,12 +25,13 @@ struct Gemm {
   int64_t row_tile;    // rows per register tile: the unit a row split should use
   // False if `w` needs linear_rows (unknown dtype, FP8 scales outside the vector decode's range).
   bool (*supports)(const Matrix& w);
-  int64_t (*packed_x_floats)(int64_t n, int64_t cols);
-  int64_t (*scratch_floats)(int64_t cols);
-  // Token tiles [tile0, tile1) of x [n, cols] into xp (packed_x_floats(n, cols) floats).
-  void (*pack_x)(const float* x, int64_t n, int64_t cols, int64_t tile0, int64_t tile1, float* xp);
+  // Sizes and layout depend on w's columns and, for avx512bf16, its dtype.
+  int64_t (*packed_x_floats)(const Matrix& w, int64_t n);
+  int64_t (*scratch_floats)(const Matrix& w);
+  // Token tiles [tile0, tile1) of x [n, w.cols] into xp (packed_x_floats(w, n) floats).
+  void (*pack_x)(const Matrix& w, const float* x, int64_t n, int64_t tile0, int64_t tile1, float* xp);
   // y[t, r] for tokens [t0, t1) (t0 a multiple of token_tile) and rows [r0, r1); y is [n, w.rows];
-  // `scratch` holds scratch_floats(w.cols) floats.
+  // `scratch` holds scratch_floats(w) floats.
   void (*rows)(const Matrix& w, const float* xp, float* y, int64_t t0, int64_t t1, int64_t r0, int64_t r1,
                float* scratch);
 };
@@ -53,6 +54,9 @@ struct Variant {
   float (*dot)(const float* a, const float* b, int64_t n);
   void (*axpy)(float a, const float* x, float* y, int64_t n);
   const Gemm* gemm;  // null: linear_rows serves every n (the scalar reference)
+  // BF16 and FP8 weights multiply activations rounded to BF16 (avx512bf16 and its scalar twin
+  // scalar::bf16dot_variant(), scalar/bf16dot.cpp) instead of float32 ones.
+  bool bf16_activations = false;
 };
 
 // y = W x for n tokens through variant `v`: linear_rows for few tokens, else v.gemm. With a
@@ -64,22 +68,31 @@ void linear_with(const Variant& v, const Matrix& w, const float* x, float* y, in
 // translation units so that they never instantiate error-formatting code with their flags.
 [[noreturn]] void unsupported_dtype(DType dtype);
 
-// Every variant compiled into this binary, best last ("scalar" first, always present).
+// Every variant compiled into this binary ("scalar" first, always present); the automatic choice
+// is the last one the CPU supports (avx512bf16 is listed before avx512: it is chosen by name).
 const std::vector<const Variant*>& compiled_variants();
 // Empty if this CPU can run `v`, else the name of a missing feature ("avx512vbmi").
 std::string missing_cpu_feature(const Variant& v);
-// The variant the ops in ops.h use: DSV3_KERNELS if set (throws if unknown or unsupported),
-// else the best one this CPU supports. Chosen on first use.
+// The variant the ops in ops.h use: the one select_variant named, else DSV3_KERNELS if set
+// (throws if unknown or unsupported), else the last compiled one this CPU supports. Chosen on
+// first use.
 const Variant& active();
+// Makes `name` the active variant (the CLI's --kernels); call before any kernel runs. Throws if
+// the name is unknown, the CPU lacks a feature it needs, or another variant is already active.
+void select_variant(const std::string& name);
 
 namespace scalar {
 const Variant& variant();
+// scalar::variant() with linear_rows_bf16dot: what avx512bf16 computes, for its tests. Not
+// among compiled_variants(): nothing dispatches to it.
+const Variant& bf16dot_variant();
 }
 namespace avx2 {
 const Variant& variant();
 }
 namespace avx512 {
 const Variant& variant();
+const Variant& bf16_variant();  // "avx512bf16" (avx512/bf16dot.cpp)
 }
 
 }  // namespace dsv3::kernels

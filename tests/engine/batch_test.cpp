@@ -2,32 +2,14 @@
 // the logits each sequence gets when stepped alone.
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <span>
 
 #include "core/error.h"
 #include "engine/sequence.h"
-#include "model/synth.h"
+#include "tests/engine/tiny_model.h"
 
 namespace dsv3 {
 namespace {
-
-namespace fs = std::filesystem;
-
-// The tiny synthetic checkpoint, written once per test process (into its private TMPDIR,
-// removed when the process ends: tests/test_main.cpp).
-const LoadedModel& tiny_model() {
-  static const LoadedModel m = [] {
-    const fs::path dir = fs::temp_directory_path() / "dsv3_batch_test_tiny";
-    SynthOptions o;
-    o.out_dir = dir.string();
-    o.progress = false;
-    o.force = true;
-    write_synthetic_checkpoint(synth_preset("tiny"), o);
-    return load_model(dir.string());
-  }();
-  return m;
-}
 
 TEST(FeedBatch, EqualsSeparateStepsBitForBit) {
   const LoadedModel& m = tiny_model();

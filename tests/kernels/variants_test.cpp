@@ -4,7 +4,8 @@
 // (".../avx512"); a variant this CPU cannot run is skipped naming the missing feature.
 //
 // Tolerances. The vector kernels dequantize every weight to the same float32 as the scalar
-// code, so what differs is only the order of the float32 sums (16 or 8 lanes, then a tree)
+// code (avx512bf16: the same BF16 weights and activations as its scalar twin,
+// scalar/bf16dot.cpp; bf16dot_test.cpp checks those bitwise), so what differs is only the order of the float32 sums (16 or 8 lanes, then a tree)
 // and FMA's single rounding. For a sum of n terms the rounding error of either order is about
 // sqrt(n) * 2^-24 * sum|terms| on random data (worst case n * 2^-24); at n = 4097 that is
 // 4e-6, so we allow 1e-5 * sum|terms|: tight enough to catch a wrong scale, a dropped or
@@ -23,6 +24,7 @@
 
 #include "core/dtype.h"
 #include "core/thread_pool.h"
+#include "kernels/scalar/scalar.h"
 #include "kernels/variant.h"
 
 namespace dsv3::kernels {
@@ -105,7 +107,8 @@ class VariantTest : public ::testing::TestWithParam<std::string> {
     if (!missing.empty()) GTEST_SKIP() << "this CPU lacks " << missing << ", needed by " << GetParam();
   }
   const Variant& v() const { return *variant_; }
-  const Variant& ref() const { return scalar::variant(); }
+  // The scalar code v() must match: its twin with BF16 activations for avx512bf16.
+  const Variant& ref() const { return variant_->bf16_activations ? scalar::bf16dot_variant() : scalar::variant(); }
 
   const Variant* variant_ = nullptr;
 };
@@ -113,7 +116,7 @@ class VariantTest : public ::testing::TestWithParam<std::string> {
 std::string variant_name(const ::testing::TestParamInfo<std::string>& info) { return info.param; }
 
 #define DSV3_INSTANTIATE_VARIANTS(suite) \
-  INSTANTIATE_TEST_SUITE_P(Simd, suite, ::testing::Values("avx2", "avx512"), variant_name)
+  INSTANTIATE_TEST_SUITE_P(Simd, suite, ::testing::Values("avx2", "avx512", "avx512bf16"), variant_name)
 
 struct Shape {
   int64_t rows, cols;
@@ -152,10 +155,10 @@ std::vector<float> run_linear_with(const Variant& var, const Matrix& w, const st
 // (multiples of the token tile), each piece with its own scratch, as threads would run them.
 std::vector<float> run_gemm(const Gemm& g, const Matrix& w, const std::vector<float>& x, int64_t n,
                             const std::vector<int64_t>& row_cuts, const std::vector<int64_t>& token_cuts) {
-  std::vector<float> y(size_t(n * w.rows), NAN), xp(size_t(g.packed_x_floats(n, w.cols)), NAN);
+  std::vector<float> y(size_t(n * w.rows), NAN), xp(size_t(g.packed_x_floats(w, n)), NAN);
   const int64_t tiles = (n + g.token_tile - 1) / g.token_tile;
-  g.pack_x(x.data(), n, w.cols, 0, tiles / 2, xp.data());  // in two parts, as two threads would
-  g.pack_x(x.data(), n, w.cols, tiles / 2, tiles, xp.data());
+  g.pack_x(w, x.data(), n, 0, tiles / 2, xp.data());  // in two parts, as two threads would
+  g.pack_x(w, x.data(), n, tiles / 2, tiles, xp.data());
   std::vector<int64_t> rc = row_cuts, tc = token_cuts;
   rc.push_back(w.rows);
   tc.push_back(n);
@@ -163,7 +166,7 @@ std::vector<float> run_gemm(const Gemm& g, const Matrix& w, const std::vector<fl
   for (int64_t t1 : tc) {
     int64_t r0 = 0;
     for (int64_t r1 : rc) {
-      std::vector<float> scratch(size_t(g.scratch_floats(w.cols)), NAN);
+      std::vector<float> scratch(size_t(g.scratch_floats(w)), NAN);
       g.rows(w, xp.data(), y.data(), t0, t1, r0, r1, scratch.data());
       r0 = r1;
     }
@@ -223,11 +226,15 @@ TEST_P(SimdLinear, Fp8RowSliceViewsUseTheirOwnScales) {
   }
 }
 
-// Scales too large for the vector decode's 2^120 factor fall back to exact results.
+// A block scale too large for the vector code (float32 variants: 2^120 x scale must be finite;
+// avx512bf16: |scale| < 2^64) beyond which the variant leaves the row to its scalar twin.
+float huge_scale(const Variant& v) { return v.bf16_activations ? 1e20f : 1e3f; }
+
+// Scales too large for the vector code fall back to the scalar results.
 TEST_P(SimdLinear, Fp8HugeScales) {
   Weight w = make_weight(DType::F8_E4M3, 130, 129, 12);
   auto* scales = reinterpret_cast<float*>(w.scale_bytes.data() + 2);
-  const float big = 1e3f;
+  const float big = huge_scale(v());
   std::memcpy(scales + 3, &big, 4);  // block (1, 1)
   for (size_t i = 0; i < w.dense.size(); ++i) {
     const int64_t r = int64_t(i) / 129, c = int64_t(i) % 129;
@@ -337,7 +344,7 @@ TEST_P(SimdLinear, GemmFp8RowSlicesStartingInsideAScaleBlock) {
 TEST_P(SimdLinear, GemmFp8HugeScalesFallBack) {
   Weight w = make_weight(DType::F8_E4M3, 130, 129, 12);
   auto* scales = reinterpret_cast<float*>(w.scale_bytes.data() + 2);
-  const float big = 1e3f;
+  const float big = huge_scale(v());
   std::memcpy(scales + 3, &big, 4);
   EXPECT_FALSE(v().gemm->supports(w.m));
   const auto x = random_vec(9 * 129, 3);
@@ -489,6 +496,86 @@ TEST_P(SimdElementwise, RopeInterleaved) {
 
 DSV3_INSTANTIATE_VARIANTS(SimdLinear);
 DSV3_INSTANTIATE_VARIANTS(SimdElementwise);
+
+// ---- avx512bf16: BF16 and FP8 weights times activations rounded to BF16 --------------------
+
+class Bf16Dot : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (const Variant* c : compiled_variants())
+      if (std::string_view(c->name) == "avx512bf16") v_ = c;
+    if (v_ == nullptr) GTEST_SKIP() << "avx512bf16 is not compiled for this architecture";
+    const std::string missing = missing_cpu_feature(*v_);
+    if (!missing.empty()) GTEST_SKIP() << "this CPU lacks " << missing << ", needed by avx512bf16";
+  }
+  const Variant* v_ = nullptr;
+};
+
+// The vector code (one-token tiles of every width, token groups, the GEMM on 1-3 threads) gives
+// exactly the bits of its scalar twin, the readable statement of what it computes.
+TEST_F(Bf16Dot, MatchesItsScalarTwinBitwise) {
+  const Variant& twin = scalar::bf16dot_variant();
+  const Shape shapes[] = {{1, 1}, {3, 31}, {5, 33}, {9, 64}, {4, 65}, {127, 129}, {129, 127}, {40, 300}, {7, 4097}};
+  for (DType d : {DType::BF16, DType::F8_E4M3})
+    for (const Shape& s : shapes) {
+      const Weight w = make_weight(d, s.rows, s.cols, uint32_t(s.rows * 7 + s.cols));
+      for (int64_t n : {1, 2, 3, 4, 5, 8, 9, 24, 37}) {
+        const auto x = random_vec(n * s.cols, uint32_t(n * 3 + s.cols));
+        const auto y_twin = run_linear(twin, w.m, x, n);
+        EXPECT_EQ(run_linear(*v_, w.m, x, n), y_twin) << dtype_name(d) << " " << s.rows << "x" << s.cols << " n " << n;
+        EXPECT_EQ(run_linear_with(*v_, w.m, x, n, 2), y_twin) << dtype_name(d) << " " << s.rows << "x" << s.cols << " n " << n;
+      }
+    }
+}
+
+// Every FP8 code's exact value reaches the products, subnormals included (a decode that
+// shifted them into BF16 subnormals would see them read as zero by VDPBF16PS).
+TEST_F(Bf16Dot, EveryFp8CodeIncludingSubnormals) {
+  const int64_t cols = 256;
+  std::vector<uint8_t> codes(cols);
+  for (int64_t c = 0; c < cols; ++c) codes[size_t(c)] = (c & 0x7f) == 0x7f ? 0 : uint8_t(c);  // NaN codes: 0
+  const Matrix w{DType::F8_E4M3, 1, cols, codes.data()};
+  for (int64_t c = 0; c < cols; ++c) {
+    if (codes[size_t(c)] != c) continue;
+    std::vector<float> x(size_t(cols), 0.0f), y(1), scratch(size_t(kLinearScratchRows * cols));
+    x[size_t(c)] = 1.0f;
+    v_->linear_rows(w, x.data(), y.data(), 1, 0, 1, scratch.data());
+    EXPECT_EQ(y[0], fp8e4m3_to_f32(uint8_t(c))) << "code " << c;
+  }
+}
+
+// The twin against the float32 reference: rounding an activation to BF16 (8 significant bits,
+// round to nearest) moves it by at most 2^-9 of itself, and the products are exact, so a row's
+// result moves by at most 2^-9 x sum |w x| (plus float32 sums, ~1e-5 of it). The bound is
+// 2^-8 x sum |w x|; a dropped element or a wrong scale is >= 1e-3 of it.
+TEST(Bf16DotTwin, WithinBf16RoundingOfTheFloat32Reference) {
+  for (DType d : {DType::BF16, DType::F8_E4M3})
+    for (const Shape& s : kShapes) {
+      const Weight w = make_weight(d, s.rows, s.cols, uint32_t(s.rows + 5 * s.cols));
+      const auto x = random_vec(3 * s.cols, uint32_t(s.cols));
+      const auto y = run_linear(scalar::bf16dot_variant(), w.m, x, 3), y_ref = run_linear(scalar::variant(), w.m, x, 3);
+      for (int64_t t = 0; t < 3; ++t)
+        for (int64_t r = 0; r < s.rows; ++r) {
+          double mag = 0;
+          for (int64_t c = 0; c < s.cols; ++c)
+            mag += std::fabs(double(w.dense[size_t(r * s.cols + c)]) * x[size_t(t * s.cols + c)]);
+          const size_t i = size_t(t * s.rows + r);
+          ASSERT_NEAR(y[i], y_ref[i], std::ldexp(mag, -8) + 1e-30) << dtype_name(d) << " token " << t << " row " << r;
+        }
+    }
+}
+
+// float32 -> BF16 as VCVTNE2PS2BF16: nearest, ties to even, subnormals read as (signed) zero.
+TEST(Bf16DotTwin, RoundingAsTheInstruction) {
+  EXPECT_EQ(scalar::bf16_rne_daz(1.0f), 0x3f80);
+  EXPECT_EQ(scalar::bf16_rne_daz(1.0f + 0x1p-8f), 0x3f80);                // tie: to even
+  EXPECT_EQ(scalar::bf16_rne_daz(1.0f + 0x1p-7f + 0x1p-8f), 0x3f82);      // tie: up to even
+  EXPECT_EQ(scalar::bf16_rne_daz(1.0f + 0x1p-8f + 0x1p-20f), 0x3f81);     // above the tie
+  EXPECT_EQ(scalar::bf16_rne_daz(-3.0f), 0xc040);
+  EXPECT_EQ(scalar::bf16_rne_daz(1e-40f), 0x0000);                         // subnormal
+  EXPECT_EQ(scalar::bf16_rne_daz(-1e-40f), 0x8000);
+  EXPECT_EQ(scalar::bf16_rne_daz(0x1p-126f), 0x0080);                      // smallest normal
+}
 
 TEST(Dispatch, ActiveVariantIsTheBestSupported) {
   const Variant* best = nullptr;

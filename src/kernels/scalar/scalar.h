@@ -19,4 +19,11 @@ void silu_mul(const float* gate, const float* up, float* out, int64_t n);
 float dot(const float* a, const float* b, int64_t n);
 void axpy(float a, const float* x, float* y, int64_t n);
 
+// The avx512bf16 variant's products written as plain loops (scalar/bf16dot.cpp): BF16 and FP8
+// weights times activations rounded to BF16, in VDPBF16PS's order; other dtypes as linear_rows.
+void linear_rows_bf16dot(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1,
+                         float* scratch);
+// float32 -> BF16 as VCVTNE2PS2BF16 rounds: to nearest even, subnormals read as zero.
+uint16_t bf16_rne_daz(float v);
+
 }  // namespace dsv3::kernels::scalar

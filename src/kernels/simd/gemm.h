@@ -54,16 +54,17 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Floats of the packed activations for n tokens of `cols` columns.
 template <class V>
-int64_t gemm_packed_x_floats(int64_t n, int64_t cols) {
+int64_t gemm_packed_x_floats(const Matrix& w, int64_t n) {
   using S = GemmShape<V>;
-  return ceil_div(n, S::NT) * S::NT * ceil_div(cols, S::L) * S::L;
+  return ceil_div(n, S::NT) * S::NT * ceil_div(w.cols, S::L) * S::L;
 }
 
 // Floats of per-thread scratch gemm_rows needs: the weight panel, the partial sums and the
 // scaled activations of FP8 (gemm_scale_x).
 template <class V>
-int64_t gemm_scratch_floats(int64_t cols) {
+int64_t gemm_scratch_floats(const Matrix& w) {
   using S = GemmShape<V>;
+  const int64_t cols = w.cols;
   return S::MC * ceil_div(cols, S::L) * S::L + S::kSlots * S::NB * S::MC + S::NB * S::KJ + ceil_div(cols, S::L) * S::L;
 }
 
@@ -71,8 +72,9 @@ int64_t gemm_scratch_floats(int64_t cols) {
 // x[tile * NT + i, j * L + l], zero past the last token and column (the decode kernel's masked
 // loads read zeros there too).
 template <class V>
-void gemm_pack_x(const float* x, int64_t n, int64_t cols, int64_t tile0, int64_t tile1, float* xp) {
+void gemm_pack_x(const Matrix& w, const float* x, int64_t n, int64_t tile0, int64_t tile1, float* xp) {
   using S = GemmShape<V>;
+  const int64_t cols = w.cols;
   using Reg = typename V::Reg;
   constexpr int L = S::L, NT = S::NT;
   const int64_t J = ceil_div(cols, L);
@@ -169,7 +171,7 @@ void gemm_micro_any(int nt, const float* wp, const float* xp, int64_t kj, float*
 }
 
 // Tokens [t0, t1) x rows [r0, r1) of y (row stride w.rows) from packed activations xp.
-// t0 is a multiple of kGemmTokens. `scratch` holds gemm_scratch_floats(w.cols) floats.
+// t0 is a multiple of kGemmTokens. `scratch` holds gemm_scratch_floats(w) floats.
 template <class V, DType D>
 void gemm_rows_typed(const Matrix& w, const float* xp, float* y, int64_t t0, int64_t t1, int64_t r0, int64_t r1,
                      float* scratch) {

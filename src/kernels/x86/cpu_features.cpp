@@ -44,13 +44,13 @@ std::string missing_feature(const std::string& variant) {
     if (!bit(l1.c, 29)) return "f16c";
     return "";
   }
-  if (variant == "avx512") {
+  if (variant == "avx512" || variant == "avx512bf16") {
     if (!bit(l7.b, 16) || !os_avx512) return "avx512f";
     if (!bit(l7.b, 30)) return "avx512bw";
     if (!bit(l7.b, 31)) return "avx512vl";
     if (!bit(l7.b, 17)) return "avx512dq";
-    if (!bit(l7s1.a, 5)) return "avx512bf16";
     if (!bit(l7.c, 1)) return "avx512vbmi";
+    if (variant == "avx512bf16" && !bit(l7s1.a, 5)) return "avx512bf16";
     return "";
   }
   return "";
