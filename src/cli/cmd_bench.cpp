@@ -65,7 +65,8 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
   const double prefill_s = since(t0);
   r["prefill_tokens_per_s"] = double(o.prompt_len) / prefill_s;
   // Model FLOPs (engine/bench.h: prefill_flops) against the FMA peak of the kernels' ISA on
-  // this many threads, measured now in each thread's CPU time.
+  // this many threads, measured now in each thread's CPU time (avx512bf16: the peak of its
+  // BF16 dot products, twice the float32 FMA's multiply-adds).
   r["prefill_gflop_per_s"] = prefill_flops(c, o.prompt_len) / prefill_s / 1e9;
   const double peak = fma_peak_gflops_per_core(kernels::active_variant(), o.threads, int64_t(40) << 20) * o.threads;
   if (peak > 0) {
@@ -206,8 +207,9 @@ int run(const Opts& o) {
   std::printf("prefill          %s tok/s (%lld-token prompt, %s GFLOP/s", val("prefill_tokens_per_s", "%.1f").c_str(),
               (long long)o.prompt_len, val("prefill_gflop_per_s", "%.1f").c_str());
   if (j.contains("fma_peak_gflop_per_s"))
-    std::printf(" = %.0f%% of the %.0f GFLOP/s FMA peak", pct * j["prefill_fma_peak_share"].get<double>(),
-                j["fma_peak_gflop_per_s"].get<double>());
+    std::printf(" = %.0f%% of the %.0f GFLOP/s %s peak", pct * j["prefill_fma_peak_share"].get<double>(),
+                j["fma_peak_gflop_per_s"].get<double>(),
+                j["kernels"].get<std::string>() == "avx512bf16" ? "BF16 dot-product" : "FMA");
   std::printf(", time to first token %ss)\n", val("time_to_first_token_s", "%.3f").c_str());
   const double decode_tps = j["decode_tokens_per_s"].get<double>();
   std::printf("decode           %s tok/s; reads %.1f MB per token (weights %.1f + cache %.2f) = %.2f GB/s = %.0f%% "
