@@ -21,6 +21,7 @@
 
 #include "kernels/avx512/traits.h"
 #include "kernels/scalar/scalar.h"
+#include "kernels/simd/gemm.h"
 #include "kernels/simd/linear.h"
 #include "kernels/variant.h"
 
@@ -417,13 +418,7 @@ void gemm_rows_typed(const Matrix& w, const float* xp, float* y, int64_t t0, int
     gemm_pack_w<D>(w, ra, m, wp);
     for (int64_t tb = t0; tb < t1; tb += NB) {
       const int64_t nb = t1 - tb < NB ? t1 - tb : NB;
-      // The lanes in the reduce_add tree's leaf order (bit-reversed), merged like a binary
-      // counter, as simd::gemm_rows_typed.
-      int depth = 0, level[kSlots];
-      for (int k = 0; k < L; ++k) {
-        int l = 0;
-        for (int b = 1, kk = k; b < L; b <<= 1, kk >>= 1) l = (l << 1) | (kk & 1);
-        float* acc = slots + depth * NB * MC;
+      simd::lane_tree_sum<V, kSlots>(slots, NB * MC, nb, mv, MC, [&](int l, float* acc) {
         for (int64_t j0 = 0; j0 < J; j0 += KJ) {
           const int64_t kj = J - j0 < KJ ? J - j0 : KJ;
           gemm_x_bf16(J, kFp8 ? fx : nullptr, xp, tb / NT, ceil_div(nb, NT), l, j0, kj, xs);
@@ -434,17 +429,7 @@ void gemm_rows_typed(const Matrix& w, const float* xp, float* y, int64_t t0, int
                                  MC, j0 > 0);
           }
         }
-        level[depth++] = 0;
-        while (depth >= 2 && level[depth - 1] == level[depth - 2]) {
-          float* a = slots + (depth - 2) * NB * MC;
-          const float* b = slots + (depth - 1) * NB * MC;
-          for (int64_t t = 0; t < nb; ++t)
-            for (int64_t i = 0; i < mv; i += L)
-              V::store_f32(a + t * MC + i, V::add(V::load_f32(a + t * MC + i, L), V::load_f32(b + t * MC + i, L)), L);
-          --depth;
-          ++level[depth - 1];
-        }
-      }
+      });
       for (int64_t t = 0; t < nb; ++t)
         for (int64_t i = 0; i < m; i += L)
           V::store_f32(y + (tb + t) * w.rows + ra + i, V::load_f32(slots + t * MC + i, L), m - i < L ? int(m - i) : L);

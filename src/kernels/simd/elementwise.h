@@ -9,7 +9,7 @@
 namespace dsv3::kernels::simd {
 
 template <class V>
-inline int tail(int64_t n, int64_t i) {
+static inline int tail(int64_t n, int64_t i) {
   return n - i < V::kLanes ? int(n - i) : V::kLanes;
 }
 

@@ -50,7 +50,7 @@ struct GemmShape {
   static_assert(MC % G == 0 && NT <= L && kSlots > 0);
 };
 
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Floats of the packed activations for n tokens of `cols` columns.
 template <class V>
@@ -170,6 +170,33 @@ void gemm_micro_any(int nt, const float* wp, const float* xp, int64_t kj, float*
   gemm_micro<V, NTT>(wp, xp, kj, c, ldc, resume);
 }
 
+// The decode kernel's lane tree for a block of partial sums: pass(l, acc) computes lane l's
+// sums into acc ([token][row], `ld` floats apart, nb tokens x mv rows, mv a multiple of L), and
+// the lanes are combined as V::reduce_add combines them. That tree (halves added pairwise: lane
+// i + lane i + L/2, then + L/4, ...) has the lanes in bit-reversed order as its leaves, left to
+// right, so the lanes are computed in that order and merged like a binary counter: a stack of at
+// most log2(L) + 1 buffers (`slots`, `slot_floats` apart) instead of L. The sum ends in slots.
+template <class V, int kSlots, class Pass>
+void lane_tree_sum(float* slots, int64_t slot_floats, int64_t nb, int64_t mv, int64_t ld, const Pass& pass) {
+  constexpr int L = V::kLanes;
+  int depth = 0, level[kSlots];
+  for (int k = 0; k < L; ++k) {
+    int l = 0;
+    for (int b = 1, kk = k; b < L; b <<= 1, kk >>= 1) l = (l << 1) | (kk & 1);
+    pass(l, slots + depth * slot_floats);
+    level[depth++] = 0;
+    while (depth >= 2 && level[depth - 1] == level[depth - 2]) {
+      float* a = slots + (depth - 2) * slot_floats;
+      const float* b = slots + (depth - 1) * slot_floats;
+      for (int64_t t = 0; t < nb; ++t)
+        for (int64_t i = 0; i < mv; i += L)
+          V::store_f32(a + t * ld + i, V::add(V::load_f32(a + t * ld + i, L), V::load_f32(b + t * ld + i, L)), L);
+      --depth;
+      ++level[depth - 1];
+    }
+  }
+}
+
 // Tokens [t0, t1) x rows [r0, r1) of y (row stride w.rows) from packed activations xp.
 // t0 is a multiple of kGemmTokens. `scratch` holds gemm_scratch_floats(w) floats.
 template <class V, DType D>
@@ -193,15 +220,7 @@ void gemm_rows_typed(const Matrix& w, const float* xp, float* y, int64_t t0, int
     gemm_pack_w<V, D>(w, ra, m, wp);
     for (int64_t tb = t0; tb < t1; tb += NB) {
       const int64_t nb = t1 - tb < NB ? t1 - tb : NB;
-      // The decode kernel's lane tree (V::reduce_add adds halves pairwise: lane i + lane i + L/2,
-      // then + L/4, ...) has the lanes in bit-reversed order as its leaves, left to right. So the
-      // lanes are computed in that order and merged like a binary counter: a stack of at most
-      // log2(L) + 1 partial sums instead of L.
-      int depth = 0, level[S::kSlots];
-      for (int k = 0; k < L; ++k) {
-        int l = 0;
-        for (int b = 1, kk = k; b < L; b <<= 1, kk >>= 1) l = (l << 1) | (kk & 1);
-        float* acc = slots + depth * NB * MC;
+      lane_tree_sum<V, S::kSlots>(slots, NB * MC, nb, mv, MC, [&](int l, float* acc) {
         for (int64_t j0 = 0; j0 < J; j0 += KJ) {
           const int64_t kj = J - j0 < KJ ? J - j0 : KJ;
           const float* xl = xp + ((tb / NT * L + l) * J + j0) * NT;  // token tiles L * J * NT apart
@@ -218,17 +237,7 @@ void gemm_rows_typed(const Matrix& w, const float* xp, float* y, int64_t t0, int
               gemm_micro_any<V, NT>(nt, wp + ((l * NG + g) * J + j0) * G, xt, kj, acc + t * MC + g * G, MC, j0 > 0);
           }
         }
-        level[depth++] = 0;
-        while (depth >= 2 && level[depth - 1] == level[depth - 2]) {
-          float* a = slots + (depth - 2) * NB * MC;
-          const float* b = slots + (depth - 1) * NB * MC;
-          for (int64_t t = 0; t < nb; ++t)
-            for (int64_t i = 0; i < mv; i += L)
-              V::store_f32(a + t * MC + i, V::add(V::load_f32(a + t * MC + i, L), V::load_f32(b + t * MC + i, L)), L);
-          --depth;
-          ++level[depth - 1];
-        }
-      }
+      });
       for (int64_t t = 0; t < nb; ++t)
         for (int64_t i = 0; i < m; i += L) {
           typename V::Reg v = V::load_f32(slots + t * MC + i, L);

@@ -1,7 +1,8 @@
 // Weight-reading kernels (linear, its transpose, dequantization) written once against a vector
 // ISA's traits V (avx2/traits.h, avx512/traits.h) and instantiated in each ISA's own translation
-// unit, compiled with that ISA's flags. Everything here is a template over V, so no function
-// compiled for one ISA can be picked by the linker for another (no ODR-merged inline helpers).
+// unit, compiled with that ISA's flags. Everything here is a template over V or has internal
+// linkage (static), so no function compiled for one ISA can be picked by the linker for another
+// (no ODR-merged inline helpers).
 //
 // Numerics: BF16/F16/F32 weights are converted exactly and FMA'd into float32 activations. FP8
 // weights are decoded to their code's value (times 2^-120, exact) and FMA'd into activations
@@ -46,13 +47,13 @@ inline typename V::Reg load_weights(const uint8_t* row, int64_t c, int count) {
 }
 
 template <DType D>
-constexpr int64_t elem_bytes() {
+static constexpr int64_t elem_bytes() {
   return D == DType::F32 ? 4 : D == DType::F8_E4M3 ? 1 : 2;
 }
 
 // Columns per scale block: FP8 with scales has 128-wide blocks, everything else one block.
 template <DType D>
-inline int64_t block_width(const Matrix& w) {
+static inline int64_t block_width(const Matrix& w) {
   return D == DType::F8_E4M3 && w.quantized() ? w.block_cols : w.cols;
 }
 
@@ -218,7 +219,7 @@ void fp8_x_factors(const Matrix& w, int64_t r, float* f) {
 
 // First row after r (view-relative, at most r1) outside r's FP8 scale block: rows [r, end)
 // share their column scales, so one pre-scaled copy of the activations serves them all.
-inline int64_t fp8_block_end(const Matrix& w, int64_t r, int64_t r1) {
+static inline int64_t fp8_block_end(const Matrix& w, int64_t r, int64_t r1) {
   if (!w.quantized()) return r1;
   const int64_t end = ((w.row0 + r) / w.block_rows + 1) * w.block_rows - w.row0;
   return end < r1 ? end : r1;
