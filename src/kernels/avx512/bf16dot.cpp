@@ -79,11 +79,6 @@ struct Fp8Decoder {
   }
 };
 
-template <DType D>
-constexpr int64_t elem_bytes() {
-  return D == DType::F8_E4M3 ? 1 : 2;
-}
-
 // Columns [c, c + cnt) (cnt <= 64) of a row as two BF16 vectors (zeros past cnt).
 template <DType D>
 inline void load_step(const Fp8Decoder& dec, const uint8_t* row, int64_t c, int cnt, __m512i& a, __m512i& b) {
@@ -149,7 +144,7 @@ int64_t packed_bf16(int nt, int64_t cols) { return (cols + kVecCols - 1) / kVecC
 template <DType D, int RB, int NT>
 void tile(const Matrix& w, const uint8_t* rows, const uint16_t* xp, float* y, int64_t ldy) {
   const Fp8Decoder dec;
-  const int64_t cols = w.cols, row_bytes = cols * elem_bytes<D>();
+  const int64_t cols = w.cols, row_bytes = cols * simd::elem_bytes<D>();
   __m512 acc[RB][NT];
   for (int i = 0; i < RB; ++i)
     for (int t = 0; t < NT; ++t) acc[i][t] = V::zero();
@@ -160,7 +155,7 @@ void tile(const Matrix& w, const uint8_t* rows, const uint16_t* xp, float* y, in
     const uint16_t* xc = xp + (c / kVecCols) * NT * kVecCols;
     for (int i = 0; i < RB; ++i) {
       // As simd::tile: 1 KiB ahead, continuing into the next tile's row near this row's end.
-      const int64_t off = c * elem_bytes<D>() + V::kPrefetchBytes;
+      const int64_t off = c * simd::elem_bytes<D>() + V::kPrefetchBytes;
       const uintptr_t row_i = reinterpret_cast<uintptr_t>(rows) + uintptr_t(i * row_bytes);
       const uintptr_t ahead = off < row_bytes ? row_i + uintptr_t(off) : row_i + uintptr_t(RB * row_bytes + off - row_bytes);
       __builtin_prefetch(reinterpret_cast<const void*>(ahead), 0, 3);
@@ -184,7 +179,7 @@ constexpr int tile_rows(int) { return 4; }
 template <DType D, int NT>
 void tile_rows_n(const Matrix& w, int64_t r0, int64_t r1, const uint16_t* xp, float* y) {
   constexpr int RB = tile_rows(NT);
-  const int64_t row_bytes = w.cols * elem_bytes<D>();
+  const int64_t row_bytes = w.cols * simd::elem_bytes<D>();
   const uint8_t* data = static_cast<const uint8_t*>(w.data);
   int64_t r = r0;
   for (; r + RB <= r1; r += RB) tile<D, RB, NT>(w, data + size_t(r) * size_t(row_bytes), xp, y + r, w.rows);
@@ -328,7 +323,7 @@ void gemm_pack_x(const Matrix& w, const float* x, int64_t n, int64_t tile0, int6
 template <DType D>
 void gemm_pack_w(const Matrix& w, int64_t ra, int64_t m, uint32_t* wp) {
   const Fp8Decoder dec;
-  const int64_t cols = w.cols, J = vecs(w), row_bytes = cols * elem_bytes<D>();
+  const int64_t cols = w.cols, J = vecs(w), row_bytes = cols * simd::elem_bytes<D>();
   const uint8_t* data = static_cast<const uint8_t*>(w.data);
   for (int64_t i0 = 0; i0 < ceil_div(m, G) * G; i0 += L) {  // 16 rows: one 16 x 16 dword transpose per vector
     const int rows = m - i0 < L ? int(m - i0 > 0 ? m - i0 : 0) : L;
