@@ -96,29 +96,7 @@ inline void load_step(const Fp8Decoder& dec, const uint8_t* row, int64_t c, int 
 // Whether the vector code computes `w` (else the scalar twin does): BF16, or FP8 whose scales
 // keep x * scale finite for any activation a model produces (|scale| < 2^64).
 bool bf16_supported(const Matrix& w) {
-  if (w.dtype == DType::BF16) return true;
-  if (w.dtype != DType::F8_E4M3 || !w.quantized() || w.rows == 0) return w.dtype == DType::F8_E4M3;
-  const int64_t b0 = w.row0 / w.block_rows, b1 = (w.row0 + w.rows - 1) / w.block_rows;
-  for (int64_t b = b0; b <= b1; ++b)
-    for (int64_t k = 0; k < w.scale_cols; ++k) {
-      float s;
-      std::memcpy(&s, w.scale + b * w.scale_cols + k, sizeof s);
-      if (!(s < 0x1p64f && s > -0x1p64f)) return false;
-    }
-  return true;
-}
-
-// f[c] = the activation factor of column c for the FP8 rows of row r's scale block (its block
-// scale; 1 unscaled), for c < cols rounded up to a multiple of 32 (1 past cols).
-void x_factors(const Matrix& w, int64_t r, float* f) {
-  const int64_t cols = w.cols, padded = (cols + kVecCols - 1) / kVecCols * kVecCols;
-  int64_t c = 0;
-  if (w.quantized())
-    for (int64_t kb = 0; c < cols; ++kb) {  // a block at a time: decode calls this per 128 rows
-      const float s = w.block_scale(r, kb * w.block_cols);
-      for (const int64_t ce = c + w.block_cols < cols ? c + w.block_cols : cols; c < ce; ++c) f[c] = s;
-    }
-  for (; c < padded; ++c) f[c] = 1.0f;
+  return w.dtype == DType::BF16 || (w.dtype == DType::F8_E4M3 && simd::fp8_scales_below(w, 0x1p64f));
 }
 
 // ---- One-token kernel: register tiles over rows x tokens --------------------------------------
@@ -154,11 +132,7 @@ void tile(const Matrix& w, const uint8_t* rows, const uint16_t* xp, float* y, in
   auto step = [&](int64_t c, int cnt) __attribute__((always_inline)) {
     const uint16_t* xc = xp + (c / kVecCols) * NT * kVecCols;
     for (int i = 0; i < RB; ++i) {
-      // As simd::tile: 1 KiB ahead, continuing into the next tile's row near this row's end.
-      const int64_t off = c * simd::elem_bytes<D>() + V::kPrefetchBytes;
-      const uintptr_t row_i = reinterpret_cast<uintptr_t>(rows) + uintptr_t(i * row_bytes);
-      const uintptr_t ahead = off < row_bytes ? row_i + uintptr_t(off) : row_i + uintptr_t(RB * row_bytes + off - row_bytes);
-      __builtin_prefetch(reinterpret_cast<const void*>(ahead), 0, 3);
+      simd::prefetch_ahead<RB>(rows, i, row_bytes, c * simd::elem_bytes<D>() + V::kPrefetchBytes);
       __m512i wa, wb;
       load_step<D>(dec, rows + i * row_bytes, c, cnt, wa, wb);
       for (int t = 0; t < NT; ++t) acc[i][t] = dp(acc[i][t], wa, _mm512_loadu_si512(xc + t * kVecCols));
@@ -193,38 +167,14 @@ void tile_rows_any(int nt, const Matrix& w, int64_t r0, int64_t r1, const uint16
   tile_rows_n<D, NT>(w, r0, r1, xp, y);
 }
 
-// Rows [r0, r1) of y = W x for n tokens: simd::linear_rows_typed's blocking (token blocks whose
-// activations stay in L2, balanced groups of up to kTileTokens, row chunks re-read from L1/L2
-// by every group after the first), with the activations packed as BF16, for FP8 once per scale
-// block of rows (scaled for that block).
+// Rows [r0, r1) of y = W x for n tokens: simd::linear_rows_typed's blocking, with the
+// activations packed as BF16 (for FP8 once per scale block of rows, times its scales).
 template <DType D>
 void linear_rows_typed(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1) {
-  constexpr int NT = kTileTokens;
-  constexpr bool kFp8 = D == DType::F8_E4M3;
-  const int64_t cols = w.cols;
-  int64_t tb = simd::kActivationBlockBytes / (cols * int64_t(sizeof(float)));
-  tb = tb < NT ? NT : tb;
-  thread_local std::vector<uint16_t> xp;
-  thread_local std::vector<float> f;
-  if (kFp8 && int64_t(f.size()) < packed_bf16(1, cols)) f.resize(size_t(packed_bf16(1, cols)));
-  for (int64_t t0 = 0; t0 < n; t0 += tb) {
-    const int64_t nb = n - t0 < tb ? n - t0 : tb, groups = (nb + NT - 1) / NT, g = (nb + groups - 1) / groups;
-    const int64_t per_group = packed_bf16(int(g), cols);
-    if (int64_t(xp.size()) < groups * per_group) xp.resize(size_t(groups * per_group));
-    auto group_tokens = [&](int64_t t) { return t0 + nb - t < g ? int(t0 + nb - t) : int(g); };
-    for (int64_t rs = r0; rs < r1;) {
-      const int64_t re = kFp8 ? simd::fp8_block_end(w, rs, r1) : r1;
-      if constexpr (kFp8) x_factors(w, rs, f.data());
-      for (int64_t k = 0, t = t0; t < t0 + nb; ++k, t += g)
-        pack_x_bf16(kFp8 ? f.data() : nullptr, x + t * cols, cols, group_tokens(t), cols, xp.data() + k * per_group);
-      for (int64_t rc = rs; rc < re; rc += simd::kTileRowChunk) {
-        const int64_t rce = re - rc < simd::kTileRowChunk ? re : rc + simd::kTileRowChunk;
-        for (int64_t k = 0, t = t0; t < t0 + nb; ++k, t += g)
-          tile_rows_any<D, NT>(group_tokens(t), w, rc, rce, xp.data() + k * per_group, y + t * w.rows);
-      }
-      rs = re;
-    }
-  }
+  simd::linear_rows_blocked<kTileTokens, uint16_t>(w, x, y, n, r0, r1, 1.0f, kVecCols, packed_bf16, pack_x_bf16,
+                                                   [&](int nt, int64_t rc, int64_t rce, const uint16_t* xp, float* yt) {
+                                                     tile_rows_any<D, kTileTokens>(nt, w, rc, rce, xp, yt);
+                                                   });
 }
 
 void linear_rows(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1, float* scratch) {
@@ -407,7 +357,7 @@ void gemm_rows_typed(const Matrix& w, const float* xp, float* y, int64_t t0, int
     int64_t m = r1 - ra < MC ? r1 - ra : MC;
     if constexpr (kFp8) {
       m = simd::fp8_block_end(w, ra, ra + m) - ra;  // one scale block
-      x_factors(w, ra, fx);
+      simd::fp8_x_factors(w, ra, 1.0f, kVecCols, fx);
     }
     const int64_t ng = ceil_div(m, G), mv = ceil_div(m, L) * L;
     gemm_pack_w<D>(w, ra, m, wp);

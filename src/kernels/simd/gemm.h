@@ -214,7 +214,7 @@ void gemm_rows_typed(const Matrix& w, const float* xp, float* y, int64_t t0, int
     int64_t m = r1 - ra < MC ? r1 - ra : MC;
     if constexpr (D == DType::F8_E4M3) {
       m = fp8_block_end(w, ra, ra + m) - ra;  // one scale block
-      fp8_x_factors<V>(w, ra, fx);
+      fp8_x_factors(w, ra, kFp8XUnit, L, fx);
     }
     const int64_t ng = ceil_div(m, G), mv = ceil_div(m, L) * L;
     gemm_pack_w<V, D>(w, ra, m, wp);

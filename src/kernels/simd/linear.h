@@ -67,14 +67,11 @@ constexpr float fp8_post() {
   return V::kFp8Unit / kFp8XUnit;
 }
 
-// Whether every block scale of the view times kFp8Unit (dequant_row_range,
-// linear_transposed_acc) and kFp8XUnit (linear, the GEMM) is a finite float: scales below 2^8
-// (real checkpoints' are ~1e-4). If not, the scalar code runs.
-template <class V>
-bool fp8_scales_fit(const Matrix& w) {
+// Whether every FP8 block scale of the view's rows is below `limit` in magnitude (true for other
+// dtypes and unscaled FP8).
+static inline bool fp8_scales_below(const Matrix& w, float limit) {
   if (w.dtype != DType::F8_E4M3 || !w.quantized() || w.rows == 0) return true;
   const int64_t b0 = w.row0 / w.block_rows, b1 = (w.row0 + w.rows - 1) / w.block_rows;
-  const float limit = 3.0e38f / (V::kFp8Unit > kFp8XUnit ? V::kFp8Unit : kFp8XUnit);
   for (int64_t b = b0; b <= b1; ++b)
     for (int64_t k = 0; k < w.scale_cols; ++k) {
       float s;
@@ -82,6 +79,14 @@ bool fp8_scales_fit(const Matrix& w) {
       if (!(s < limit && s > -limit)) return false;
     }
   return true;
+}
+
+// Whether every block scale of the view times kFp8Unit (dequant_row_range,
+// linear_transposed_acc) and kFp8XUnit (linear, the GEMM) is a finite float: scales below 2^8
+// (real checkpoints' are ~1e-4). If not, the scalar code runs.
+template <class V>
+bool fp8_scales_fit(const Matrix& w) {
+  return fp8_scales_below(w, 3.0e38f / (V::kFp8Unit > kFp8XUnit ? V::kFp8Unit : kFp8XUnit));
 }
 
 // Multiplier turning a loaded weight into its dequantized value: scale x kFp8Unit for FP8
@@ -133,6 +138,17 @@ inline void load_weight_group(const uint8_t* row, int64_t c, int cnt, typename V
   }
 }
 
+// Prefetches byte `off` of row i of a register tile of RB rows (`rows` its first row's data),
+// or near the row's end the same row of the next tile (RB rows below): each row is a short
+// stream the hardware prefetcher would otherwise ramp up on anew. (An address, not a pointer:
+// past the last tile it points beyond the tensor, and a prefetch never faults.)
+template <int RB>
+static inline void prefetch_ahead(const uint8_t* rows, int i, int64_t row_bytes, int64_t off) {
+  const uintptr_t row_i = reinterpret_cast<uintptr_t>(rows) + uintptr_t(i * row_bytes);
+  const uintptr_t ahead = off < row_bytes ? row_i + uintptr_t(off) : row_i + uintptr_t(RB * row_bytes + off - row_bytes);
+  __builtin_prefetch(reinterpret_cast<const void*>(ahead), 0, 3);
+}
+
 // y[t * ldy + i] = sum_c W[r + i, c] x[t, c] for i < RB, t < NT, `rows` pointing at row r's
 // data and xp the NT tokens in pack_tokens' layout (FP8: pre-scaled for row r's block by
 // pack_tokens_scaled). Every (row, token) accumulator sees the same sequence of operations
@@ -148,16 +164,7 @@ void tile(const Matrix& w, const uint8_t* rows, const float* xp, float* y, int64
   auto step = [&](int64_t c, int cnt) __attribute__((always_inline)) {  // cnt <= GL columns
     Reg wv[RB][GW];
     for (int i = 0; i < RB; ++i) {
-      if constexpr (V::kPrefetchBytes > 0) {
-        // Near the row's end, the same row of the next tile (rows below this tile's RB): each
-        // row is a short stream the hardware prefetcher would otherwise ramp up on anew. (An
-        // address, not a pointer: past the last tile it points beyond the tensor, and a
-        // prefetch never faults.)
-        const int64_t off = c * elem_bytes<D>() + V::kPrefetchBytes;
-        const uintptr_t row_i = reinterpret_cast<uintptr_t>(rows) + uintptr_t(i * row_bytes);
-        const uintptr_t ahead = off < row_bytes ? row_i + uintptr_t(off) : row_i + uintptr_t(RB * row_bytes + off - row_bytes);
-        __builtin_prefetch(reinterpret_cast<const void*>(ahead), 0, 3);
-      }
+      if constexpr (V::kPrefetchBytes > 0) prefetch_ahead<RB>(rows, i, row_bytes, c * elem_bytes<D>() + V::kPrefetchBytes);
       load_weight_group<V, D, GW>(rows + i * row_bytes, c, cnt, wv[i]);
     }
     const float* xc = xp + (c / L) * NT * L;  // c is a multiple of L
@@ -199,11 +206,11 @@ int64_t packed_tokens_floats(int nt, int64_t cols) {
 }
 
 // f[c] = the multiplier of column c's activations for the FP8 rows in row r's scale block
-// (block scale x kFp8XUnit), for c < cols rounded up to a multiple of L (kFp8XUnit past cols,
-// where activations are 0).
-template <class V>
-void fp8_x_factors(const Matrix& w, int64_t r, float* f) {
-  const int64_t cols = w.cols, padded = (cols + V::kLanes - 1) / V::kLanes * V::kLanes;
+// (block scale x unit; unit alone for unscaled FP8), for c < cols rounded up to a multiple of
+// `multiple` (unit past cols, where activations are 0). Filled a block at a time: the decode
+// kernels call this once per 128 rows.
+static inline void fp8_x_factors(const Matrix& w, int64_t r, float unit, int64_t multiple, float* f) {
+  const int64_t cols = w.cols, padded = (cols + multiple - 1) / multiple * multiple;
   int64_t c = 0;
   if (w.quantized()) {
     const float* srow = w.scale + ((w.row0 + r) / w.block_rows) * w.scale_cols;
@@ -211,10 +218,10 @@ void fp8_x_factors(const Matrix& w, int64_t r, float* f) {
       float s;
       std::memcpy(&s, srow + kb, sizeof s);
       const int64_t ce = c + w.block_cols < cols ? c + w.block_cols : cols;
-      for (; c < ce; ++c) f[c] = s * kFp8XUnit;
+      for (; c < ce; ++c) f[c] = s * unit;
     }
   }
-  for (; c < padded; ++c) f[c] = kFp8XUnit;
+  for (; c < padded; ++c) f[c] = unit;
 }
 
 // First row after r (view-relative, at most r1) outside r's FP8 scale block: rows [r, end)
@@ -267,37 +274,52 @@ void tile_rows_any(int nt, const Matrix& w, int64_t r0, int64_t r1, const float*
 // pre-scaled for that block (pack_tokens_scaled).
 constexpr int64_t kTileRowChunk = 24;  // a multiple of every V::tile_rows
 
-template <class V, DType D>
-void linear_rows_typed(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1) {
-  constexpr int NT = V::kTileTokens;
-  constexpr bool kFp8 = D == DType::F8_E4M3;
+// The blocking above, for any packed element type E (float32 here, BF16 in avx512bf16):
+// packed(nt, cols) elements per group of nt tokens; pack(f, x, ldx, nt, cols, xp) packs nt
+// tokens, times the FP8 factors f of the current row block (fp8_x_factors with `unit`, padded
+// to `multiple`; null for other dtypes); rows(nt, r0, r1, xp, y) runs the register tiles.
+template <int NT, class E, class Packed, class Pack, class Rows>
+void linear_rows_blocked(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1, float unit,
+                         int64_t multiple, const Packed& packed, const Pack& pack, const Rows& rows) {
+  const bool fp8 = w.dtype == DType::F8_E4M3;
   const int64_t cols = w.cols;
   int64_t tb = kActivationBlockBytes / (cols * int64_t(sizeof(float)));
   tb = tb < NT ? NT : tb;
-  thread_local std::vector<float> xp, f;
-  if (kFp8 && int64_t(f.size()) < packed_tokens_floats<V>(1, cols)) f.resize(size_t(packed_tokens_floats<V>(1, cols)));
+  thread_local std::vector<E> xp;
+  thread_local std::vector<float> f;
+  if (fp8 && int64_t(f.size()) < (cols + multiple - 1) / multiple * multiple)
+    f.resize(size_t((cols + multiple - 1) / multiple * multiple));
   for (int64_t t0 = 0; t0 < n; t0 += tb) {
     const int64_t nb = n - t0 < tb ? n - t0 : tb, groups = (nb + NT - 1) / NT, g = (nb + groups - 1) / groups;
-    const int64_t per_group = packed_tokens_floats<V>(int(g), cols);
+    const int64_t per_group = packed(int(g), cols);
     if (int64_t(xp.size()) < groups * per_group) xp.resize(size_t(groups * per_group));
     auto group_tokens = [&](int64_t t) { return t0 + nb - t < g ? int(t0 + nb - t) : int(g); };
     for (int64_t rs = r0; rs < r1;) {
-      const int64_t re = kFp8 ? fp8_block_end(w, rs, r1) : r1;
-      if constexpr (kFp8) fp8_x_factors<V>(w, rs, f.data());
-      for (int64_t k = 0, t = t0; t < t0 + nb; ++k, t += g) {
-        if constexpr (kFp8)
-          pack_tokens_scaled<V>(f.data(), x + t * cols, cols, group_tokens(t), cols, xp.data() + k * per_group);
-        else
-          pack_tokens<V>(x + t * cols, cols, group_tokens(t), cols, xp.data() + k * per_group);
-      }
+      const int64_t re = fp8 ? fp8_block_end(w, rs, r1) : r1;
+      if (fp8) fp8_x_factors(w, rs, unit, multiple, f.data());
+      for (int64_t k = 0, t = t0; t < t0 + nb; ++k, t += g)
+        pack(fp8 ? f.data() : nullptr, x + t * cols, cols, group_tokens(t), cols, xp.data() + k * per_group);
       for (int64_t rc = rs; rc < re; rc += kTileRowChunk) {
         const int64_t rce = re - rc < kTileRowChunk ? re : rc + kTileRowChunk;
         for (int64_t k = 0, t = t0; t < t0 + nb; ++k, t += g)
-          tile_rows_any<V, D, NT>(group_tokens(t), w, rc, rce, xp.data() + k * per_group, y + t * w.rows);
+          rows(group_tokens(t), rc, rce, static_cast<const E*>(xp.data() + k * per_group), y + t * w.rows);
       }
       rs = re;
     }
   }
+}
+
+template <class V, DType D>
+void linear_rows_typed(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1) {
+  linear_rows_blocked<V::kTileTokens, float>(
+      w, x, y, n, r0, r1, kFp8XUnit, V::kLanes, packed_tokens_floats<V>,
+      [](const float* f, const float* xt, int64_t ldx, int nt, int64_t cols, float* xp) {
+        if (f != nullptr) return pack_tokens_scaled<V>(f, xt, ldx, nt, cols, xp);
+        pack_tokens<V>(xt, ldx, nt, cols, xp);
+      },
+      [&](int nt, int64_t rc, int64_t rce, const float* xp, float* yt) {
+        tile_rows_any<V, D, V::kTileTokens>(nt, w, rc, rce, xp, yt);
+      });
 }
 
 template <class V>
