@@ -19,9 +19,9 @@ struct V {
   // accumulators + RB weight vectors + 1 activation + the FP8 mask within 16 ymm.
   static constexpr int kTileTokens = 4;
   static constexpr int tile_rows(int tokens) { return tokens <= 2 ? 4 : tokens == 3 ? 3 : 2; }
-  // As AVX-512 (avx512/traits.h): decode of `medium` with these kernels, 2 threads, 67-71 tok/s
-  // with this prefetch vs 44-48 without.
-  static constexpr int kPrefetchBytes = 2048;
+  // As AVX-512 (avx512/traits.h). With no prefetch, `medium` decode with these kernels (2
+  // threads) ran at 44-48 tok/s.
+  static constexpr int kPrefetchBytes = 4096;
   static constexpr int kFp8Group = 1, kFp8GroupTokens = 0;  // no group decode
   // linear_transposed_acc: 8 accumulators = 64 columns.
   static constexpr int kPanel = 8;

@@ -132,7 +132,8 @@ void tile(const Matrix& w, const uint8_t* rows, const uint16_t* xp, float* y, in
   auto step = [&](int64_t c, int cnt) __attribute__((always_inline)) {
     const uint16_t* xc = xp + (c / kVecCols) * NT * kVecCols;
     for (int i = 0; i < RB; ++i) {
-      simd::prefetch_ahead<RB>(rows, i, row_bytes, c * simd::elem_bytes<D>() + V::kPrefetchBytes);
+      simd::prefetch_tile<RB>(rows, i, row_bytes, c * simd::elem_bytes<D>(), kStepCols * simd::elem_bytes<D>(),
+                               V::kPrefetchBytes);
       __m512i wa, wb;
       load_step<D>(dec, rows + i * row_bytes, c, cnt, wa, wb);
       for (int t = 0; t < NT; ++t) acc[i][t] = dp(acc[i][t], wa, _mm512_loadu_si512(xc + t * kVecCols));
