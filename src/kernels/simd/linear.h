@@ -148,13 +148,13 @@ inline void load_weight_group(const uint8_t* row, int64_t c, int cnt, typename V
 // memory controllers serve RB x threads interleaved short streams worse than a sequential one.
 // (An address, not a pointer: past the last tile it points beyond the tensor, and a prefetch
 // never faults.)
-template <int RB>
+template <int RB, int Locality = 3>
 static inline void prefetch_tile(const uint8_t* rows, int i, int64_t row_bytes, int64_t off, int64_t step,
                                  int64_t lead) {
   const int64_t at = off * RB + i * step;
   if (step < 64 && (at & 63) != 0) return;
   const uintptr_t a = reinterpret_cast<uintptr_t>(rows) + uintptr_t((RB - 1) * row_bytes + lead + at);
-  __builtin_prefetch(reinterpret_cast<const void*>(a), 0, 3);
+  __builtin_prefetch(reinterpret_cast<const void*>(a), 0, Locality);
 }
 
 // y[t * ldy + i] = sum_c W[r + i, c] x[t, c] for i < RB, t < NT, `rows` pointing at row r's
