@@ -262,7 +262,9 @@ TEST_P(SimdLinear, TransposedAccumulateOfSeveralVectorsEqualsOneAtATime) {
   for (DType d : kDtypes)
     for (const Shape& s : kShapes) {
       const Weight w = make_weight(d, s.rows, s.cols, uint32_t(s.rows * 3 + s.cols));
-      for (int64_t n : {int64_t(1), int64_t(2), int64_t(5), int64_t(7), int64_t(8)}) {  // every tile shape
+      // Every tile shape and remainder: AVX-512 takes 8 tokens x 3 vectors, then 4 x 4, then 1-3 x 8;
+      // AVX2 2 x 4, then 1 x 8.
+      for (int64_t n : {int64_t(1), int64_t(2), int64_t(5), int64_t(7), int64_t(8), int64_t(11), int64_t(13), int64_t(16)}) {
         const auto x = random_vec(n * s.rows, 7), y0 = random_vec(n * s.cols, 8);
         std::vector<float> y = y0, one = y0;
         v().linear_transposed_acc(w.m, x.data(), y.data(), n);

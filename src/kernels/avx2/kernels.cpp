@@ -26,7 +26,7 @@ struct V {
   // linear_transposed_acc: 8 accumulators = 64 columns.
   static constexpr int kPanel = 8;
   // linear_transposed_acc tiles: 2 tokens x 4 vectors (8 accumulators); 1 token x 8 vectors.
-  static constexpr int kTransTokens = 2;
+  static constexpr int kTransTokens = 2, kTransVectors = 4;
   static constexpr float kFp8Unit = 0x1p120f;  // load_fp8 returns the value x 2^-120
   // GEMM register tile: 2 vectors of rows (16) x 6 broadcast tokens = 12 accumulators + 2
   // weight vectors + 1 broadcast in 16 ymm.

@@ -31,8 +31,9 @@ struct V {
   static constexpr int kFp8Group = 4, kFp8GroupTokens = 2;
   // linear_transposed_acc: 8 accumulators = 128 columns = one FP8 scale block.
   static constexpr int kPanel = 8;
-  // linear_transposed_acc tiles: 4 tokens x 4 vectors (16 accumulators); 1-3 tokens x 8 vectors.
-  static constexpr int kTransTokens = 4;
+  // linear_transposed_acc tiles: 8 tokens x 3 vectors (24 accumulators + 3 weights + 1
+  // broadcast + the FP8 scale); then 4 tokens x 4 vectors, and 1-3 tokens x 8 vectors.
+  static constexpr int kTransTokens = 8, kTransVectors = 3;
   static constexpr float kFp8Unit = 0x1p120f;  // load_fp8 returns the value x 2^-120
   // GEMM register tile: 2 vectors of rows (32) x 12 broadcast tokens = 24 accumulators + 2
   // weight vectors + 1 broadcast in 32 zmm. 24 independent FMA chains cover the FMA latency
