@@ -11,7 +11,7 @@
 //   w[c]  = the weight as BF16: BF16 as stored, an FP8 code's exact value (every e4m3 value,
 //           subnormals included, is a normal BF16);
 //   lane l (of 16) accumulates, for every 32-column vector v in increasing order, the pair
-//           c = 32v + 2l, c + 1 as VDPBF16PS does on Zen 4 and Intel alike:
+//           c = 32v + 2l, c + 1 as VDPBF16PS does on Zen 5 (measured) and Intel alike:
 //           acc = (acc + w[c+1] x'[c+1]) + w[c] x'[c], each product exact in float32 (8 x 8
 //           significant bits), each sum rounded to float32, subnormal sums flushed to zero;
 //   y     = the 16 lanes summed by the AVX-512 reduce_add tree (lane i + lane i + 8, then + 4,
