@@ -47,10 +47,19 @@ std::vector<int32_t> bench_prompt(int64_t n, int64_t vocab, uint64_t seed) {
 // Context of every sequence bench runs: the prompt, the decoded tokens and some room.
 int64_t bench_context(const Opts& o) { return o.prompt_len + o.gen + 16; }
 
+// Resident memory of the model run: the largest resident set sampled after each phase, while
+// that phase's sequences are alive. Not getrusage's peak, which would count the bandwidth
+// probe's 1 GiB buffer (allocated and freed before each prefill) as the model's memory.
+struct ResidentPeak {
+  size_t bytes = 0;
+  void sample() { bytes = std::max(bytes, current_rss_bytes()); }
+};
+
 // One repetition: bandwidth and FMA peak measured now, then prefill, decode, batched and
 // speculative decode. The per-run metrics; `plain_tokens` gets the greedy decode's tokens.
 nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadPool& pool, int spec_k,
-                                    const std::vector<int32_t>& prompt, double bytes_per_token, double cache_bytes) {
+                                    const std::vector<int32_t>& prompt, double bytes_per_token, double cache_bytes,
+                                    ResidentPeak& resident) {
   const ModelConfig& c = m.config;
   const int64_t ctx = bench_context(o);
   const DType kv = kv_cache_dtype(o.kv_cache);
@@ -74,6 +83,7 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
     r["prefill_fma_peak_share"] = r["prefill_gflop_per_s"].get<double>() / peak;
   }
   r["time_to_first_token_s"] = prefill_s;  // the first token is sampled from the prefill's logits
+  resident.sample();
 
   // Plain greedy decode, one sequence.
   GenerateOptions g;
@@ -83,6 +93,7 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
   const double decode_tps = double(plain.tokens.size()) / plain.decode_seconds;
   r["decode_tokens_per_s"] = decode_tps;
   r["decode_bandwidth_share"] = decode_tps * (bytes_per_token + cache_bytes) / bw;
+  resident.sample();
 
   // Batched decode: B sequences advanced together, one token each per step.
   if (o.batch > 1) {
@@ -100,6 +111,7 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
       feed_batch(ptrs, toks, pool);
     }
     const double s = since(t0);
+    resident.sample();
     r["batch_decode_tokens_per_s"] = double(o.batch * o.gen) / s;
     r["batch_speedup_vs_single"] = double(o.batch * o.gen) / s / decode_tps;
   }
@@ -110,6 +122,7 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
     sseq.feed(prompt, pool);
     g.speculative_k = spec_k;
     const GenerateResult spec = generate(sseq, {}, nullptr, g, pool);
+    resident.sample();
     DSV3_CHECK(spec.tokens == plain.tokens, "speculative output differs from plain greedy output (a bug)");
     r["spec_acceptance_rate"] = spec.spec.acceptance_rate();
     r["spec_tokens_per_step"] = spec.spec.tokens_per_step();
@@ -166,16 +179,18 @@ int run(const Opts& o) {
     Sequence warm(*m.model, bench_context(o), kv);
     warm.feed(prompt, pool);
   }
+  ResidentPeak resident;
+  resident.sample();
   std::vector<nlohmann::ordered_json> runs;
   for (int rep = 0; rep < o.repetitions; ++rep)
-    runs.push_back(measure_once(o, m, pool, spec_k, prompt, bytes_per_token, cache_bytes));
+    runs.push_back(measure_once(o, m, pool, spec_k, prompt, bytes_per_token, cache_bytes, resident));
   for (const auto& [key, first] : runs[0].items()) {
     std::vector<double> v;
     for (const auto& r : runs) v.push_back(r[key].get<double>());
     j[key] = median(v);
     if (o.repetitions > 1) j[key + "_runs"] = v;
   }
-  j["peak_rss_bytes"] = peak_rss_bytes();
+  j["peak_rss_bytes"] = resident.bytes;
   if (o.json) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
@@ -200,7 +215,7 @@ int run(const Opts& o) {
   std::printf("model            %s (%s kernels, %d threads)\n", o.model.c_str(), kernels::active_variant().c_str(),
               o.threads);
   std::printf("weights          %s, %.1f MB, loaded in %.2fs; peak RSS %.1f MB\n", j["weights"].get<std::string>().c_str(),
-              double(m.checkpoint->file_bytes()) / 1e6, load_s, double(peak_rss_bytes()) / 1e6);
+              double(m.checkpoint->file_bytes()) / 1e6, load_s, double(resident.bytes) / 1e6);
   if (o.repetitions > 1)
     std::printf("repetitions      %d (medians, [min-max] over the runs)\n", o.repetitions);
   std::printf("memory read      %s GB/s (measured now, %d threads)\n", val("bandwidth_gb_s", "%.1f").c_str(), o.threads);

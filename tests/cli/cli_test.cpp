@@ -140,6 +140,10 @@ TEST_F(Cli, BenchReportsEveryFigureAndSpeculationMatchesPlainGreedy) {
 #endif
   EXPECT_GT(j["decode_tokens_per_s"].get<double>(), 0);
   EXPECT_GE(j["spec_tokens_per_step"].get<double>(), 1.0);
+  // Resident memory is the model run's (a few MB for this model), not the bandwidth probe's
+  // 1 GiB buffer, which the process's getrusage peak would include.
+  EXPECT_GT(j["peak_rss_bytes"].get<double>(), 0);
+  EXPECT_LT(j["peak_rss_bytes"].get<double>(), 512.0 * 1024 * 1024);
   // --no-mmap reads the weights into huge-page-backed memory: same greedy tokens.
   const auto ids = run_command(kBin + " generate" + model() + " --prompt-ids 0,5,7 -n 6 --ignore-eos");
   const auto ids_read = run_command(kBin + " generate" + model() + " --prompt-ids 0,5,7 -n 6 --ignore-eos --no-mmap");
