@@ -18,6 +18,10 @@ uint64_t Checkpoint::file_bytes() const {
   return n;
 }
 
+void Checkpoint::populate() const {
+  for (const auto& f : files_) f->populate();
+}
+
 Checkpoint Checkpoint::open(const std::string& dir, bool weights_required, const LoadOptions& opt) {
   Checkpoint ck;
   ck.dir_ = dir;

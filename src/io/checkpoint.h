@@ -30,6 +30,9 @@ class Checkpoint {
   bool has_weights() const { return !files_.empty(); }
   // Total bytes of the shards.
   uint64_t file_bytes() const;
+  // Maps every page of every mapped shard now (MappedFile::populate): for measurements that
+  // must not count first-touch page faults. Never done by default, so opening stays free.
+  void populate() const;
   bool has(const std::string& name) const { return tensors_.count(name) != 0; }
   // Throws dsv3::Error "<dir>: missing tensor '<name>'" when absent.
   TensorView get(const std::string& name) const;

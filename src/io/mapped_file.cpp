@@ -88,6 +88,18 @@ MappedFile::MappedFile(const std::string& path, const LoadOptions& opt) : path_(
 
 MappedFile::~MappedFile() { reset(); }
 
+void MappedFile::populate() const {
+  if (!mapped_file_ || data_ == nullptr) return;
+#ifdef MADV_POPULATE_READ
+  if (::madvise(const_cast<uint8_t*>(data_), size_, MADV_POPULATE_READ) == 0) return;
+#endif
+  // Older kernels (before 5.14): fault each page in by reading one byte of it.
+  const size_t page = size_t(::sysconf(_SC_PAGESIZE));
+  uint8_t sum = 0;
+  for (size_t off = 0; off < size_; off += page) sum ^= static_cast<const volatile uint8_t*>(data_)[off];
+  __asm__ volatile("" : : "r"(sum));  // keep the reads
+}
+
 void MappedFile::reset() {
   if (data_) ::munmap(const_cast<uint8_t*>(data_), alloc_size_);
   data_ = nullptr;

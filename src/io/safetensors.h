@@ -36,6 +36,7 @@ class SafetensorsFile {
  public:
   explicit SafetensorsFile(const std::string& path, const LoadOptions& opt = {});
   bool is_mapped() const { return file_.is_mapped(); }
+  void populate() const { file_.populate(); }  // MappedFile::populate
 
   const std::string& path() const { return file_.path(); }
   const std::vector<SafetensorsEntry>& entries() const { return header_.tensors; }
