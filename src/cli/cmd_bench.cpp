@@ -64,10 +64,6 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
   const int64_t ctx = bench_context(o);
   const DType kv = kv_cache_dtype(o.kv_cache);
   nlohmann::ordered_json r;
-  // Memory bound first, so the model's pages are not what is being measured.
-  const double bw = measure_read_bandwidth(pool);
-  r["bandwidth_gb_s"] = bw / 1e9;
-
   Sequence seq(*m.model, ctx, kv);
   auto t0 = Clock::now();
   seq.feed(prompt, pool);
@@ -85,11 +81,19 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
   r["time_to_first_token_s"] = prefill_s;  // the first token is sampled from the prefill's logits
   resident.sample();
 
-  // Plain greedy decode, one sequence.
+  // Plain greedy decode, one sequence, between two measurements of the read bandwidth (a
+  // buffer of its own, so the model's pages are not what is measured): on machines whose
+  // bandwidth moves from minute to minute the decode is compared with their mean, and a
+  // difference between the two says the run straddled a change.
+  const double bw_before = measure_read_bandwidth(pool);
   GenerateOptions g;
   g.max_new_tokens = o.gen;
   g.stop_at_eos = false;
   const GenerateResult plain = generate(seq, {}, nullptr, g, pool);
+  const double bw_after = measure_read_bandwidth(pool), bw = (bw_before + bw_after) / 2;
+  r["bandwidth_gb_s"] = bw / 1e9;
+  r["bandwidth_before_decode_gb_s"] = bw_before / 1e9;
+  r["bandwidth_after_decode_gb_s"] = bw_after / 1e9;
   const double decode_tps = double(plain.tokens.size()) / plain.decode_seconds;
   r["decode_tokens_per_s"] = decode_tps;
   r["decode_bandwidth_share"] = decode_tps * (bytes_per_token + cache_bytes) / bw;
@@ -196,6 +200,13 @@ int run(const Opts& o) {
     j[key] = median(v);
     if (o.repetitions > 1) j[key + "_runs"] = v;
   }
+  // The largest relative change of the bandwidth across any run's decode.
+  double change = 0;
+  for (const auto& r : runs) {
+    const double a = r["bandwidth_before_decode_gb_s"].get<double>(), b = r["bandwidth_after_decode_gb_s"].get<double>();
+    change = std::max(change, std::max(a, b) / std::max(std::min(a, b), 1e-9) - 1);
+  }
+  j["bandwidth_change_during_decode"] = change;
   j["peak_rss_bytes"] = resident.bytes;
   if (o.json) {
     std::printf("%s\n", j.dump(2).c_str());
@@ -225,7 +236,13 @@ int run(const Opts& o) {
               j["populate_seconds"].get<double>(), double(resident.bytes) / 1e6);
   if (o.repetitions > 1)
     std::printf("repetitions      %d (medians, [min-max] over the runs)\n", o.repetitions);
-  std::printf("memory read      %s GB/s (measured now, %d threads)\n", val("bandwidth_gb_s", "%.1f").c_str(), o.threads);
+  std::printf("memory read      %s GB/s (%d threads; mean of %s just before the decode and %s just after)\n",
+              val("bandwidth_gb_s", "%.1f").c_str(), o.threads, val("bandwidth_before_decode_gb_s", "%.1f").c_str(),
+              val("bandwidth_after_decode_gb_s", "%.1f").c_str());
+  if (j["bandwidth_change_during_decode"].get<double>() > 0.2)
+    std::printf("                 (the bandwidth moved by up to %.0f%% during a decode: this machine's memory is\n"
+                "                 shared or throttled; compare figures from the same run)\n",
+                100 * j["bandwidth_change_during_decode"].get<double>());
   std::printf("prefill          %s tok/s (%lld-token prompt, %s GFLOP/s", val("prefill_tokens_per_s", "%.1f").c_str(),
               (long long)o.prompt_len, val("prefill_gflop_per_s", "%.1f").c_str());
   if (j.contains("fma_peak_gflop_per_s"))

@@ -140,6 +140,13 @@ TEST_F(Cli, BenchReportsEveryFigureAndSpeculationMatchesPlainGreedy) {
 #endif
   EXPECT_GT(j["decode_tokens_per_s"].get<double>(), 0);
   EXPECT_GE(j["spec_tokens_per_step"].get<double>(), 1.0);
+  // The bandwidth the decode is compared with: the mean of a measurement just before and one
+  // just after it, both reported, with how far they moved apart.
+  const double before = j["bandwidth_before_decode_gb_s"].get<double>(), after = j["bandwidth_after_decode_gb_s"].get<double>();
+  EXPECT_GT(before, 0);
+  EXPECT_GT(after, 0);
+  EXPECT_NEAR(j["bandwidth_gb_s"].get<double>(), (before + after) / 2, 1e-9 * (before + after));
+  EXPECT_NEAR(j["bandwidth_change_during_decode"].get<double>(), std::max(before, after) / std::min(before, after) - 1, 1e-9);
   // Resident memory is the model run's (a few MB for this model), not the bandwidth probe's
   // 1 GiB buffer, which the process's getrusage peak would include.
   EXPECT_GT(j["peak_rss_bytes"].get<double>(), 0);
