@@ -55,8 +55,8 @@ struct ResidentPeak {
   void sample() { bytes = std::max(bytes, current_rss_bytes()); }
 };
 
-// One repetition: bandwidth and FMA peak measured now, then prefill, decode, batched and
-// speculative decode. The per-run metrics; `plain_tokens` gets the greedy decode's tokens.
+// One repetition: prefill (and the FMA peak measured after it), decode between two bandwidth
+// measurements, batched and speculative decode. The per-run metrics.
 nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadPool& pool, int spec_k,
                                     const std::vector<int32_t>& prompt, double bytes_per_token, double cache_bytes,
                                     ResidentPeak& resident) {

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -128,12 +127,6 @@ MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
     o.alloc_size_ = 0;
   }
   return *this;
-}
-
-size_t peak_rss_bytes() {
-  struct rusage ru {};
-  ::getrusage(RUSAGE_SELF, &ru);
-  return size_t(ru.ru_maxrss) * 1024;
 }
 
 size_t current_rss_bytes() {

@@ -48,10 +48,8 @@ class MappedFile {
   bool mapped_file_ = true;    // false: anonymous memory holding a copy of the file
 };
 
-// Peak resident set size of this process in bytes (getrusage).
-size_t peak_rss_bytes();
-
-// Resident set size of this process in bytes (Linux /proc/self/statm), for memory tests and logs.
+// Resident set size of this process in bytes (Linux /proc/self/statm): memory tests, and
+// bench's resident-memory figure (sampled per phase).
 size_t current_rss_bytes();
 
 }  // namespace dsv3
