@@ -124,6 +124,17 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   });
 }
 
+int64_t ThreadPool::guided_start(int64_t units, int ith, int nth, int threads) {
+  threads = std::max(1, threads);
+  const int rounds = (nth + threads - 1) / threads;
+  auto weight = [&](int j) { return int64_t(1) << std::clamp(rounds - 1 - j / threads, 0, 20); };
+  int64_t before = 0, total = 0;
+  for (int j = 0; j < nth; ++j) (j < ith ? before : total) += weight(j);
+  total += before;
+  if (units >= nth) return ith + (units - nth) * before / total;
+  return units * before / total;
+}
+
 void ThreadPool::parallel_chunks(int64_t n, int64_t align, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   align = std::max<int64_t>(1, align);
@@ -135,7 +146,8 @@ void ThreadPool::parallel_chunks(int64_t n, int64_t align, const std::function<v
   }
   run(
       [&](int ith, int nth) {
-        const int64_t begin = std::min(n, units * ith / nth * align), end = std::min(n, units * (ith + 1) / nth * align);
+        const int64_t begin = std::min(n, guided_start(units, ith, nth, n_threads_) * align),
+                      end = std::min(n, guided_start(units, ith + 1, nth, n_threads_) * align);
         if (begin < end) fn(begin, end);
       },
       shares);

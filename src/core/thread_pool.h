@@ -34,11 +34,18 @@ class ThreadPool {
   // Splits [0, n) into contiguous chunks, one per participant, and runs fn(begin, end) on each
   // non-empty chunk. The split depends only on n and size(), so results are reproducible.
   void parallel_for(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn);
-  // Like parallel_for, but in about kOversplit chunks per participant, claimed dynamically,
-  // with every boundary a multiple of `align`: for the decode's short regions, where one
-  // thread's late start or slower memory would otherwise leave the others waiting.
+  // Like parallel_for, but in about kOversplit chunks per participant, claimed dynamically and
+  // shrinking towards the end (guided_start), with every boundary a multiple of `align`: for the
+  // decode's short regions, where one thread's late start or slower memory would otherwise
+  // leave the others waiting.
   void parallel_chunks(int64_t n, int64_t align, const std::function<void(int64_t begin, int64_t end)>& fn);
   static constexpr int kOversplit = 4;
+  // Where share ith of nth starts when `units` units of work are cut into shares that `threads`
+  // threads claim in order (guided scheduling): each round of `threads` shares is half the size
+  // of the round before, so the first shares are big and the last ones, which decide how long
+  // the threads that finish first wait at the end, are small. Every share gets at least one
+  // unit when units >= nth. Depends only on the arguments; guided_start(units, nth, ...) = units.
+  static int64_t guided_start(int64_t units, int ith, int nth, int threads);
 
   // Threads to use by default: hardware concurrency (at least 1).
   static int default_threads();

@@ -92,15 +92,17 @@ struct FusedMlp {
 };
 
 // Cumulative-cost split of `units` (each with cost cost[i] per row, rows[i] rows) into nth
-// contiguous shares of (unit, row) ranges; calls fn(unit, r0, r1) for share ith. Shares end on
-// multiples of `align` rows inside a unit so register tiles are not cut. Depends only on the
-// inputs and nth, never on timing.
+// contiguous shares of (unit, row) ranges, shrinking towards the end for `threads` threads
+// (ThreadPool::guided_start); calls fn(unit, r0, r1) for share ith. Shares end on multiples of
+// `align` rows inside a unit so register tiles are not cut. Depends only on the inputs, nth
+// and threads, never on timing.
 template <class F>
-void split_rows(const std::vector<int64_t>& rows, const std::vector<int64_t>& cost, int ith, int nth, int64_t align,
-                const F& fn) {
+void split_rows(const std::vector<int64_t>& rows, const std::vector<int64_t>& cost, int ith, int nth, int threads,
+                int64_t align, const F& fn) {
   int64_t total = 0;
   for (size_t i = 0; i < rows.size(); ++i) total += rows[i] * cost[i];
-  const int64_t lo = total * ith / nth, hi = total * (ith + 1) / nth;
+  const int64_t lo = ThreadPool::guided_start(total, ith, nth, threads),
+                hi = ThreadPool::guided_start(total, ith + 1, nth, threads);
   int64_t acc = 0;  // cost before unit i
   for (size_t i = 0; i < rows.size(); ++i) {
     const int64_t span = rows[i] * cost[i];
@@ -146,7 +148,7 @@ void fused_mlps(std::vector<FusedMlp>& mlps, ThreadPool& pool) {
   }
   pool.run([&](int ith, int nth) {
     std::vector<float> gate, up;
-    split_rows(rows, cost, ith, nth, kAlign, [&](size_t i, int64_t r0, int64_t r1) {
+    split_rows(rows, cost, ith, nth, pool.size(), kAlign, [&](size_t i, int64_t r0, int64_t r1) {
       const FusedMlp& f = mlps[i];
       const int64_t inter = f.w->w1.rows, len = r1 - r0;
       gate.resize(size_t(f.m * len));
@@ -166,7 +168,7 @@ void fused_mlps(std::vector<FusedMlp>& mlps, ThreadPool& pool) {
   }
   pool.run([&](int ith, int nth) {
     std::vector<float> tmp;
-    split_rows(rows, cost, ith, nth, kAlign, [&](size_t i, int64_t r0, int64_t r1) {
+    split_rows(rows, cost, ith, nth, pool.size(), kAlign, [&](size_t i, int64_t r0, int64_t r1) {
       const FusedMlp& f = mlps[i];
       linear_rows(f.w->w2, f.act, f.m, r0, r1, f.out, tmp);
     });

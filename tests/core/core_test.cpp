@@ -108,6 +108,31 @@ TEST(ThreadPool, ParallelChunksCoverEveryIndexOnceOnAlignedBoundaries) {
   }
 }
 
+// Guided shares: from 0 to units, never decreasing, at least one unit each when there are enough
+// units, and shrinking: the last round of shares is smaller than the first (here by 8x: four
+// rounds, each half the one before).
+TEST(ThreadPool, GuidedSharesShrinkTowardsTheEnd) {
+  for (int threads : {1, 2, 3, 8})
+    for (int64_t units : {0, 1, 5, 32, 33, 1000, 100000}) {
+      const int nth = threads * ThreadPool::kOversplit;
+      EXPECT_EQ(ThreadPool::guided_start(units, 0, nth, threads), 0);
+      EXPECT_EQ(ThreadPool::guided_start(units, nth, nth, threads), units);
+      for (int i = 0; i < nth; ++i) {
+        const int64_t a = ThreadPool::guided_start(units, i, nth, threads),
+                      b = ThreadPool::guided_start(units, i + 1, nth, threads);
+        EXPECT_LE(a, b);
+        if (units >= nth) {
+          EXPECT_GE(b - a, 1) << threads << " " << units << " " << i;
+        }
+      }
+      if (units >= 100000) {
+        const int64_t first = ThreadPool::guided_start(units, 1, nth, threads),
+                      last = units - ThreadPool::guided_start(units, nth - 1, nth, threads);
+        EXPECT_NEAR(double(first) / double(last), 8.0, 0.1) << threads << " " << units;
+      }
+    }
+}
+
 TEST(ThreadPool, RunWithMoreSharesThanThreadsRunsEachShareOnce) {
   for (int threads : {1, 2, 3}) {
     ThreadPool pool(threads);
