@@ -355,11 +355,15 @@ void dequant_row_range_any(const Matrix& w, int64_t r, int64_t c0, int64_t n, fl
   }
 }
 
+// Rows ahead that transposed_tile_body prefetches when asked to.
+constexpr int64_t kTransPrefetchRows = 8;
+
 // Columns [pc, pc + nv * L) (cut at pe; within one scale block) of y[t0 + t, c] += sum_r
 // x[t0 + t, r] W[r, c] for t < TT: TT x PV accumulators stay in registers while the rows stream
 // past, each weight vector loaded (and dequantized) once for TT tokens.
 template <class V, DType D, int TT, int PV, bool kFull>
-void transposed_tile_body(const Matrix& w, const float* xs, float* ys, int64_t t0, int64_t pc, int64_t pe) {
+void transposed_tile_body(const Matrix& w, const float* xs, float* ys, int64_t t0, int64_t pc, int64_t pe,
+                          bool prefetch_rows) {
   using Reg = typename V::Reg;
   constexpr int L = V::kLanes;
   const int64_t cols = w.cols, row_bytes = cols * elem_bytes<D>();
@@ -372,6 +376,8 @@ void transposed_tile_body(const Matrix& w, const float* xs, float* ys, int64_t t
     for (int k = 0; k < PV; ++k) acc[t][k] = k < nv ? V::load_f32(ys + (t0 + t) * cols + pc + k * L, cnt[k]) : V::zero();
   for (int64_t r = 0; r < w.rows; ++r) {
     const uint8_t* row = data + size_t(r) * size_t(row_bytes);
+    if (prefetch_rows)  // whole rows kTransPrefetchRows ahead: this pass and the later panels'
+      for (int64_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(row + kTransPrefetchRows * row_bytes + b, 0, 3);
     Reg wv[PV] = {};
     for (int k = 0; k < PV; ++k) {
       if (k >= nv) break;
@@ -395,9 +401,11 @@ void transposed_tile_body(const Matrix& w, const float* xs, float* ys, int64_t t
 // transposed_tile_body, where a strip of exactly PV whole vectors takes a body without run-time
 // column counts: with them, GCC kept the 8 x 3 accumulators on the stack.
 template <class V, DType D, int TT, int PV>
-void transposed_tile(const Matrix& w, const float* xs, float* ys, int64_t t0, int64_t pc, int64_t pe) {
-  if (pe - pc == int64_t(PV) * V::kLanes) return transposed_tile_body<V, D, TT, PV, true>(w, xs, ys, t0, pc, pe);
-  transposed_tile_body<V, D, TT, PV, false>(w, xs, ys, t0, pc, pe);
+void transposed_tile(const Matrix& w, const float* xs, float* ys, int64_t t0, int64_t pc, int64_t pe,
+                     bool prefetch_rows = false) {
+  if (pe - pc == int64_t(PV) * V::kLanes)
+    return transposed_tile_body<V, D, TT, PV, true>(w, xs, ys, t0, pc, pe, prefetch_rows);
+  transposed_tile_body<V, D, TT, PV, false>(w, xs, ys, t0, pc, pe, prefetch_rows);
 }
 
 // y[t, c] += sum_r x[t, r] W[r, c] for t < n, rows in increasing order for every (t, c) (as the
@@ -413,6 +421,11 @@ void linear_transposed_acc_typed(const Matrix& w, const float* xs, float* ys, in
   constexpr int L = V::kLanes, P = V::kPanel, H = P / 2, TT = V::kTransTokens, PV = V::kTransVectors;
   static_assert(TT >= 2 && PV <= P);
   const int64_t cols = w.cols, bw = block_width<D>(w);
+  // One token (W_uk^T q_nope in decode: weights straight from memory, one pass per panel, each
+  // reading a few lines of every row): the first panel's pass prefetches whole rows, so later
+  // panels find them in cache. Not for float32 (the attention's latent cache, which the score
+  // product has just read).
+  const bool prefetch_rows = n == 1 && D != DType::F32;
   for (int64_t pc = 0; pc < cols;) {
     int64_t pe = pc + P * L, be = (pc / bw + 1) * bw;
     pe = pe < be ? pe : be;
@@ -433,7 +446,7 @@ void linear_transposed_acc_typed(const Matrix& w, const float* xs, float* ys, in
       if (n - t == 3) transposed_tile<V, D, 3, P>(w, xs, ys, t, pc, pe);
     if constexpr (TT > 2)
       if (n - t == 2) transposed_tile<V, D, 2, P>(w, xs, ys, t, pc, pe);
-    if (n - t == 1) transposed_tile<V, D, 1, P>(w, xs, ys, t, pc, pe);
+    if (n - t == 1) transposed_tile<V, D, 1, P>(w, xs, ys, t, pc, pe, prefetch_rows && pc == 0);
     pc = pe;
   }
 }
