@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -159,6 +160,7 @@ int run(const Opts& o) {
   j["kernels"] = kernels::active_variant();
   j["weights"] = o.load.mmap ? "mmap" : "read into huge-page-backed memory (--no-mmap)";
   j["mlock"] = o.load.mlock;
+  j["recache"] = o.load.recache;
   j["load_seconds"] = load_s;
   j["weights_file_bytes"] = m.checkpoint->file_bytes();
   j["kv_cache"] = o.kv_cache;
@@ -191,6 +193,17 @@ int run(const Opts& o) {
   }
   ResidentPeak resident;
   resident.sample();
+  // How much of the weights the decode will read through huge-page TLB entries: a file mapping
+  // gets them only where the page cache holds 2 MiB folios (how the file was written or read
+  // decides that), an anonymous copy (--no-mmap) where the kernel honoured MADV_HUGEPAGE.
+  const std::optional<size_t> huge = m.checkpoint->huge_page_bytes();
+  if (huge) {
+    j["huge_page_bytes"] = *huge;
+    j["huge_page_share"] = double(*huge) / double(std::max<uint64_t>(1, m.checkpoint->file_bytes()));
+  } else {
+    j["huge_page_bytes"] = nullptr;
+    j["huge_page_share"] = nullptr;
+  }
   std::vector<nlohmann::ordered_json> runs;
   for (int rep = 0; rep < o.repetitions; ++rep)
     runs.push_back(measure_once(o, m, pool, spec_k, prompt, bytes_per_token, cache_bytes, resident));
@@ -231,9 +244,19 @@ int run(const Opts& o) {
   const double pct = 100;
   std::printf("model            %s (%s kernels, %d threads)\n", o.model.c_str(), kernels::active_variant().c_str(),
               o.threads);
-  std::printf("weights          %s, %.1f MB, loaded in %.2fs, paged in %.2fs; peak RSS %.1f MB\n",
-              j["weights"].get<std::string>().c_str(), double(m.checkpoint->file_bytes()) / 1e6, load_s,
-              j["populate_seconds"].get<double>(), double(resident.bytes) / 1e6);
+  std::string huge_text = "huge pages unknown";
+  if (huge) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.0f%% in huge pages", pct * j["huge_page_share"].get<double>());
+    huge_text = buf;
+  }
+  std::printf("weights          %s, %.1f MB (%s), loaded in %.2fs, paged in %.2fs; peak RSS %.1f MB\n",
+              j["weights"].get<std::string>().c_str(), double(m.checkpoint->file_bytes()) / 1e6, huge_text.c_str(),
+              load_s, j["populate_seconds"].get<double>(), double(resident.bytes) / 1e6);
+  if (huge && o.load.mmap && j["huge_page_share"].get<double>() < 0.9 && m.checkpoint->file_bytes() >= (64u << 20))
+    std::printf("                 (%.0f%% of the weights are mapped with 4 KiB pages, as the page cache holds them; "
+                "--recache or --no-mmap maps them with 2 MiB pages, which decode faster: docs/kernels.md)\n",
+                pct * (1 - j["huge_page_share"].get<double>()));
   if (o.repetitions > 1)
     std::printf("repetitions      %d (medians, [min-max] over the runs)\n", o.repetitions);
   std::printf("memory read      %s GB/s (%d threads; mean of %s just before the decode and %s just after)\n",

@@ -22,7 +22,7 @@ struct SamplingOptions {
 // --temperature, --top-k, --top-p, --min-p, --seed, --max-new-tokens, --speculative.
 void add_sampling_options(CLI::App* cmd, SamplingOptions& o);
 
-// --no-mmap (read weights into huge-page-backed memory) and --mlock.
+// --no-mmap (read weights into huge-page-backed memory), --mlock and --recache.
 void add_load_options(CLI::App* cmd, LoadOptions& load);
 
 // --kv-cache f32|bf16 (default f32): the latent cache's storage type.

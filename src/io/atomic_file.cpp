@@ -1,5 +1,6 @@
 #include "io/atomic_file.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -29,7 +30,8 @@ void replace_folder(const std::string& staged, const std::string& target) {
   }
 }
 
-void write_file_atomic(const std::string& path, const std::function<void(std::FILE*)>& write) {
+void write_file_atomic(const std::string& path, const std::function<void(std::FILE*)>& write,
+                       const AtomicWriteOptions& opt) {
   std::random_device rd;
   const std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(rd() & 0xffffff);
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
@@ -37,6 +39,8 @@ void write_file_atomic(const std::string& path, const std::function<void(std::FI
   try {
     write(f);
     DSV3_CHECK(std::fflush(f) == 0 && ::fsync(fileno(f)) == 0, path, ": write failed: ", std::strerror(errno));
+    // Advice only: some filesystems (tmpfs) keep the pages, which costs nothing but the effect.
+    if (opt.drop_from_page_cache) ::posix_fadvise(fileno(f), 0, 0, POSIX_FADV_DONTNEED);
     const int rc = std::fclose(f);
     f = nullptr;
     DSV3_CHECK(rc == 0, path, ": close failed: ", std::strerror(errno));

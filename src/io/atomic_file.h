@@ -9,7 +9,13 @@ namespace dsv3 {
 
 // Calls write(FILE*) on a temporary file in the target's folder, then renames it to `path`.
 // On any exception the temporary file is removed and `path` is untouched.
-void write_file_atomic(const std::string& path, const std::function<void(std::FILE*)>& write);
+struct AtomicWriteOptions {
+  // Drop the written (flushed, so clean) pages from the page cache: for files that are read
+  // through memory mappings (safetensors), see SafetensorsWriter::write.
+  bool drop_from_page_cache = false;
+};
+void write_file_atomic(const std::string& path, const std::function<void(std::FILE*)>& write,
+                       const AtomicWriteOptions& opt = {});
 
 // Moves the finished folder `staged` to `target`: an existing `target` is first moved aside to
 // `target.old`, then removed, so `target` is at every moment either the old or the new folder.

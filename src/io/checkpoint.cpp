@@ -22,6 +22,12 @@ void Checkpoint::populate() const {
   for (const auto& f : files_) f->populate();
 }
 
+std::optional<size_t> Checkpoint::huge_page_bytes() const {
+  std::vector<std::span<const uint8_t>> ranges;
+  for (const auto& f : files_) ranges.push_back(f->bytes());
+  return dsv3::huge_page_bytes(ranges);
+}
+
 Checkpoint Checkpoint::open(const std::string& dir, bool weights_required, const LoadOptions& opt) {
   Checkpoint ck;
   ck.dir_ = dir;

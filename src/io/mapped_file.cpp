@@ -5,10 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <string>
 
 #include "core/error.h"
 
@@ -58,6 +61,7 @@ MappedFile::MappedFile(const std::string& path, const LoadOptions& opt) : path_(
   size_ = size_t(st.st_size);
   if (size_ > 0) {
     if (opt.mmap) {
+      if (opt.recache) ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);  // advice: cannot fail harmfully
       void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
       const int err = errno;
       ::close(fd);
@@ -127,6 +131,35 @@ MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
     o.alloc_size_ = 0;
   }
   return *this;
+}
+
+std::optional<size_t> huge_page_bytes(std::span<const std::span<const uint8_t>> ranges) {
+  std::ifstream f("/proc/self/smaps");
+  if (!f) return std::nullopt;
+  size_t total = 0, huge = 0, overlap = 0;
+  auto finish = [&] { total += std::min(huge, overlap); };
+  std::string line;
+  while (std::getline(f, line)) {
+    // A mapping's header: "start-end perms offset dev inode [path]" (hex addresses); its
+    // fields follow as "Name:   value kB".
+    uintptr_t start = 0, end = 0;
+    if (std::sscanf(line.c_str(), "%" SCNxPTR "-%" SCNxPTR " ", &start, &end) == 2 && line.find(':') > line.find(' ')) {
+      finish();
+      huge = overlap = 0;
+      for (const auto& r : ranges) {
+        const uintptr_t a = std::max(start, reinterpret_cast<uintptr_t>(r.data())),
+                        b = std::min(end, reinterpret_cast<uintptr_t>(r.data() + r.size()));
+        if (a < b) overlap += b - a;
+      }
+      continue;
+    }
+    if (overlap == 0) continue;
+    size_t kb = 0;
+    for (const char* key : {"AnonHugePages:", "FilePmdMapped:", "ShmemPmdMapped:"})
+      if (line.rfind(key, 0) == 0 && std::sscanf(line.c_str() + std::strlen(key), "%zu", &kb) == 1) huge += kb * 1024;
+  }
+  finish();
+  return total;
 }
 
 size_t current_rss_bytes() {

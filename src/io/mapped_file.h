@@ -5,6 +5,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -13,6 +14,11 @@ namespace dsv3 {
 struct LoadOptions {
   bool mmap = true;    // false: read into huge-page-backed anonymous memory (--no-mmap)
   bool mlock = false;  // lock the pages in RAM (--mlock)
+  // Mapping only: drop the file's pages from the page cache first (--recache). Pages cached
+  // in small folios (as a writer left them) are mapped with 4 KiB TLB entries; read back
+  // through this mapping (MADV_HUGEPAGE), readahead caches them in 2 MiB folios where the
+  // filesystem supports large folios. Pages other processes have mapped stay.
+  bool recache = false;
   // Called with bytes read so far when reading (not mapping); for progress bars.
   void (*on_read)(void* ctx, size_t bytes) = nullptr;
   void* on_read_ctx = nullptr;
@@ -51,5 +57,12 @@ class MappedFile {
 // Resident set size of this process in bytes (Linux /proc/self/statm): memory tests, and
 // bench's resident-memory figure (sampled per phase).
 size_t current_rss_bytes();
+
+// Bytes of the memory ranges `ranges` mapped with huge (PMD-sized, 2 MiB on x86-64) pages now:
+// FilePmdMapped + AnonHugePages + ShmemPmdMapped of every mapping in /proc/self/smaps that
+// overlaps a range, each mapping counted once and at most by its overlap. nullopt where smaps
+// cannot be read (not Linux). Approximate only where the kernel merged one of the ranges with
+// an unrelated neighbouring mapping of the same kind; costs a read of smaps (milliseconds).
+std::optional<size_t> huge_page_bytes(std::span<const std::span<const uint8_t>> ranges);
 
 }  // namespace dsv3

@@ -37,6 +37,7 @@ class SafetensorsFile {
   explicit SafetensorsFile(const std::string& path, const LoadOptions& opt = {});
   bool is_mapped() const { return file_.is_mapped(); }
   void populate() const { file_.populate(); }  // MappedFile::populate
+  std::span<const uint8_t> bytes() const { return file_.bytes(); }  // the whole file in memory
 
   const std::string& path() const { return file_.path(); }
   const std::vector<SafetensorsEntry>& entries() const { return header_.tensors; }

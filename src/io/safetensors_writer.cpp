@@ -55,7 +55,7 @@ void SafetensorsWriter::write(const std::string& path,
       fill(i, dst);
       write_all(f, dst.data(), dst.size(), path);
     }
-  });
+  }, AtomicWriteOptions{.drop_from_page_cache = true});
 }
 
 }  // namespace dsv3

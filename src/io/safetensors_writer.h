@@ -22,6 +22,12 @@ class SafetensorsWriter {
   // Writes the file atomically. fill(i, dst) must fill dst (exactly the bytes of tensor i, as
   // declared by the i-th add()). Tensors are laid out widest dtype first so every tensor is
   // aligned to its element size, as the safetensors library does.
+  // The written pages are then dropped from the page cache: written, they sit there in folios
+  // as small as the writes made them, and a memory mapping maps small folios with 4 KiB TLB
+  // entries; read back through dsv3's mapping (MADV_HUGEPAGE), the kernel's readahead caches
+  // them in 2 MiB folios where the filesystem supports large folios (ext4 and XFS on recent
+  // kernels). `medium` FP8 decode, 2 threads: 44-68% of the weights in huge pages as written,
+  // 65-73 tok/s; 100% after the drop, 83-84 (48 GB/s of read bandwidth).
   void write(const std::string& path, const std::function<void(size_t i, std::span<uint8_t> dst)>& fill,
              const std::map<std::string, std::string>& metadata = {{"format", "pt"}}) const;
 

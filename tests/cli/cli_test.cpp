@@ -151,6 +151,13 @@ TEST_F(Cli, BenchReportsEveryFigureAndSpeculationMatchesPlainGreedy) {
   // 1 GiB buffer, which the process's getrusage peak would include.
   EXPECT_GT(j["peak_rss_bytes"].get<double>(), 0);
   EXPECT_LT(j["peak_rss_bytes"].get<double>(), 512.0 * 1024 * 1024);
+  // The share of the weights in huge pages, measured (Linux: from /proc/self/smaps).
+  ASSERT_TRUE(j.contains("huge_page_share"));
+#if defined(__linux__)
+  EXPECT_GE(j["huge_page_share"].get<double>(), 0.0);
+  EXPECT_LE(j["huge_page_share"].get<double>(), 1.0);
+  EXPECT_NEAR(j["huge_page_bytes"].get<double>(), j["huge_page_share"].get<double>() * j["weights_file_bytes"].get<double>(), 1.0);
+#endif
   // --no-mmap reads the weights into huge-page-backed memory: same greedy tokens.
   const auto ids = run_command(kBin + " generate" + model() + " --prompt-ids 0,5,7 -n 6 --ignore-eos");
   const auto ids_read = run_command(kBin + " generate" + model() + " --prompt-ids 0,5,7 -n 6 --ignore-eos --no-mmap");

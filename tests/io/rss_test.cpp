@@ -3,10 +3,15 @@
 // weights then makes about that many bytes resident (pages come in on first touch).
 #include <gtest/gtest.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <fstream>
 #include <vector>
 
+#include "io/atomic_file.h"
 #include "io/mapped_file.h"
+#include "io/safetensors_writer.h"
 #include "io_test_util.h"
 #include "model/synth.h"
 #include "model/transformer.h"
@@ -88,6 +93,77 @@ TEST(LoadRss, PopulateMapsEveryPage) {
   const int64_t growth = int64_t(current_rss_bytes()) - before;
   EXPECT_GE(growth, int64_t(bytes) * 9 / 10) << "populate() of a " << bytes << "-byte mapping grew RSS by " << growth;
   EXPECT_LE(growth, int64_t(bytes) + (8 << 20));
+}
+
+// Share of a mapped file's pages held in the page cache (mincore).
+double cached_share(const MappedFile& f) {
+  const size_t page = size_t(::sysconf(_SC_PAGESIZE)), pages = (f.size() + page - 1) / page;
+  std::vector<unsigned char> in(pages);
+  EXPECT_EQ(::mincore(const_cast<uint8_t*>(f.data()), f.size(), in.data()), 0);
+  size_t cached = 0;
+  for (unsigned char c : in) cached += c & 1;
+  return double(cached) / double(pages);
+}
+
+// SafetensorsWriter drops what it wrote from the page cache (so that the first mapping reads it
+// back in huge folios); a plain atomic write leaves it cached (the control: this filesystem
+// keeps written pages, so the drop is what made the difference).
+TEST(LoadRss, WrittenSafetensorsLeaveThePageCache) {
+  TempDir dir("dropcache");
+  const size_t bytes = size_t(16) << 20;
+  const std::string plain = (dir.path() / "plain.bin").string(), st = (dir.path() / "w.safetensors").string();
+  write_file_atomic(plain, [&](std::FILE* f) {
+    std::vector<char> chunk(size_t(1) << 20, 'x');
+    for (size_t i = 0; i < bytes; i += chunk.size()) write_all(f, chunk.data(), chunk.size(), plain);
+  });
+  SafetensorsWriter w;
+  w.add("t", DType::U8, Shape{int64_t(bytes)});
+  w.write(st, [](size_t, std::span<uint8_t> dst) { std::fill(dst.begin(), dst.end(), uint8_t(7)); });
+  const MappedFile a(plain), b(st);
+  EXPECT_GE(cached_share(a), 0.9) << "this filesystem does not keep written pages cached";
+  EXPECT_LE(cached_share(b), 0.1) << "the safetensors file stayed in the page cache";
+  EXPECT_EQ(b.data()[b.size() - 1], 7);  // and reads back
+}
+
+// --recache: opening drops the file's cached pages first, so the mapping reads them back.
+TEST(LoadRss, RecacheDropsTheFileFromThePageCache) {
+  TempDir dir("recache");
+  const std::string path = (dir.path() / "plain.bin").string();
+  const size_t bytes = size_t(16) << 20;
+  write_file_atomic(path, [&](std::FILE* f) {
+    std::vector<char> chunk(size_t(1) << 20, 'z');
+    for (size_t i = 0; i < bytes; i += chunk.size()) write_all(f, chunk.data(), chunk.size(), path);
+  });
+  EXPECT_GE(cached_share(MappedFile(path)), 0.9) << "this filesystem does not keep written pages cached";
+  LoadOptions opt;
+  opt.recache = true;
+  const MappedFile m(path, opt);
+  EXPECT_LE(cached_share(m), 0.1) << "--recache left the file in the page cache";
+  m.populate();
+  EXPECT_GE(cached_share(m), 0.9);
+  EXPECT_EQ(m.data()[bytes / 2], 'z');
+}
+
+// huge_page_bytes counts only memory inside the ranges: none for no ranges, none for a small
+// heap buffer, never more than the ranges hold (a --no-mmap copy's anonymous mapping).
+TEST(LoadRss, HugePageBytesStayWithinTheRanges) {
+  ASSERT_TRUE(huge_page_bytes({}).has_value()) << "/proc/self/smaps unreadable";
+  EXPECT_EQ(*huge_page_bytes({}), 0u);
+  std::vector<uint8_t> small(4096, 1);
+  const std::span<const uint8_t> one[] = {small};
+  EXPECT_EQ(*huge_page_bytes(one), 0u);
+  TempDir dir("huge");
+  const std::string path = (dir.path() / "blob.bin").string();
+  {
+    std::ofstream f(path, std::ios::binary);
+    std::vector<char> chunk(size_t(1) << 20, 'y');
+    for (int i = 0; i < 6; ++i) f.write(chunk.data(), std::streamsize(chunk.size()));
+  }
+  LoadOptions copy;
+  copy.mmap = false;
+  const MappedFile m(path, copy);
+  const std::span<const uint8_t> r[] = {m.bytes()};
+  EXPECT_LE(*huge_page_bytes(r), m.size());
 }
 
 }  // namespace
