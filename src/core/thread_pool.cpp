@@ -125,6 +125,8 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
 }
 
 int64_t ThreadPool::guided_start(int64_t units, int ith, int nth, int threads) {
+  if (ith <= 0) return 0;
+  if (ith >= nth) return units;
   threads = std::max(1, threads);
   const int rounds = (nth + threads - 1) / threads;
   auto weight = [&](int j) { return int64_t(1) << std::clamp(rounds - 1 - j / threads, 0, 20); };

@@ -423,9 +423,9 @@ void linear_transposed_acc_typed(const Matrix& w, const float* xs, float* ys, in
   const int64_t cols = w.cols, bw = block_width<D>(w);
   // One token (W_uk^T q_nope in decode: weights straight from memory, one pass per panel, each
   // reading a few lines of every row): the first panel's pass prefetches whole rows, so later
-  // panels find them in cache. Not for float32 (the attention's latent cache, which the score
-  // product has just read).
-  const bool prefetch_rows = n == 1 && D != DType::F32;
+  // panels find them in cache, where the matrix fits in L2 (a head's W_uk: 64 KiB of FP8). Not
+  // for float32 (the attention's latent cache, which the score product has just read).
+  const bool prefetch_rows = n == 1 && D != DType::F32 && w.rows * cols * elem_bytes<D>() <= (int64_t(256) << 10);
   for (int64_t pc = 0; pc < cols;) {
     int64_t pe = pc + P * L, be = (pc / bw + 1) * bw;
     pe = pe < be ? pe : be;
