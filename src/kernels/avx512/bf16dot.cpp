@@ -197,8 +197,11 @@ void linear_rows(const Matrix& w, const float* x, float* y, int64_t n, int64_t r
 // [lane][row group][j][G]. Sizes as the float32 GEMM (simd/gemm.h): MC rows per panel, NB
 // tokens per pass over it, KJ steps per register tile pass (G x KJ pairs = 16 KiB in L1).
 constexpr int G = 2 * L, NT = 12;
-constexpr int64_t MC = 128, NB = 8 * NT, KJ = 128, NG = MC / G;
+constexpr int64_t MC = 128, NB = 8 * NT, KJ = 128;
 constexpr int kSlots = 5;  // partial sums of the lane tree (log2(16) + 1)
+// Dwords between consecutive lanes' parts of the panel, padded by a cache line as in
+// simd::GemmShape::lane_stride (a decoded block's 16 lane stores then hit 16 L1 sets, not one).
+int64_t lane_stride(int64_t J) { return MC * J + 16; }
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t vecs(const Matrix& w) { return ceil_div(w.cols, kVecCols); }
@@ -218,7 +221,7 @@ int64_t gemm_packed_x_floats(const Matrix& w, int64_t n) {
 int64_t gemm_scratch_floats(const Matrix& w) {
   if (!is_bf16_path(w)) return variant().gemm->scratch_floats(w);
   const int64_t J = vecs(w);
-  return MC * J * L + kSlots * NB * MC + NB * KJ + J * kVecCols;  // panel, partial sums, x', factors
+  return lane_stride(J) * L + kSlots * NB * MC + NB * KJ + J * kVecCols;  // panel, partial sums, x', factors
 }
 
 // r[i] (i < 8: 8 pairs each) <- pair i of r[0..7]: an 8 x 8 transpose of 64-bit elements.
@@ -269,7 +272,7 @@ void gemm_pack_x(const Matrix& w, const float* x, int64_t n, int64_t tile0, int6
     }
 }
 
-// Rows [ra, ra + m) (m <= MC) decoded into the panel wp[((l * NG + g) * J + j) * G + i] = the
+// Rows [ra, ra + m) (m <= MC) decoded into the panel wp[l * lane_stride(J) + (g * J + j) * G + i] = the
 // BF16 pair (32j + 2l, 32j + 2l + 1) of row ra + g * G + i, zero past m (to a whole tile).
 template <DType D>
 void gemm_pack_w(const Matrix& w, int64_t ra, int64_t m, uint32_t* wp) {
@@ -289,10 +292,10 @@ void gemm_pack_w(const Matrix& w, int64_t ra, int64_t m, uint32_t* wp) {
       }
       V::transpose(a);
       const int64_t j = c / kVecCols;
-      for (int l = 0; l < L; ++l) _mm512_storeu_ps(wp + ((l * NG + g) * J + j) * G + gi, a[l]);
+      for (int l = 0; l < L; ++l) _mm512_storeu_ps(wp + l * lane_stride(J) + (g * J + j) * G + gi, a[l]);
       if (j + 1 < J) {
         V::transpose(b);
-        for (int l = 0; l < L; ++l) _mm512_storeu_ps(wp + ((l * NG + g) * J + j + 1) * G + gi, b[l]);
+        for (int l = 0; l < L; ++l) _mm512_storeu_ps(wp + l * lane_stride(J) + (g * J + j + 1) * G + gi, b[l]);
       }
     }
   }
@@ -351,7 +354,7 @@ void gemm_rows_typed(const Matrix& w, const float* xp, float* y, int64_t t0, int
   constexpr bool kFp8 = D == DType::F8_E4M3;
   const int64_t J = vecs(w);
   auto* wp = reinterpret_cast<uint32_t*>(scratch);
-  float* slots = scratch + MC * J * L;
+  float* slots = scratch + lane_stride(J) * L;
   auto* xs = reinterpret_cast<uint32_t*>(slots + kSlots * NB * MC);
   float* fx = reinterpret_cast<float*>(xs + NB * KJ);
   for (int64_t ra = r0; ra < r1;) {
@@ -371,8 +374,8 @@ void gemm_rows_typed(const Matrix& w, const float* xp, float* y, int64_t t0, int
           for (int64_t t = 0; t < nb; t += NT) {
             const int nt = nb - t < NT ? int(nb - t) : NT;
             for (int64_t g = 0; g < ng; ++g)
-              gemm_micro_any<NT>(nt, wp + ((l * NG + g) * J + j0) * G, xs + t / NT * KJ * NT, kj, acc + t * MC + g * G,
-                                 MC, j0 > 0);
+              gemm_micro_any<NT>(nt, wp + l * lane_stride(J) + (g * J + j0) * G, xs + t / NT * KJ * NT, kj,
+                                 acc + t * MC + g * G, MC, j0 > 0);
           }
         }
       });

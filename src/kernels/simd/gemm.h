@@ -48,6 +48,10 @@ struct GemmShape {
   // Partial-sum buffers: the lane tree is reduced as its leaves arrive (gemm_rows_typed).
   static constexpr int kSlots = L == 16 ? 5 : L == 8 ? 4 : 0;
   static_assert(MC % G == 0 && NT <= L && kSlots > 0);
+  // Floats between consecutive lanes' parts of the panel: MC x J, padded by one cache line so
+  // that the L stores of a decoded L x L block (one per lane) do not all map to the same L1 set
+  // (unpadded they are 4 KiB multiples apart when J is even).
+  static int64_t lane_stride(int64_t J) { return MC * J + 64 / int64_t(sizeof(float)); }
 };
 
 static inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -65,7 +69,8 @@ template <class V>
 int64_t gemm_scratch_floats(const Matrix& w) {
   using S = GemmShape<V>;
   const int64_t cols = w.cols;
-  return S::MC * ceil_div(cols, S::L) * S::L + S::kSlots * S::NB * S::MC + S::NB * S::KJ + ceil_div(cols, S::L) * S::L;
+  return S::lane_stride(ceil_div(cols, S::L)) * S::L + S::kSlots * S::NB * S::MC + S::NB * S::KJ +
+         ceil_div(cols, S::L) * S::L;
 }
 
 // Token tiles [tile0, tile1) of x [n, cols] into xp: xp[((tile * L + l) * J + j) * NT + i] =
@@ -90,8 +95,8 @@ void gemm_pack_x(const Matrix& w, const float* x, int64_t n, int64_t tile0, int6
   }
 }
 
-// Rows [ra, ra + m) (m <= MC) of W decoded into the panel wp[((l * MC / G + g) * J + j) * G + i]
-// = W[ra + g * G + i, j * L + l]: exactly the float32 values, zero padding included, that the
+// Rows [ra, ra + m) (m <= MC) of W decoded into the panel wp[l * lane_stride(J) + (g * J + j) * G
+// + i] = W[ra + g * G + i, j * L + l]: exactly the float32 values, zero padding included, that the
 // decode kernel's tile() multiplies (FP8: the code's value x 2^-120; the scales go into the
 // activations, gemm_scale_x).
 template <class V, DType D>
@@ -99,8 +104,7 @@ void gemm_pack_w(const Matrix& w, int64_t ra, int64_t m, float* wp) {
   using S = GemmShape<V>;
   using Reg = typename V::Reg;
   constexpr int L = S::L, G = S::G;
-  constexpr int64_t NG = S::MC / G;
-  const int64_t cols = w.cols, J = ceil_div(cols, L), row_bytes = cols * elem_bytes<D>();
+  const int64_t cols = w.cols, J = ceil_div(cols, L), row_bytes = cols * elem_bytes<D>(), LS = S::lane_stride(J);
   const uint8_t* data = static_cast<const uint8_t*>(w.data);
   for (int64_t i0 = 0; i0 < m; i0 += L) {  // L rows at a time: one L x L transpose per column group
     const int rows = m - i0 < L ? int(m - i0) : L;
@@ -119,13 +123,13 @@ void gemm_pack_w(const Matrix& w, int64_t ra, int64_t m, float* wp) {
         v[i] = i < rows ? load_weights<V, D>(row[i], c, cnt) : V::zero();
       }
       V::transpose(v);
-      for (int l = 0; l < L; ++l) V::store_f32(wp + ((l * NG + g) * J + j) * G + gi, v[l], L);
+      for (int l = 0; l < L; ++l) V::store_f32(wp + l * LS + (g * J + j) * G + gi, v[l], L);
     }
   }
   // Rows of the last register tile past m: zero, so that the tile computes on finite values.
   for (int64_t i0 = ceil_div(m, L) * L; i0 % G != 0; i0 += L)
     for (int l = 0; l < L; ++l)
-      for (int64_t j = 0; j < J; ++j) V::store_f32(wp + ((l * NG + i0 / G) * J + j) * G + i0 % G, V::zero(), L);
+      for (int64_t j = 0; j < J; ++j) V::store_f32(wp + l * LS + (i0 / G * J + j) * G + i0 % G, V::zero(), L);
 }
 
 // FP8: lane l, steps [j0, j0 + kj) of packed token tiles [tile0, tile0 + ntiles) times the
@@ -210,10 +214,10 @@ void gemm_rows_typed(const Matrix& w, const float* xp, float* y, int64_t t0, int
                      float* scratch) {
   using S = GemmShape<V>;
   constexpr int L = S::L, G = S::G, NT = S::NT;
-  constexpr int64_t MC = S::MC, NB = S::NB, NG = MC / G, KJ = S::KJ;
+  constexpr int64_t MC = S::MC, NB = S::NB, KJ = S::KJ;
   const int64_t J = ceil_div(w.cols, L);
   float* wp = scratch;
-  float* slots = scratch + MC * J * L;  // S::kSlots partial sums, each [token in block][row in panel]
+  float* slots = scratch + S::lane_stride(J) * L;  // S::kSlots partial sums, each [token in block][row in panel]
   float* xs = slots + S::kSlots * NB * MC;  // FP8: activations scaled for the panel's rows
   float* fx = xs + NB * KJ;                 // FP8: their factors
   for (int64_t ra = r0; ra < r1;) {
@@ -240,7 +244,8 @@ void gemm_rows_typed(const Matrix& w, const float* xp, float* y, int64_t t0, int
             const float* xt = xl + t / NT * tile_stride;
             const int nt = nb - t < NT ? int(nb - t) : NT;
             for (int64_t g = 0; g < ng; ++g)
-              gemm_micro_any<V, NT>(nt, wp + ((l * NG + g) * J + j0) * G, xt, kj, acc + t * MC + g * G, MC, j0 > 0);
+              gemm_micro_any<V, NT>(nt, wp + l * S::lane_stride(J) + (g * J + j0) * G, xt, kj, acc + t * MC + g * G, MC,
+                                    j0 > 0);
           }
         }
       });
