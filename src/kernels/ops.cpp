@@ -91,6 +91,9 @@ void rope_interleaved(float* x, const float* cos, const float* sin, int64_t dim)
   active().rope_interleaved(x, cos, sin, dim);
 }
 void softmax(float* x, int64_t n) { active().softmax(x, n); }
+float softmax_partial(float* x, int64_t n, float scale, float* max) {
+  return active().softmax_partial(x, n, scale, max);
+}
 void silu_mul(const float* gate, const float* up, float* out, int64_t n) { active().silu_mul(gate, up, out, n); }
 float dot(const float* a, const float* b, int64_t n) { return active().dot(a, b, n); }
 void axpy(float a, const float* x, float* y, int64_t n) { active().axpy(a, x, y, n); }

@@ -32,6 +32,11 @@ void rope_interleaved(float* x, const float* cos, const float* sin, int64_t dim)
 // In-place numerically safe softmax over n entries (-inf entries get probability 0).
 void softmax(float* x, int64_t n);
 
+// One block of a softmax split into blocks (flash attention): with m = max_i scale x[i],
+// x[i] <- exp(scale x[i] - m); *max <- m; returns sum_i x[i]. Blocks are then merged with
+// weights exp(m_k - M). All entries -inf: x all 0, *max -inf, returns 0.
+float softmax_partial(float* x, int64_t n, float scale, float* max);
+
 // out = silu(gate) * up, elementwise.
 void silu_mul(const float* gate, const float* up, float* out, int64_t n);
 

@@ -50,6 +50,7 @@ struct Variant {
   void (*rmsnorm)(const float* x, const Matrix& weight, float eps, float* y);
   void (*rope_interleaved)(float* x, const float* cos, const float* sin, int64_t dim);
   void (*softmax)(float* x, int64_t n);
+  float (*softmax_partial)(float* x, int64_t n, float scale, float* max);
   void (*silu_mul)(const float* gate, const float* up, float* out, int64_t n);
   float (*dot)(const float* a, const float* b, int64_t n);
   void (*axpy)(float a, const float* x, float* y, int64_t n);

@@ -104,12 +104,8 @@ void attend_absorbed(const ModelConfig& c, const MLAWeights& w, int64_t layer, c
       }
       kernels::linear(kc, q_cat.data(), scores.data(), h1 - h0);  // [heads, len]
       for (int64_t h = h0; h < h1; ++h) {
-        float* sc = &scores[size_t((h - h0) * len)];
-        float m = -std::numeric_limits<float>::infinity(), l = 0.0f;
-        for (int64_t s = 0; s < len; ++s) m = std::max(m, sc[s] *= scale);
-        for (int64_t s = 0; s < len; ++s) l += sc[s] = std::exp(sc[s] - m);
-        part_m[size_t(part(it.t, h, it.chunk))] = m;
-        part_l[size_t(part(it.t, h, it.chunk))] = l;
+        const int64_t p = part(it.t, h, it.chunk);
+        part_l[size_t(p)] = kernels::softmax_partial(&scores[size_t((h - h0) * len)], len, scale, &part_m[size_t(p)]);
       }
       std::fill(o_rows.begin(), o_rows.begin() + (h1 - h0) * row, 0.0f);
       kernels::linear_transposed_acc(kc, scores.data(), o_rows.data(), h1 - h0);  // [heads, rank + dr]

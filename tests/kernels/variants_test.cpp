@@ -473,6 +473,33 @@ TEST_P(SimdElementwise, SoftmaxIncludingMaskedEntries) {
   for (float f : all_masked) EXPECT_EQ(f, 0.0f);
 }
 
+// The flash-attention block: scaled entries, their maximum, exp(scaled - max) and its sum, with
+// masked (-inf) entries and the all-masked case.
+TEST_P(SimdElementwise, SoftmaxPartialReturnsMaxAndSum) {
+  for (int64_t n : kLengths) {
+    auto x = random_vec(n, uint32_t(n + 11), 30.0f);
+    for (int64_t i = 2; i < n; i += 5) x[size_t(i)] = -INFINITY;
+    auto p = x, p_ref = x;
+    float m = 0, m_ref = 0;
+    const float sum = v().softmax_partial(p.data(), n, 0.088f, &m);
+    const float sum_ref = ref().softmax_partial(p_ref.data(), n, 0.088f, &m_ref);
+    ASSERT_EQ(m, m_ref) << n;  // the same products, the same maximum
+    ASSERT_NEAR(sum, sum_ref, kRel * sum_ref) << n;
+    EXPECT_GE(sum, 1.0f) << n;  // the maximum's own exp(0) = 1
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_NEAR(p[size_t(i)], p_ref[size_t(i)], kRel * p_ref[size_t(i)] + 1e-30) << n << " at " << i;
+      if (x[size_t(i)] == -INFINITY) {
+        ASSERT_EQ(p[size_t(i)], 0.0f);
+      }
+    }
+  }
+  std::vector<float> all_masked(19, -INFINITY);
+  float m = 0;
+  EXPECT_EQ(v().softmax_partial(all_masked.data(), 19, 0.5f, &m), 0.0f);
+  EXPECT_EQ(m, -INFINITY);
+  for (float f : all_masked) EXPECT_EQ(f, 0.0f);
+}
+
 TEST_P(SimdElementwise, SiluMulIncludingLargeGates) {
   for (int64_t n : kLengths) {
     auto g = random_vec(n, uint32_t(n), 4.0f);

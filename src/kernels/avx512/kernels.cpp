@@ -28,6 +28,7 @@ const Variant& variant() {
       simd::rmsnorm<V>,
       scalar::rope_interleaved,  // 64 values per head: not worth a vector version
       simd::softmax<V>,
+      simd::softmax_partial<V>,
       simd::silu_mul<V>,
       simd::dot<V>,
       simd::axpy<V>,

@@ -114,6 +114,19 @@ void softmax(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
+float softmax_partial(float* x, int64_t n, float scale, float* max) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i] *= scale);
+  *max = mx;
+  if (mx == -std::numeric_limits<float>::infinity()) {
+    for (int64_t i = 0; i < n; ++i) x[i] = 0.0f;
+    return 0.0f;
+  }
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n; ++i) sum += x[i] = std::exp(x[i] - mx);
+  return sum;
+}
+
 void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
@@ -137,6 +150,7 @@ const Variant& variant() {
       rmsnorm,
       rope_interleaved,
       softmax,
+      softmax_partial,
       silu_mul,
       dot,
       axpy,

@@ -85,6 +85,35 @@ void softmax(float* x, int64_t n) {
   }
 }
 
+// ops.h softmax_partial: the scaled entries' maximum, then exp(scale x - m) summed in vector lanes.
+template <class V>
+float softmax_partial(float* x, int64_t n, float scale, float* max) {
+  constexpr int L = V::kLanes;
+  const typename V::Reg sv = V::set1(scale);
+  typename V::Reg mx = V::set1(-__builtin_inff());
+  for (int64_t i = 0; i < n; i += L) {
+    const int c = tail<V>(n, i);
+    const auto s = V::mul(V::load_f32(x + i, c), sv);
+    V::store_f32(x + i, s, c);
+    mx = V::max(mx, c == L ? s : V::load_f32_fill(x + i, c, -__builtin_inff()));  // lanes past c: -inf
+  }
+  const float m = V::reduce_max(mx);
+  *max = m;
+  if (m == -__builtin_inff()) {
+    for (int64_t i = 0; i < n; i += L) V::store_f32(x + i, V::zero(), tail<V>(n, i));
+    return 0.0f;
+  }
+  const typename V::Reg mv = V::set1(m);
+  typename V::Reg sum = V::zero();
+  for (int64_t i = 0; i < n; i += L) {
+    const int c = tail<V>(n, i);
+    const auto e = V::exp(V::sub(V::load_f32_fill(x + i, c, -__builtin_inff()), mv));
+    sum = V::add(sum, e);
+    V::store_f32(x + i, e, c);
+  }
+  return V::reduce_add(sum);
+}
+
 // out = gate / (1 + exp(-gate)) * up.
 template <class V>
 void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
