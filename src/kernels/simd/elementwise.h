@@ -60,6 +60,22 @@ void rmsnorm(const float* x, const Matrix& weight, float eps, float* y) {
   }
 }
 
+// x[i] <- exp(x[i] - m) for the maximum m of x (finite), summed in vector lanes; -inf entries
+// (and lanes past n) give 0.
+template <class V>
+float exp_shifted_sum(float* x, int64_t n, float m) {
+  constexpr int L = V::kLanes;
+  const typename V::Reg mv = V::set1(m);
+  typename V::Reg sum = V::zero();
+  for (int64_t i = 0; i < n; i += L) {
+    const int c = tail<V>(n, i);
+    const auto e = V::exp(V::sub(V::load_f32_fill(x + i, c, -__builtin_inff()), mv));
+    sum = V::add(sum, e);
+    V::store_f32(x + i, e, c);
+  }
+  return V::reduce_add(sum);
+}
+
 template <class V>
 void softmax(float* x, int64_t n) {
   constexpr int L = V::kLanes;
@@ -70,15 +86,7 @@ void softmax(float* x, int64_t n) {
     for (int64_t i = 0; i < n; i += L) V::store_f32(x + i, V::zero(), tail<V>(n, i));
     return;
   }
-  const typename V::Reg mv = V::set1(m);
-  typename V::Reg sum = V::zero();
-  for (int64_t i = 0; i < n; i += L) {
-    const int c = tail<V>(n, i);
-    const auto e = V::exp(V::sub(V::load_f32_fill(x + i, c, -__builtin_inff()), mv));
-    sum = V::add(sum, e);
-    V::store_f32(x + i, e, c);
-  }
-  const typename V::Reg inv = V::set1(1.0f / V::reduce_add(sum));
+  const typename V::Reg inv = V::set1(1.0f / exp_shifted_sum<V>(x, n, m));
   for (int64_t i = 0; i < n; i += L) {
     const int c = tail<V>(n, i);
     V::store_f32(x + i, V::mul(V::load_f32(x + i, c), inv), c);
@@ -103,15 +111,7 @@ float softmax_partial(float* x, int64_t n, float scale, float* max) {
     for (int64_t i = 0; i < n; i += L) V::store_f32(x + i, V::zero(), tail<V>(n, i));
     return 0.0f;
   }
-  const typename V::Reg mv = V::set1(m);
-  typename V::Reg sum = V::zero();
-  for (int64_t i = 0; i < n; i += L) {
-    const int c = tail<V>(n, i);
-    const auto e = V::exp(V::sub(V::load_f32_fill(x + i, c, -__builtin_inff()), mv));
-    sum = V::add(sum, e);
-    V::store_f32(x + i, e, c);
-  }
-  return V::reduce_add(sum);
+  return exp_shifted_sum<V>(x, n, m);
 }
 
 // out = gate / (1 + exp(-gate)) * up.
