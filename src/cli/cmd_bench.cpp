@@ -253,16 +253,14 @@ int run(const Opts& o) {
   std::printf("weights          %s, %.1f MB (%s), loaded in %.2fs, paged in %.2fs; peak RSS %.1f MB\n",
               j["weights"].get<std::string>().c_str(), double(m.checkpoint->file_bytes()) / 1e6, huge_text.c_str(),
               load_s, j["populate_seconds"].get<double>(), double(resident.bytes) / 1e6);
-  if (huge && o.load.mmap && j["huge_page_share"].get<double>() < 0.9 && m.checkpoint->file_bytes() >= (64u << 20)) {
-    if (o.load.recache)  // read back from disk and still small: this filesystem or kernel has no large folios
-      std::printf("                 (%.0f%% of the weights are mapped with 4 KiB pages even after --recache: this "
-                  "filesystem or kernel does not cache files in 2 MiB folios; --no-mmap uses huge pages)\n",
-                  pct * (1 - j["huge_page_share"].get<double>()));
-    else
-      std::printf("                 (%.0f%% of the weights are mapped with 4 KiB pages, as the page cache holds them; "
-                  "--recache or --no-mmap maps them with 2 MiB pages, which decode faster: docs/kernels.md)\n",
-                  pct * (1 - j["huge_page_share"].get<double>()));
-  }
+  if (huge && o.load.mmap && *huge < m.checkpoint->file_bytes() * 9 / 10 && m.checkpoint->file_bytes() >= (64u << 20))
+    std::printf("                 (%.0f%% of the weights are mapped with 4 KiB pages%s)\n",
+                pct * (1 - j["huge_page_share"].get<double>()),
+                // Read back from disk and still small: this filesystem or kernel has no large folios.
+                o.load.recache ? " even after --recache: this filesystem or kernel does not cache files in 2 MiB "
+                                 "folios; --no-mmap uses huge pages"
+                               : ", as the page cache holds them; --recache or --no-mmap maps them with 2 MiB pages, "
+                                 "which decode faster: docs/kernels.md");
   if (o.repetitions > 1)
     std::printf("repetitions      %d (medians, [min-max] over the runs)\n", o.repetitions);
   std::printf("memory read      %s GB/s (%d threads; mean of %s just before the decode and %s just after)\n",

@@ -143,7 +143,7 @@ std::optional<size_t> huge_page_bytes(std::span<const std::span<const uint8_t>> 
     // A mapping's header: "start-end perms offset dev inode [path]" (hex addresses); its
     // fields follow as "Name:   value kB".
     uintptr_t start = 0, end = 0;
-    if (std::sscanf(line.c_str(), "%" SCNxPTR "-%" SCNxPTR " ", &start, &end) == 2 && line.find(':') > line.find(' ')) {
+    if (std::sscanf(line.c_str(), "%" SCNxPTR "-%" SCNxPTR " ", &start, &end) == 2) {
       finish();
       huge = overlap = 0;
       for (const auto& r : ranges) {

@@ -6,7 +6,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <vector>
 
 #include "io/atomic_file.h"
@@ -75,17 +74,21 @@ TEST(LoadRss, OpeningDoesNotCopyWeights) {
       << "touching " << expert_bytes << " bytes of weights grew RSS by " << touch_growth;
 }
 
+// A file of `bytes` bytes (a multiple of 1 MiB), every byte `c`, written as dsv3 writes files.
+void write_filled(const std::string& path, size_t bytes, char c) {
+  write_file_atomic(path, [&](std::FILE* f) {
+    const std::vector<char> chunk(size_t(1) << 20, c);
+    for (size_t i = 0; i < bytes; i += chunk.size()) write_all(f, chunk.data(), chunk.size(), path);
+  });
+}
+
 // populate() maps every page of a mapped file up front (bench's warm-up): the resident set
 // grows by the file's size at once, not page by page on first touch.
 TEST(LoadRss, PopulateMapsEveryPage) {
   TempDir dir("populate");
   const std::string path = (dir.path() / "blob.bin").string();
   const size_t bytes = size_t(64) << 20;
-  {
-    std::ofstream f(path, std::ios::binary);
-    std::vector<char> chunk(size_t(1) << 20, 'x');
-    for (size_t i = 0; i < bytes; i += chunk.size()) f.write(chunk.data(), std::streamsize(chunk.size()));
-  }
+  write_filled(path, bytes, 'x');
   const MappedFile mapped(path);
   ASSERT_TRUE(mapped.is_mapped());
   const int64_t before = int64_t(current_rss_bytes());
@@ -112,10 +115,7 @@ TEST(LoadRss, WrittenSafetensorsLeaveThePageCache) {
   TempDir dir("dropcache");
   const size_t bytes = size_t(16) << 20;
   const std::string plain = (dir.path() / "plain.bin").string(), st = (dir.path() / "w.safetensors").string();
-  write_file_atomic(plain, [&](std::FILE* f) {
-    std::vector<char> chunk(size_t(1) << 20, 'x');
-    for (size_t i = 0; i < bytes; i += chunk.size()) write_all(f, chunk.data(), chunk.size(), plain);
-  });
+  write_filled(plain, bytes, 'x');
   SafetensorsWriter w;
   w.add("t", DType::U8, Shape{int64_t(bytes)});
   w.write(st, [](size_t, std::span<uint8_t> dst) { std::fill(dst.begin(), dst.end(), uint8_t(7)); });
@@ -130,10 +130,7 @@ TEST(LoadRss, RecacheDropsTheFileFromThePageCache) {
   TempDir dir("recache");
   const std::string path = (dir.path() / "plain.bin").string();
   const size_t bytes = size_t(16) << 20;
-  write_file_atomic(path, [&](std::FILE* f) {
-    std::vector<char> chunk(size_t(1) << 20, 'z');
-    for (size_t i = 0; i < bytes; i += chunk.size()) write_all(f, chunk.data(), chunk.size(), path);
-  });
+  write_filled(path, bytes, 'z');
   EXPECT_GE(cached_share(MappedFile(path)), 0.9) << "this filesystem does not keep written pages cached";
   LoadOptions opt;
   opt.recache = true;
@@ -154,11 +151,7 @@ TEST(LoadRss, HugePageBytesStayWithinTheRanges) {
   EXPECT_EQ(*huge_page_bytes(one), 0u);
   TempDir dir("huge");
   const std::string path = (dir.path() / "blob.bin").string();
-  {
-    std::ofstream f(path, std::ios::binary);
-    std::vector<char> chunk(size_t(1) << 20, 'y');
-    for (int i = 0; i < 6; ++i) f.write(chunk.data(), std::streamsize(chunk.size()));
-  }
+  write_filled(path, size_t(6) << 20, 'y');
   LoadOptions copy;
   copy.mmap = false;
   const MappedFile m(path, copy);

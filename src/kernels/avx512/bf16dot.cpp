@@ -199,9 +199,10 @@ void linear_rows(const Matrix& w, const float* x, float* y, int64_t n, int64_t r
 constexpr int G = 2 * L, NT = 12;
 constexpr int64_t MC = 128, NB = 8 * NT, KJ = 128;
 constexpr int kSlots = 5;  // partial sums of the lane tree (log2(16) + 1)
-// Dwords between consecutive lanes' parts of the panel, padded by a cache line as in
-// simd::GemmShape::lane_stride (a decoded block's 16 lane stores then hit 16 L1 sets, not one).
-int64_t lane_stride(int64_t J) { return MC * J + 16; }
+// Dwords between consecutive lanes' parts of the panel: the float32 GEMM's padded stride (a
+// decoded block's 16 lane stores then hit 16 L1 sets, not one), for the same MC.
+static_assert(MC == simd::GemmShape<V>::MC && sizeof(uint32_t) == sizeof(float));
+int64_t lane_stride(int64_t J) { return simd::GemmShape<V>::lane_stride(J); }
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t vecs(const Matrix& w) { return ceil_div(w.cols, kVecCols); }

@@ -98,33 +98,26 @@ void rope_interleaved(float* x, const float* cos, const float* sin, int64_t dim)
   }
 }
 
-void softmax(float* x, int64_t n) {
-  float mx = -std::numeric_limits<float>::infinity();
-  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
-  if (mx == -std::numeric_limits<float>::infinity()) {  // nothing to attend to: all zero
-    for (int64_t i = 0; i < n; ++i) x[i] = 0.0f;
-    return;
-  }
-  float sum = 0.0f;
-  for (int64_t i = 0; i < n; ++i) {
-    x[i] = std::exp(x[i] - mx);
-    sum += x[i];
-  }
-  const float inv = 1.0f / sum;
-  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
-}
-
 float softmax_partial(float* x, int64_t n, float scale, float* max) {
   float mx = -std::numeric_limits<float>::infinity();
   for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i] *= scale);
   *max = mx;
-  if (mx == -std::numeric_limits<float>::infinity()) {
+  if (mx == -std::numeric_limits<float>::infinity()) {  // nothing to attend to: all zero
     for (int64_t i = 0; i < n; ++i) x[i] = 0.0f;
     return 0.0f;
   }
   float sum = 0.0f;
   for (int64_t i = 0; i < n; ++i) sum += x[i] = std::exp(x[i] - mx);
   return sum;
+}
+
+// softmax_partial at scale 1 (x * 1 is x), normalised.
+void softmax(float* x, int64_t n) {
+  float mx;
+  const float sum = softmax_partial(x, n, 1.0f, &mx);
+  if (sum == 0.0f) return;
+  const float inv = 1.0f / sum;
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
 void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
