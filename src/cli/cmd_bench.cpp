@@ -58,9 +58,18 @@ struct ResidentPeak {
 
 // One repetition: prefill (and the FMA peak measured after it), decode between two bandwidth
 // measurements, batched and speculative decode. The per-run metrics.
+// Latent-cache bytes one token reads per cached position (all layers).
+double cache_bytes_per_position(const ModelConfig& c, DType kv) {
+  return double((c.kv_lora_rank + c.qk_rope_head_dim) * int64_t(dtype_size(kv))) * double(c.num_hidden_layers);
+}
+
+// Prompt tokens of each batched-decode sequence.
+constexpr int64_t kBatchPrompt = 8;
+
 nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadPool& pool, int spec_k,
-                                    const std::vector<int32_t>& prompt, double bytes_per_token, double cache_bytes,
-                                    ResidentPeak& resident) {
+                                    const std::vector<int32_t>& prompt, const StepWeightBytes& wb,
+                                    double cache_bytes, double prefill_intensity, ResidentPeak& resident) {
+  const double bytes_per_token = wb.decode(m.config.num_experts_per_tok);
   const ModelConfig& c = m.config;
   const int64_t ctx = bench_context(o);
   const DType kv = kv_cache_dtype(o.kv_cache);
@@ -98,27 +107,62 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
   const double decode_tps = double(plain.tokens.size()) / plain.decode_seconds;
   r["decode_tokens_per_s"] = decode_tps;
   r["decode_bandwidth_share"] = decode_tps * (bytes_per_token + cache_bytes) / bw;
+  const double decode_flop = decode_flops(c, double(o.prompt_len) + double(o.gen) / 2);
+  r["decode_gflop_per_s"] = decode_tps * decode_flop / 1e9;
+  r["decode_flop_per_byte"] = decode_flop / (bytes_per_token + cache_bytes);
   resident.sample();
 
-  // Batched decode: B sequences advanced together, one token each per step.
+  // Batched decode: B sequences advanced together, one token each per step. Each step reads
+  // the experts its B tokens chose once (counted from the step's routing): more bytes than one
+  // token's step, which bounds the speedup a memory-bound step can reach.
   if (o.batch > 1) {
     std::vector<Sequence> seqs;
     for (int64_t b = 0; b < o.batch; ++b) {
       seqs.emplace_back(*m.model, ctx, kv);
-      seqs.back().feed(bench_prompt(8, c.vocab_size, uint64_t(b + 2)), pool);
+      seqs.back().feed(bench_prompt(kBatchPrompt, c.vocab_size, uint64_t(b + 2)), pool);
     }
     std::vector<Sequence*> ptrs;
     for (auto& s : seqs) ptrs.push_back(&s);
     std::vector<int32_t> toks(size_t(o.batch));
+    ForwardTrace routing;
+    routing.record_layer_outputs = false;
+    double weight_bytes = 0;
     t0 = Clock::now();
     for (int64_t step = 0; step < o.gen; ++step) {
       for (int64_t b = 0; b < o.batch; ++b) toks[size_t(b)] = argmax(seqs[size_t(b)].logits().data(), c.vocab_size);
-      feed_batch(ptrs, toks, pool);
+      feed_batch(ptrs, toks, pool, &routing);
+      weight_bytes += wb.step(o.batch, distinct_experts(routing));
     }
     const double s = since(t0);
     resident.sample();
-    r["batch_decode_tokens_per_s"] = double(o.batch * o.gen) / s;
-    r["batch_speedup_vs_single"] = double(o.batch * o.gen) / s / decode_tps;
+    const double step_weight_bytes = weight_bytes / double(o.gen);
+    const double step_bytes = step_weight_bytes + double(o.batch) * cache_bytes_per_position(c, kv) *
+                                                      (double(kBatchPrompt) + double(o.gen) / 2);
+    const double tps = double(o.batch * o.gen) / s;
+    r["batch_decode_tokens_per_s"] = tps;
+    r["batch_speedup_vs_single"] = tps / decode_tps;
+    r["batch_weight_bytes_per_step"] = step_weight_bytes;
+    r["batch_bytes_per_step"] = step_bytes;
+    r["batch_bandwidth_share"] = tps / double(o.batch) * step_bytes / bw;
+    // The speedup over one sequence were both steps at the same share of the bandwidth.
+    r["batch_speedup_bound"] = double(o.batch) * (bytes_per_token + cache_bytes) / step_bytes;
+    const double flops = decode_flops(c, double(kBatchPrompt) + double(o.gen) / 2);
+    r["batch_gflop_per_s"] = tps * flops / 1e9;
+    r["batch_flop_per_byte"] = double(o.batch) * flops / step_bytes;
+  }
+
+  // The roofline of this run: each phase's FLOPs per byte read against the ridge (FMA peak /
+  // bandwidth), and its achieved GFLOP/s as a share of min(peak, bandwidth x FLOPs per byte),
+  // the bound of a kernel at that intensity (decode's share equals decode_bandwidth_share while
+  // it is memory-bound).
+  if (peak > 0) {
+    r["ridge_flop_per_byte"] = peak / (bw / 1e9);
+    auto share = [&](const char* gflops, double intensity) {
+      return r[gflops].get<double>() / std::min(peak, bw / 1e9 * intensity);
+    };
+    r["decode_roofline_share"] = share("decode_gflop_per_s", r["decode_flop_per_byte"].get<double>());
+    if (o.batch > 1) r["batch_roofline_share"] = share("batch_gflop_per_s", r["batch_flop_per_byte"].get<double>());
+    r["prefill_roofline_share"] = share("prefill_gflop_per_s", prefill_intensity);
   }
 
   // Speculative decode with the MTP module, same prompt, same greedy output.
@@ -151,6 +195,8 @@ int run(const Opts& o) {
   LoadedModel m = load_model(o.model, true, o.load);
   const double load_s = since(t_load);
   const ModelConfig& c = m.config;
+  DSV3_CHECK(bench_context(o) <= c.max_position_embeddings, "--prompt-len ", o.prompt_len, " + --gen ", o.gen,
+             " (+16 for speculation) exceeds the model's context of ", c.max_position_embeddings, " positions");
   DSV3_CHECK(spec_k == 0 || m.model->mtp_depth() > 0, o.model,
              ": --speculative needs the checkpoint's MTP module weights; use --speculative off");
   ThreadPool pool(o.threads);
@@ -167,14 +213,25 @@ int run(const Opts& o) {
   j["prompt_tokens"] = o.prompt_len;
   j["decode_tokens"] = o.gen;
   j["repetitions"] = o.repetitions;
-  const double bytes_per_token = decode_weight_bytes_per_token(c, m.model->weights());
+  const StepWeightBytes wb = step_weight_bytes(c, m.model->weights());
+  const double bytes_per_token = wb.decode(c.num_experts_per_tok);
   // Cache bytes read per token: the whole latent window of every layer, averaged over the run.
   const DType kv = kv_cache_dtype(o.kv_cache);
-  const double cache_bytes = double((c.kv_lora_rank + c.qk_rope_head_dim) * int64_t(dtype_size(kv))) *
-                             double(c.num_hidden_layers) * (double(o.prompt_len) + double(o.gen) / 2);
+  const double cache_bytes = cache_bytes_per_position(c, kv) * (double(o.prompt_len) + double(o.gen) / 2);
   j["weight_bytes_per_token"] = bytes_per_token;
   j["cache_bytes_per_token"] = cache_bytes;
   j["bytes_per_token"] = bytes_per_token + cache_bytes;
+  double prefill_intensity = 0;
+  // Prefill reads each weight once for the whole prompt: the experts of an MoE layer as many as
+  // its tokens can choose, min(experts, prompt x experts per token) (512 tokens choosing 6 of 64
+  // leave a given expert unused with probability (58/64)^512 ~ 1e-22).
+  {
+    const int64_t chosen = std::min<int64_t>(c.n_routed_experts, o.prompt_len * c.num_experts_per_tok);
+    std::vector<int64_t> distinct(wb.expert.size());
+    for (size_t l = 0; l < distinct.size(); ++l) distinct[l] = wb.expert[l] > 0 ? chosen : 0;
+    prefill_intensity = prefill_flops(c, o.prompt_len) / wb.step(o.prompt_len, distinct);
+    j["prefill_flop_per_byte"] = prefill_intensity;
+  }
   if (o.batch > 1) j["batch"] = o.batch;
   if (spec_k > 0) j["speculative"] = "mtp:" + std::to_string(spec_k);
 
@@ -206,7 +263,7 @@ int run(const Opts& o) {
   }
   std::vector<nlohmann::ordered_json> runs;
   for (int rep = 0; rep < o.repetitions; ++rep)
-    runs.push_back(measure_once(o, m, pool, spec_k, prompt, bytes_per_token, cache_bytes, resident));
+    runs.push_back(measure_once(o, m, pool, spec_k, prompt, wb, cache_bytes, prefill_intensity, resident));
   for (const auto& [key, first] : runs[0].items()) {
     std::vector<double> v;
     for (const auto& r : runs) v.push_back(r[key].get<double>());
@@ -283,10 +340,31 @@ int run(const Opts& o) {
               val("decode_tokens_per_s", "%.1f").c_str(), (bytes_per_token + cache_bytes) / 1e6, bytes_per_token / 1e6,
               cache_bytes / 1e6, decode_tps * (bytes_per_token + cache_bytes) / 1e9,
               pct * j["decode_bandwidth_share"].get<double>());
-  if (o.batch > 1)
+  if (o.batch > 1) {
     std::printf("batched decode   %s tok/s with %lld sequences (%.2fx one sequence)\n",
                 val("batch_decode_tokens_per_s", "%.1f").c_str(), (long long)o.batch,
                 j["batch_speedup_vs_single"].get<double>());
+    std::printf("                 a step reads %.1f MB = %.0f%% of read bandwidth: %.2fx one token's bytes (the experts\n"
+                "                 its tokens chose, each once), so at one sequence's bandwidth share: %.2fx one sequence\n",
+                j["batch_bytes_per_step"].get<double>() / 1e6, pct * j["batch_bandwidth_share"].get<double>(),
+                j["batch_bytes_per_step"].get<double>() / (bytes_per_token + cache_bytes),
+                j["batch_speedup_bound"].get<double>());
+  }
+  if (j.contains("ridge_flop_per_byte")) {
+    const double peak = j["fma_peak_gflop_per_s"].get<double>(), bw = j["bandwidth_gb_s"].get<double>();
+    std::printf("roofline         ridge at %.1f FLOP/byte (%.0f GFLOP/s peak / %.1f GB/s read); "
+                "scripts/plot-roofline draws it\n",
+                j["ridge_flop_per_byte"].get<double>(), peak, bw);
+    auto phase = [&](const char* name, const std::string& key) {
+      const double intensity = j[key + "_flop_per_byte"].get<double>();
+      std::printf("  %-14s %7.2f FLOP/byte, %s GFLOP/s = %3.0f%% of its bound (%s)\n", name, intensity,
+                  val(key + "_gflop_per_s", "%.1f").c_str(), pct * j[key + "_roofline_share"].get<double>(),
+                  bw * intensity < peak ? "memory" : "FMA peak");
+    };
+    phase("decode", "decode");
+    if (o.batch > 1) phase(("batch " + std::to_string(o.batch)).c_str(), "batch");
+    phase("prefill", "prefill");
+  }
   if (spec_k > 0)
     std::printf("speculative      mtp:%d: acceptance %.1f%%, %.2f tokens/step, %s tok/s (%.2fx plain decode)\n",
                 spec_k, pct * j["spec_acceptance_rate"].get<double>(), j["spec_tokens_per_step"].get<double>(),

@@ -56,33 +56,77 @@ double matrix_bytes(const Matrix& m) {
 double mlp_bytes(const MLPWeights& m) { return matrix_bytes(m.w1) + matrix_bytes(m.w2) + matrix_bytes(m.w3); }
 }  // namespace
 
-double decode_weight_bytes_per_token(const ModelConfig& c, const ModelWeights& w) {
-  double b = matrix_bytes(w.embed) / double(std::max<int64_t>(c.vocab_size, 1)) + matrix_bytes(w.norm) +
-             matrix_bytes(w.head);
-  for (const BlockWeights& l : w.layers) {
+StepWeightBytes step_weight_bytes(const ModelConfig& c, const ModelWeights& w) {
+  StepWeightBytes s;
+  s.embed_row = matrix_bytes(w.embed) / double(std::max<int64_t>(c.vocab_size, 1));
+  s.fixed = matrix_bytes(w.norm) + matrix_bytes(w.head);
+  s.expert.assign(w.layers.size(), 0.0);
+  for (size_t i = 0; i < w.layers.size(); ++i) {
+    const BlockWeights& l = w.layers[i];
     const MLAWeights& a = l.attn;
-    b += matrix_bytes(l.attn_norm) + matrix_bytes(l.ffn_norm);
+    s.fixed += matrix_bytes(l.attn_norm) + matrix_bytes(l.ffn_norm);
     for (const Matrix* m : {&a.wq, &a.wq_a, &a.q_norm, &a.wq_b, &a.wkv_a, &a.kv_norm, &a.wkv_b, &a.wo})
-      b += matrix_bytes(*m);
+      s.fixed += matrix_bytes(*m);
     if (!l.is_moe) {
-      b += mlp_bytes(l.mlp);
+      s.fixed += mlp_bytes(l.mlp);
       continue;
     }
-    b += matrix_bytes(l.moe.gate) + matrix_bytes(l.moe.gate_bias) + mlp_bytes(l.moe.shared);
+    s.fixed += matrix_bytes(l.moe.gate) + matrix_bytes(l.moe.gate_bias) + mlp_bytes(l.moe.shared);
     double experts = 0;
     for (const MLPWeights& e : l.moe.experts) experts += mlp_bytes(e);
-    b += experts / double(l.moe.experts.size()) * double(c.num_experts_per_tok);
+    s.expert[i] = l.moe.experts.empty() ? 0 : experts / double(l.moe.experts.size());
   }
+  return s;
+}
+
+double StepWeightBytes::decode(int64_t experts_per_tok) const {
+  double b = fixed + embed_row;
+  for (double e : expert) b += e * double(experts_per_tok);
   return b;
 }
 
+double StepWeightBytes::step(int64_t rows, std::span<const int64_t> distinct) const {
+  DSV3_ASSERT(distinct.size() == expert.size());
+  double b = fixed + embed_row * double(rows);
+  for (size_t l = 0; l < expert.size(); ++l) b += expert[l] * double(distinct[l]);
+  return b;
+}
+
+double decode_weight_bytes_per_token(const ModelConfig& c, const ModelWeights& w) {
+  return step_weight_bytes(c, w).decode(c.num_experts_per_tok);
+}
+
+std::vector<int64_t> distinct_experts(const ForwardTrace& t) {
+  std::vector<int64_t> d;
+  for (const auto& layer : t.routing) {
+    std::vector<int32_t> e;
+    for (const Routing& r : layer) e.insert(e.end(), r.experts.begin(), r.experts.end());
+    std::sort(e.begin(), e.end());
+    d.push_back(int64_t(std::unique(e.begin(), e.end()) - e.begin()));
+  }
+  return d;
+}
+
+namespace {
+// 2 x the active weights a token multiplies by in its layers (lm_head and embedding apart), and
+// the attention FLOPs of one (query, key) pair over all layers and heads.
+double layer_flops_per_token(const ModelConfig& c) {
+  const double head = double(c.vocab_size) * double(c.hidden_size);
+  return 2.0 * (double(count_params(c).active) - 2 * head);
+}
+double attention_flops_per_pair(const ModelConfig& c) {
+  return 2.0 * double(c.num_hidden_layers) * double(c.num_attention_heads) * double(c.qk_head_dim() + c.v_head_dim);
+}
+double head_flops(const ModelConfig& c) { return 2.0 * double(c.vocab_size) * double(c.hidden_size); }
+}  // namespace
+
 double prefill_flops(const ModelConfig& c, int64_t n) {
-  const double head = double(c.vocab_size) * double(c.hidden_size);  // lm_head; the embedding is a lookup
-  const double per_token = double(count_params(c).active) - 2 * head;
   const double pairs = double(n) * double(n + 1) / 2;  // causal (query, key) pairs
-  const double attention = 2.0 * double(c.num_hidden_layers) * double(c.num_attention_heads) *
-                           double(c.qk_head_dim() + c.v_head_dim) * pairs;
-  return 2.0 * per_token * double(n) + 2.0 * head + attention;
+  return layer_flops_per_token(c) * double(n) + head_flops(c) + attention_flops_per_pair(c) * pairs;
+}
+
+double decode_flops(const ModelConfig& c, double positions) {
+  return layer_flops_per_token(c) + head_flops(c) + attention_flops_per_pair(c) * positions;
 }
 
 }  // namespace dsv3

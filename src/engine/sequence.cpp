@@ -54,7 +54,7 @@ void Sequence::accept_step(int32_t token, const float* logits, const float* hidd
 // its neighbours), with logits after every token (`all_logits`, kept as logits_row) or after
 // each sequence's last token only.
 void feed_rows(std::span<Sequence* const> seqs, std::span<const std::span<const int32_t>> tokens, bool all_logits,
-               ThreadPool& pool) {
+               ThreadPool& pool, ForwardTrace* trace) {
   DSV3_ASSERT(seqs.size() == tokens.size());
   if (seqs.empty()) return;
   const Transformer& model = seqs[0]->model();
@@ -75,7 +75,7 @@ void feed_rows(std::span<Sequence* const> seqs, std::span<const std::span<const 
     }
   }
   std::vector<float> logits(rows.size() * size_t(vocab)), hidden(flat.size() * size_t(dim));
-  model.forward_batch(flat, slots, rows, logits.data(), pool, nullptr, hidden.data(), MLAForm::Absorb);
+  model.forward_batch(flat, slots, rows, logits.data(), pool, trace, hidden.data(), MLAForm::Absorb);
   size_t r = 0, lr = 0;  // first row, first logits row of sequence i
   for (size_t i = 0; i < seqs.size(); ++i) {
     Sequence& s = *seqs[i];
@@ -91,20 +91,21 @@ void feed_rows(std::span<Sequence* const> seqs, std::span<const std::span<const 
   }
 }
 
-void feed_batch(std::span<Sequence* const> seqs, std::span<const int32_t> tokens, ThreadPool& pool) {
+void feed_batch(std::span<Sequence* const> seqs, std::span<const int32_t> tokens, ThreadPool& pool,
+                ForwardTrace* trace) {
   DSV3_ASSERT(seqs.size() == tokens.size());
   std::vector<std::span<const int32_t>> one;
   for (const int32_t& t : tokens) one.push_back(std::span(&t, 1));
-  feed_rows(seqs, one, false, pool);
+  feed_rows(seqs, one, false, pool, trace);
 }
 
 void feed_batch(std::span<Sequence* const> seqs, std::span<const std::vector<int32_t>> tokens, ThreadPool& pool) {
   std::vector<std::span<const int32_t>> spans(tokens.begin(), tokens.end());
-  feed_rows(seqs, spans, true, pool);
+  feed_rows(seqs, spans, true, pool, nullptr);
 }
 
 void feed_step(std::span<Sequence* const> seqs, std::span<const std::span<const int32_t>> tokens, ThreadPool& pool) {
-  feed_rows(seqs, tokens, false, pool);
+  feed_rows(seqs, tokens, false, pool, nullptr);
 }
 
 }  // namespace dsv3

@@ -46,7 +46,8 @@ class Sequence {
   void set_mtp_pos(int64_t p) { mtp_pos_ = p; }
 
  private:
-  friend void feed_rows(std::span<Sequence* const>, std::span<const std::span<const int32_t>>, bool, ThreadPool&);
+  friend void feed_rows(std::span<Sequence* const>, std::span<const std::span<const int32_t>>, bool, ThreadPool&,
+                        ForwardTrace*);
   // Records a token the batched step ran for this sequence, with its hidden state and its
   // logits (null: none computed for it, the current logits stay).
   void accept_step(int32_t token, const float* logits, const float* hidden);
@@ -62,8 +63,10 @@ class Sequence {
 
 // One decode step for several independent sequences: seqs[i] is fed tokens[i] at its own
 // position. Equivalent to seqs[i]->feed({tokens[i]}) for each i (same logits, bit for bit);
-// the batched model step reads each weight once per step for all sequences.
-void feed_batch(std::span<Sequence* const> seqs, std::span<const int32_t> tokens, ThreadPool& pool);
+// the batched model step reads each weight once per step for all sequences. `trace` (optional)
+// receives the step's routing (Transformer::forward_batch), e.g. to count the experts it read.
+void feed_batch(std::span<Sequence* const> seqs, std::span<const int32_t> tokens, ThreadPool& pool,
+                ForwardTrace* trace = nullptr);
 // The same with several tokens per sequence and logits after every token (logits_row), as
 // speculative verification needs: seqs[i] is fed tokens[i] from its own position. Attention
 // takes the absorb form (as feed_step), so cache rows match continuous batching's bit for bit.

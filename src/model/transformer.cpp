@@ -87,7 +87,7 @@ void Transformer::forward_batch(std::span<const int32_t> tokens, std::span<const
   for (int64_t l = 0; l < c_.num_hidden_layers; ++l) {
     block_forward(c_, w_.layers[size_t(l)], rope_, l, x.data(), n, slots, pool,
                   trace ? &trace->routing[size_t(l)] : nullptr, form);
-    if (trace) trace->layer_outputs[size_t(l)].assign(x.begin(), x.end());
+    if (trace && trace->record_layer_outputs) trace->layer_outputs[size_t(l)].assign(x.begin(), x.end());
   }
   // Final norm in place: x becomes h, the hidden state the head and the MTP module read.
   for (int64_t t = 0; t < n; ++t)

@@ -19,6 +19,7 @@ namespace dsv3 {
 
 // Optional per-forward outputs used by tests and `dsv3 logits` for bisecting mismatches.
 struct ForwardTrace {
+  bool record_layer_outputs = true;                     // false: routing only (cheap enough to time)
   std::vector<std::vector<float>> layer_outputs;        // [layer][n * dim] residual after each block
   std::vector<std::vector<Routing>> routing;            // [layer][token] (empty for dense layers)
   std::vector<Routing> mtp_routing;                     // [token] of the MTP block (mtp_forward)

@@ -158,6 +158,44 @@ TEST_F(Cli, BenchReportsEveryFigureAndSpeculationMatchesPlainGreedy) {
   EXPECT_LE(j["huge_page_share"].get<double>(), 1.0);
   EXPECT_NEAR(j["huge_page_bytes"].get<double>(), j["huge_page_share"].get<double>() * j["weights_file_bytes"].get<double>(), 1.0);
 #endif
+  // The batched step's bytes: the experts its 2 tokens chose, each once, so between one token's
+  // and two tokens' bytes; the speedup a memory-bound step allows follows from them.
+  const double wpt = j["weight_bytes_per_token"].get<double>(), step = j["batch_weight_bytes_per_step"].get<double>();
+  EXPECT_GE(step, wpt);
+  EXPECT_LE(step, 2 * wpt);
+  EXPECT_GT(j["batch_bytes_per_step"].get<double>(), step);  // + the two sequences' caches
+  EXPECT_NEAR(j["batch_speedup_bound"].get<double>(), 2 * j["bytes_per_token"].get<double>() / j["batch_bytes_per_step"].get<double>(), 1e-9);
+  EXPECT_GT(j["batch_bandwidth_share"].get<double>(), 0);
+  // The roofline: FLOPs per byte grow from decode to the batch to prefill; each phase's share
+  // of its bound, which for memory-bound decode is its share of the bandwidth.
+  EXPECT_LT(j["decode_flop_per_byte"].get<double>(), j["batch_flop_per_byte"].get<double>());
+  EXPECT_LT(j["decode_flop_per_byte"].get<double>(), j["prefill_flop_per_byte"].get<double>());
+#if defined(__x86_64__)
+  const double ridge = j["ridge_flop_per_byte"].get<double>();
+  EXPECT_NEAR(ridge, j["fma_peak_gflop_per_s"].get<double>() / j["bandwidth_gb_s"].get<double>(), 1e-9 * ridge);
+  for (const char* k : {"decode_roofline_share", "batch_roofline_share", "prefill_roofline_share"})
+    EXPECT_GT(j[k].get<double>(), 0) << k;
+  if (j["decode_flop_per_byte"].get<double>() < ridge)
+    EXPECT_NEAR(j["decode_roofline_share"].get<double>(), j["decode_bandwidth_share"].get<double>(), 1e-9);
+  // scripts/plot-roofline draws it (a PNG), and names what is wrong with a JSON it cannot use.
+  const std::string dir = ::testing::TempDir(), json = dir + "/bench_roofline.json", png = dir + "/roofline.png";
+  {
+    std::ofstream(json) << r.out;
+  }
+  const std::string plot = std::string(DSV3_SOURCE_DIR) + "/scripts/plot-roofline";
+  const auto drawn = run_command(plot + " " + png + " 'tiny, 2 threads=" + json + "'");
+  ASSERT_EQ(drawn.code, 0) << drawn.err;
+  std::ifstream f(png, std::ios::binary);
+  char sig[8] = {};
+  f.read(sig, 8);
+  EXPECT_EQ(std::string(sig, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+  {
+    std::ofstream(json) << "{\"decode_tokens_per_s\": 1}";
+  }
+  const auto bad_json = run_command(plot + " " + png + " x=" + json);
+  EXPECT_NE(bad_json.code, 0);
+  EXPECT_NE(bad_json.err.find("fma_peak_gflop_per_s"), std::string::npos) << bad_json.err;
+#endif
   // --no-mmap reads the weights into huge-page-backed memory: same greedy tokens.
   const auto ids = run_command(kBin + " generate" + model() + " --prompt-ids 0,5,7 -n 6 --ignore-eos");
   const auto ids_read = run_command(kBin + " generate" + model() + " --prompt-ids 0,5,7 -n 6 --ignore-eos --no-mmap");
@@ -192,6 +230,10 @@ TEST_F(Cli, BenchRepetitionsReportMediansAndEveryRun) {
   const auto bad = run_command(kBin + " bench" + model() + " -r 0");
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.err.find("repetitions"), std::string::npos) << bad.err;
+  // A prompt longer than the model's context is refused before anything runs.
+  const auto too_long = run_command(kBin + " bench" + model() + " -p 1048576 -n 4 --speculative off");
+  EXPECT_NE(too_long.code, 0);
+  EXPECT_NE(too_long.err.find("exceeds the model's context"), std::string::npos) << too_long.err;
 }
 
 TEST_F(Cli, InspectOnTheFull671BConfig) {
