@@ -26,7 +26,8 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 
 struct Opts {
   std::string model;
-  int64_t prompt_len = 64, gen = 32, batch = 4;
+  int64_t prompt_len = 64, gen = 32;
+  std::vector<int64_t> batch = {4};  // --batch as given; batches() the sizes measured
   int repetitions = 1;
   std::string speculative = "mtp";
   int threads = 1;
@@ -43,6 +44,16 @@ std::vector<int32_t> bench_prompt(int64_t n, int64_t vocab, uint64_t seed) {
     p.push_back(int32_t(2 + s % uint64_t(std::max<int64_t>(vocab - 2, 1))));
   }
   return p;
+}
+
+// The batch sizes to measure: --batch's values above 1, ascending, each once.
+std::vector<int64_t> batches(const Opts& o) {
+  std::vector<int64_t> b;
+  for (int64_t v : o.batch)
+    if (v > 1) b.push_back(v);
+  std::sort(b.begin(), b.end());
+  b.erase(std::unique(b.begin(), b.end()), b.end());
+  return b;
 }
 
 // Context of every sequence bench runs: the prompt, the decoded tokens and some room.
@@ -112,43 +123,46 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
   r["decode_flop_per_byte"] = decode_flop / (bytes_per_token + cache_bytes);
   resident.sample();
 
-  // Batched decode: B sequences advanced together, one token each per step. Each step reads
-  // the experts its B tokens chose once (counted from the step's routing): more bytes than one
-  // token's step, which bounds the speedup a memory-bound step can reach.
-  if (o.batch > 1) {
+  // Batched decode at each batch size B: B sequences advanced together, one token each per
+  // step. Each step reads the experts its B tokens chose once (counted from the step's
+  // routing): more bytes than one token's step, which bounds the speedup a memory-bound step
+  // can reach. One JSON object per B in r["batches"].
+  for (const int64_t batch : batches(o)) {
     std::vector<Sequence> seqs;
-    for (int64_t b = 0; b < o.batch; ++b) {
+    for (int64_t b = 0; b < batch; ++b) {
       seqs.emplace_back(*m.model, ctx, kv);
       seqs.back().feed(bench_prompt(kBatchPrompt, c.vocab_size, uint64_t(b + 2)), pool);
     }
     std::vector<Sequence*> ptrs;
     for (auto& s : seqs) ptrs.push_back(&s);
-    std::vector<int32_t> toks(size_t(o.batch));
+    std::vector<int32_t> toks(static_cast<size_t>(batch));
     ForwardTrace routing;
     routing.record_layer_outputs = false;
     double weight_bytes = 0;
     t0 = Clock::now();
     for (int64_t step = 0; step < o.gen; ++step) {
-      for (int64_t b = 0; b < o.batch; ++b) toks[size_t(b)] = argmax(seqs[size_t(b)].logits().data(), c.vocab_size);
+      for (int64_t b = 0; b < batch; ++b) toks[size_t(b)] = argmax(seqs[size_t(b)].logits().data(), c.vocab_size);
       feed_batch(ptrs, toks, pool, &routing);
-      weight_bytes += wb.step(o.batch, distinct_experts(routing));
+      weight_bytes += wb.step(batch, distinct_experts(routing));
     }
     const double s = since(t0);
     resident.sample();
     const double step_weight_bytes = weight_bytes / double(o.gen);
-    const double step_bytes = step_weight_bytes + double(o.batch) * cache_bytes_per_position(c, kv) *
+    const double step_bytes = step_weight_bytes + double(batch) * cache_bytes_per_position(c, kv) *
                                                       (double(kBatchPrompt) + double(o.gen) / 2);
-    const double tps = double(o.batch * o.gen) / s;
-    r["batch_decode_tokens_per_s"] = tps;
-    r["batch_speedup_vs_single"] = tps / decode_tps;
-    r["batch_weight_bytes_per_step"] = step_weight_bytes;
-    r["batch_bytes_per_step"] = step_bytes;
-    r["batch_bandwidth_share"] = tps / double(o.batch) * step_bytes / bw;
+    const double tps = double(batch * o.gen) / s, flops = decode_flops(c, double(kBatchPrompt) + double(o.gen) / 2);
+    nlohmann::ordered_json b;
+    b["batch"] = batch;
+    b["decode_tokens_per_s"] = tps;
+    b["speedup_vs_single"] = tps / decode_tps;
+    b["weight_bytes_per_step"] = step_weight_bytes;
+    b["bytes_per_step"] = step_bytes;
+    b["bandwidth_share"] = tps / double(batch) * step_bytes / bw;
     // The speedup over one sequence were both steps at the same share of the bandwidth.
-    r["batch_speedup_bound"] = double(o.batch) * (bytes_per_token + cache_bytes) / step_bytes;
-    const double flops = decode_flops(c, double(kBatchPrompt) + double(o.gen) / 2);
-    r["batch_gflop_per_s"] = tps * flops / 1e9;
-    r["batch_flop_per_byte"] = double(o.batch) * flops / step_bytes;
+    b["speedup_bound"] = double(batch) * (bytes_per_token + cache_bytes) / step_bytes;
+    b["gflop_per_s"] = tps * flops / 1e9;
+    b["flop_per_byte"] = double(batch) * flops / step_bytes;
+    r["batches"].push_back(b);
   }
 
   // The roofline of this run: each phase's FLOPs per byte read against the ridge (FMA peak /
@@ -161,7 +175,7 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
       return r[gflops].get<double>() / std::min(peak, bw / 1e9 * intensity);
     };
     r["decode_roofline_share"] = share("decode_gflop_per_s", r["decode_flop_per_byte"].get<double>());
-    if (o.batch > 1) r["batch_roofline_share"] = share("batch_gflop_per_s", r["batch_flop_per_byte"].get<double>());
+    for (auto& b : r["batches"]) b["roofline_share"] = b["gflop_per_s"].get<double>() / std::min(peak, bw / 1e9 * b["flop_per_byte"].get<double>());
     r["prefill_roofline_share"] = share("prefill_gflop_per_s", prefill_intensity);
   }
 
@@ -232,7 +246,6 @@ int run(const Opts& o) {
     prefill_intensity = prefill_flops(c, o.prompt_len) / wb.step(o.prompt_len, distinct);
     j["prefill_flop_per_byte"] = prefill_intensity;
   }
-  if (o.batch > 1) j["batch"] = o.batch;
   if (spec_k > 0) j["speculative"] = "mtp:" + std::to_string(spec_k);
 
   // Warm-up: every page of the mapped weights mapped now (a decode step may route to experts
@@ -264,11 +277,33 @@ int run(const Opts& o) {
   std::vector<nlohmann::ordered_json> runs;
   for (int rep = 0; rep < o.repetitions; ++rep)
     runs.push_back(measure_once(o, m, pool, spec_k, prompt, wb, cache_bytes, prefill_intensity, resident));
-  for (const auto& [key, first] : runs[0].items()) {
+  // The median of `key` over the runs into `out` (with "<key>_runs"); `at` picks the object of
+  // a run that holds it.
+  auto summarise = [&](nlohmann::ordered_json& out, const std::string& key, auto at) {
     std::vector<double> v;
-    for (const auto& r : runs) v.push_back(r[key].get<double>());
-    j[key] = median(v);
-    if (o.repetitions > 1) j[key + "_runs"] = v;
+    for (const auto& r : runs) v.push_back(at(r)[key].template get<double>());
+    out[key] = median(v);
+    if (o.repetitions > 1) out[key + "_runs"] = v;
+  };
+  for (const auto& [key, first] : runs[0].items()) {
+    if (key != "batches") {
+      summarise(j, key, [](const nlohmann::ordered_json& r) -> const nlohmann::ordered_json& { return r; });
+      continue;
+    }
+    // One object per batch size; the largest also as the top-level batch_* figures.
+    j["batches"] = nlohmann::ordered_json::array();
+    for (size_t i = 0; i < first.size(); ++i) {
+      nlohmann::ordered_json b;
+      b["batch"] = first[i]["batch"];
+      for (const auto& [bkey, value] : first[i].items())
+        if (bkey != "batch")
+          summarise(b, bkey, [i](const nlohmann::ordered_json& r) -> const nlohmann::ordered_json& { return r["batches"][i]; });
+      j["batches"].push_back(b);
+    }
+    if (!first.empty()) {
+      const nlohmann::ordered_json largest = j["batches"].back();  // a copy: adding keys to j moves j's values
+      for (const auto& [bkey, value] : largest.items()) j[bkey == "batch" ? bkey : "batch_" + bkey] = value;
+    }
   }
   // The largest relative change of the bandwidth across any run's decode.
   double change = 0;
@@ -282,13 +317,14 @@ int run(const Opts& o) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
-  // A metric as text: the median, and with repetitions the range of the runs.
-  auto val = [&](const std::string& key, const char* fmt) {
+  // A metric of `src` (the report, or one batch size's object) as text: the median, and with
+  // repetitions the range of the runs.
+  auto val_in = [&](const nlohmann::ordered_json& src, const std::string& key, const char* fmt) {
     char buf[96];
-    std::snprintf(buf, sizeof buf, fmt, j[key].get<double>());
+    std::snprintf(buf, sizeof buf, fmt, src[key].get<double>());
     std::string s = buf;
     if (o.repetitions > 1) {
-      const auto& v = j[key + "_runs"];
+      const auto& v = src[key + "_runs"];
       double lo = v[0].get<double>(), hi = lo;
       for (const auto& x : v) lo = std::min(lo, x.get<double>()), hi = std::max(hi, x.get<double>());
       char a[48], b[48];
@@ -298,6 +334,7 @@ int run(const Opts& o) {
     }
     return s;
   };
+  auto val = [&](const std::string& key, const char* fmt) { return val_in(j, key, fmt); };
   const double pct = 100;
   std::printf("model            %s (%s kernels, %d threads)\n", o.model.c_str(), kernels::active_variant().c_str(),
               o.threads);
@@ -340,30 +377,30 @@ int run(const Opts& o) {
               val("decode_tokens_per_s", "%.1f").c_str(), (bytes_per_token + cache_bytes) / 1e6, bytes_per_token / 1e6,
               cache_bytes / 1e6, decode_tps * (bytes_per_token + cache_bytes) / 1e9,
               pct * j["decode_bandwidth_share"].get<double>());
-  if (o.batch > 1) {
-    std::printf("batched decode   %s tok/s with %lld sequences (%.2fx one sequence)\n",
-                val("batch_decode_tokens_per_s", "%.1f").c_str(), (long long)o.batch,
-                j["batch_speedup_vs_single"].get<double>());
-    std::printf("                 a step reads %.1f MB = %.0f%% of read bandwidth: %.2fx one token's bytes (the experts\n"
-                "                 its tokens chose, each once), so at one sequence's bandwidth share: %.2fx one sequence\n",
-                j["batch_bytes_per_step"].get<double>() / 1e6, pct * j["batch_bandwidth_share"].get<double>(),
-                j["batch_bytes_per_step"].get<double>() / (bytes_per_token + cache_bytes),
-                j["batch_speedup_bound"].get<double>());
-  }
+  for (const auto& b : j["batches"])
+    std::printf("batched decode   %lld sequences: %s tok/s = %.2fx one sequence; a step reads %.1f MB (%.2fx a "
+                "token's) = %.0f%% of read bandwidth, bound %.2fx\n",
+                (long long)b["batch"].get<int64_t>(), val_in(b, "decode_tokens_per_s", "%.1f").c_str(),
+                b["speedup_vs_single"].get<double>(), b["bytes_per_step"].get<double>() / 1e6,
+                b["bytes_per_step"].get<double>() / (bytes_per_token + cache_bytes), pct * b["bandwidth_share"].get<double>(),
+                b["speedup_bound"].get<double>());
+  if (!j["batches"].empty())
+    std::printf("                 (a step reads the experts its tokens chose, each once; bound: the speedup at one "
+                "sequence's share of the bandwidth)\n");
   if (j.contains("ridge_flop_per_byte")) {
     const double peak = j["fma_peak_gflop_per_s"].get<double>(), bw = j["bandwidth_gb_s"].get<double>();
     std::printf("roofline         ridge at %.1f FLOP/byte (%.0f GFLOP/s peak / %.1f GB/s read); "
                 "scripts/plot-roofline draws it\n",
                 j["ridge_flop_per_byte"].get<double>(), peak, bw);
-    auto phase = [&](const char* name, const std::string& key) {
-      const double intensity = j[key + "_flop_per_byte"].get<double>();
-      std::printf("  %-14s %7.2f FLOP/byte, %s GFLOP/s = %3.0f%% of its bound (%s)\n", name, intensity,
-                  val(key + "_gflop_per_s", "%.1f").c_str(), pct * j[key + "_roofline_share"].get<double>(),
+    auto phase = [&](const std::string& name, const nlohmann::ordered_json& src, const std::string& prefix) {
+      const double intensity = src[prefix + "flop_per_byte"].get<double>();
+      std::printf("  %-14s %7.2f FLOP/byte, %s GFLOP/s = %3.0f%% of its bound (%s)\n", name.c_str(), intensity,
+                  val_in(src, prefix + "gflop_per_s", "%.1f").c_str(), pct * src[prefix + "roofline_share"].get<double>(),
                   bw * intensity < peak ? "memory" : "FMA peak");
     };
-    phase("decode", "decode");
-    if (o.batch > 1) phase(("batch " + std::to_string(o.batch)).c_str(), "batch");
-    phase("prefill", "prefill");
+    phase("decode", j, "decode_");
+    for (const auto& b : j["batches"]) phase("batch " + std::to_string(b["batch"].get<int64_t>()), b, "");
+    phase("prefill", j, "prefill_");
   }
   if (spec_k > 0)
     std::printf("speculative      mtp:%d: acceptance %.1f%%, %.2f tokens/step, %s tok/s (%.2fx plain decode)\n",
@@ -382,8 +419,10 @@ Run add_bench(CLI::App& app) {
       ->check(CLI::Range(int64_t(1), int64_t(1) << 20))->capture_default_str();
   cmd->add_option("-n,--gen", o->gen, "Tokens to decode")->check(CLI::Range(int64_t(1), int64_t(1) << 20))
       ->capture_default_str();
-  cmd->add_option("--batch", o->batch, "Sequences for the batched-decode measurement (1 = skip)")
-      ->check(CLI::Range(int64_t(1), int64_t(1024)))->capture_default_str();
+  cmd->add_option("--batch", o->batch,
+                  "Sequences for the batched-decode measurement, or several sizes to sweep (e.g. 2,4,8,16; 1 = skip); "
+                  "the largest is also reported as batch_*")
+      ->delimiter(',')->check(CLI::Range(int64_t(1), int64_t(1024)))->capture_default_str();
   cmd->add_option("--speculative", o->speculative, "mtp, mtp:K, or off")->capture_default_str();
   cmd->add_option("-r,--repetitions", o->repetitions,
                   "Measure this many times (after one warm-up) and report medians, with every run's values "

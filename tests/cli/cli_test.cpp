@@ -230,6 +230,30 @@ TEST_F(Cli, BenchRepetitionsReportMediansAndEveryRun) {
   const auto bad = run_command(kBin + " bench" + model() + " -r 0");
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.err.find("repetitions"), std::string::npos) << bad.err;
+  // --batch sweeps several sizes: each measured once, ascending (1 is the plain decode), one
+  // object per size with its runs; the largest is also the top-level batch_* figures.
+  const auto sweep = run_command(kBin + " bench" + model() + " --json -p 4 -n 3 --batch 3,2,1,2 --speculative off -r 2");
+  ASSERT_EQ(sweep.code, 0) << sweep.err;
+  const auto s = nlohmann::json::parse(sweep.out);
+  ASSERT_EQ(s["batches"].size(), 2u);
+  EXPECT_EQ(s["batches"][0]["batch"], 2);
+  EXPECT_EQ(s["batches"][1]["batch"], 3);
+  for (const auto& b : s["batches"])
+    for (const char* k : {"decode_tokens_per_s", "speedup_vs_single", "bytes_per_step", "bandwidth_share", "speedup_bound",
+                          "gflop_per_s", "flop_per_byte"}) {
+      ASSERT_TRUE(b.contains(k)) << k;
+      EXPECT_EQ(b[std::string(k) + "_runs"].size(), 2u) << k;
+    }
+  EXPECT_EQ(s["batch"], 3);
+  EXPECT_EQ(s["batch_decode_tokens_per_s"], s["batches"][1]["decode_tokens_per_s"]);
+  EXPECT_EQ(s["batch_bytes_per_step"], s["batches"][1]["bytes_per_step"]);
+  // Three tokens choose at least as many experts as two, on the same sequences' first two.
+  EXPECT_GE(s["batches"][1]["weight_bytes_per_step"].get<double>(), s["batches"][0]["weight_bytes_per_step"].get<double>());
+  for (const char* bad_batch : {"0", "2,x", "2,2000"}) {
+    const auto b = run_command(kBin + " bench" + model() + " --batch " + bad_batch);
+    EXPECT_NE(b.code, 0) << bad_batch;
+    EXPECT_NE(b.err.find("--batch"), std::string::npos) << b.err;
+  }
   // A prompt longer than the model's context is refused before anything runs.
   const auto too_long = run_command(kBin + " bench" + model() + " -p 1048576 -n 4 --speculative off");
   EXPECT_NE(too_long.code, 0);
