@@ -67,8 +67,6 @@ struct ResidentPeak {
   void sample() { bytes = std::max(bytes, current_rss_bytes()); }
 };
 
-// One repetition: prefill (and the FMA peak measured after it), decode between two bandwidth
-// measurements, batched and speculative decode. The per-run metrics.
 // Latent-cache bytes one token reads per cached position (all layers).
 double cache_bytes_per_position(const ModelConfig& c, DType kv) {
   return double((c.kv_lora_rank + c.qk_rope_head_dim) * int64_t(dtype_size(kv))) * double(c.num_hidden_layers);
@@ -77,6 +75,8 @@ double cache_bytes_per_position(const ModelConfig& c, DType kv) {
 // Prompt tokens of each batched-decode sequence.
 constexpr int64_t kBatchPrompt = 8;
 
+// One repetition: prefill (and the FMA peak measured after it), decode between two bandwidth
+// measurements, batched and speculative decode. The per-run metrics.
 nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadPool& pool, int spec_k,
                                     const std::vector<int32_t>& prompt, const StepWeightBytes& wb,
                                     double cache_bytes, double prefill_intensity, ResidentPeak& resident) {
@@ -126,7 +126,8 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
   // Batched decode at each batch size B: B sequences advanced together, one token each per
   // step. Each step reads the experts its B tokens chose once (counted from the step's
   // routing): more bytes than one token's step, which bounds the speedup a memory-bound step
-  // can reach. One JSON object per B in r["batches"].
+  // can reach. One JSON object per B in r["batches"] (empty without --batch above 1).
+  r["batches"] = nlohmann::ordered_json::array();
   for (const int64_t batch : batches(o)) {
     std::vector<Sequence> seqs;
     for (int64_t b = 0; b < batch; ++b) {
@@ -171,12 +172,11 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
   // it is memory-bound).
   if (peak > 0) {
     r["ridge_flop_per_byte"] = peak / (bw / 1e9);
-    auto share = [&](const char* gflops, double intensity) {
-      return r[gflops].get<double>() / std::min(peak, bw / 1e9 * intensity);
-    };
-    r["decode_roofline_share"] = share("decode_gflop_per_s", r["decode_flop_per_byte"].get<double>());
-    for (auto& b : r["batches"]) b["roofline_share"] = b["gflop_per_s"].get<double>() / std::min(peak, bw / 1e9 * b["flop_per_byte"].get<double>());
-    r["prefill_roofline_share"] = share("prefill_gflop_per_s", prefill_intensity);
+    auto share = [&](double gflops, double intensity) { return gflops / std::min(peak, bw / 1e9 * intensity); };
+    r["decode_roofline_share"] = share(r["decode_gflop_per_s"].get<double>(), r["decode_flop_per_byte"].get<double>());
+    for (auto& b : r["batches"])
+      b["roofline_share"] = share(b["gflop_per_s"].get<double>(), b["flop_per_byte"].get<double>());
+    r["prefill_roofline_share"] = share(r["prefill_gflop_per_s"].get<double>(), prefill_intensity);
   }
 
   // Speculative decode with the MTP module, same prompt, same greedy output.
@@ -300,7 +300,7 @@ int run(const Opts& o) {
           summarise(b, bkey, [i](const nlohmann::ordered_json& r) -> const nlohmann::ordered_json& { return r["batches"][i]; });
       j["batches"].push_back(b);
     }
-    if (!first.empty()) {
+    if (!j["batches"].empty()) {
       const nlohmann::ordered_json largest = j["batches"].back();  // a copy: adding keys to j moves j's values
       for (const auto& [bkey, value] : largest.items()) j[bkey == "batch" ? bkey : "batch_" + bkey] = value;
     }

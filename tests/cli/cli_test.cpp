@@ -249,6 +249,11 @@ TEST_F(Cli, BenchRepetitionsReportMediansAndEveryRun) {
   EXPECT_EQ(s["batch_bytes_per_step"], s["batches"][1]["bytes_per_step"]);
   // Three tokens choose at least as many experts as two, on the same sequences' first two.
   EXPECT_GE(s["batches"][1]["weight_bytes_per_step"].get<double>(), s["batches"][0]["weight_bytes_per_step"].get<double>());
+  const auto none = run_command(kBin + " bench" + model() + " --json -p 4 -n 2 --batch 1 --speculative off");
+  ASSERT_EQ(none.code, 0) << none.err;
+  const auto n1 = nlohmann::json::parse(none.out);
+  EXPECT_TRUE(n1["batches"].is_array() && n1["batches"].empty());
+  EXPECT_FALSE(n1.contains("batch_decode_tokens_per_s"));
   for (const char* bad_batch : {"0", "2,x", "2,2000"}) {
     const auto b = run_command(kBin + " bench" + model() + " --batch " + bad_batch);
     EXPECT_NE(b.code, 0) << bad_batch;
