@@ -92,10 +92,6 @@ double StepWeightBytes::step(int64_t rows, std::span<const int64_t> distinct) co
   return b;
 }
 
-double decode_weight_bytes_per_token(const ModelConfig& c, const ModelWeights& w) {
-  return step_weight_bytes(c, w).decode(c.num_experts_per_tok);
-}
-
 std::vector<int64_t> distinct_experts(const ForwardTrace& t) {
   std::vector<int64_t> d;
   for (const auto& layer : t.routing) {

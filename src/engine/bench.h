@@ -32,9 +32,6 @@ struct StepWeightBytes {
 };
 StepWeightBytes step_weight_bytes(const ModelConfig& c, const ModelWeights& w);
 
-// Bytes of weights one decode token reads: step_weight_bytes(c, w).decode(num_experts_per_tok).
-double decode_weight_bytes_per_token(const ModelConfig& c, const ModelWeights& w);
-
 // The routed experts each layer of a traced forward pass ran (ForwardTrace::routing), [layer]:
 // the number of distinct experts its rows chose, 0 for dense layers.
 std::vector<int64_t> distinct_experts(const ForwardTrace& t);
