@@ -11,6 +11,7 @@
 #include "cli/common.h"
 #include "core/error.h"
 #include "core/fma_peak.h"
+#include "core/progress.h"
 #include "core/thread_pool.h"
 #include "engine/bench.h"
 #include "engine/generate.h"
@@ -79,7 +80,8 @@ constexpr int64_t kBatchPrompt = 8;
 // measurements, batched and speculative decode. The per-run metrics.
 nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadPool& pool, int spec_k,
                                     const std::vector<int32_t>& prompt, const StepWeightBytes& wb,
-                                    double cache_bytes, double prefill_intensity, ResidentPeak& resident) {
+                                    double cache_bytes, double prefill_intensity, ResidentPeak& resident,
+                                    Progress& progress) {
   const double bytes_per_token = wb.decode(m.config.num_experts_per_tok);
   const ModelConfig& c = m.config;
   const int64_t ctx = bench_context(o);
@@ -89,6 +91,7 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
   auto t0 = Clock::now();
   seq.feed(prompt, pool);
   const double prefill_s = since(t0);
+  progress.advance(1);
   r["prefill_tokens_per_s"] = double(o.prompt_len) / prefill_s;
   // Model FLOPs (engine/bench.h: prefill_flops) against the FMA peak of the kernels' ISA on
   // this many threads, measured now in each thread's CPU time (avx512bf16: the peak of its
@@ -110,6 +113,10 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
   GenerateOptions g;
   g.max_new_tokens = o.gen;
   g.stop_at_eos = false;
+  g.on_token = [&](int32_t) {
+    progress.advance(1);
+    return true;
+  };
   const GenerateResult plain = generate(seq, {}, nullptr, g, pool);
   const double bw_after = measure_read_bandwidth(pool), bw = (bw_before + bw_after) / 2;
   r["bandwidth_gb_s"] = bw / 1e9;
@@ -145,6 +152,7 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
       for (int64_t b = 0; b < batch; ++b) toks[size_t(b)] = argmax(seqs[size_t(b)].logits().data(), c.vocab_size);
       feed_batch(ptrs, toks, pool, &routing);
       weight_bytes += wb.step(batch, distinct_experts(routing));
+      progress.advance(1);
     }
     const double s = since(t0);
     resident.sample();
@@ -183,6 +191,7 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
   if (spec_k > 0) {
     Sequence sseq(*m.model, ctx, kv);
     sseq.feed(prompt, pool);
+    progress.advance(1);
     g.speculative_k = spec_k;
     const GenerateResult spec = generate(sseq, {}, nullptr, g, pool);
     resident.sample();
@@ -257,9 +266,14 @@ int run(const Opts& o) {
   m.checkpoint->populate();
   j["populate_seconds"] = since(t_populate);
   const auto prompt = bench_prompt(o.prompt_len, c.vocab_size, 1);
+  // Progress in forward steps (a prefill is one): the warm-up prefill, then per repetition the
+  // prefill, the decode, each batch size's steps and the speculative run's prefill and tokens.
+  const int64_t steps_per_run = 1 + o.gen + int64_t(batches(o).size()) * o.gen + (spec_k > 0 ? 1 + o.gen : 0);
+  Progress progress("bench", uint64_t(1 + o.repetitions * steps_per_run), "steps");
   {
     Sequence warm(*m.model, bench_context(o), kv);
     warm.feed(prompt, pool);
+    progress.advance(1);
   }
   ResidentPeak resident;
   resident.sample();
@@ -276,7 +290,8 @@ int run(const Opts& o) {
   }
   std::vector<nlohmann::ordered_json> runs;
   for (int rep = 0; rep < o.repetitions; ++rep)
-    runs.push_back(measure_once(o, m, pool, spec_k, prompt, wb, cache_bytes, prefill_intensity, resident));
+    runs.push_back(measure_once(o, m, pool, spec_k, prompt, wb, cache_bytes, prefill_intensity, resident, progress));
+  progress.finish();
   // The median of `key` over the runs into `out` (with "<key>_runs"); `at` picks the object of
   // a run that holds it.
   auto summarise = [&](nlohmann::ordered_json& out, const std::string& key, auto at) {
