@@ -20,7 +20,8 @@ constexpr int64_t kLinearScratchRows = 4;
 // rows (split over output rows, or over token tiles when rows are few). Its results are
 // bitwise those of linear_rows for the same row and token.
 struct Gemm {
-  int64_t min_tokens;  // linear uses this path from this many tokens on
+  int64_t min_tokens;      // linear uses this path from this many tokens on (gemm_min_tokens)
+  int64_t min_tokens_fp8;  // the same for FP8 weights
   int64_t token_tile;  // tokens per packed tile: pack_x's tiles, rows' t0
   int64_t row_tile;    // rows per register tile: the unit a row split should use
   // False if `w` needs linear_rows (unknown dtype, FP8 scales outside the vector decode's range).
@@ -35,6 +36,11 @@ struct Gemm {
   void (*rows)(const Matrix& w, const float* xp, float* y, int64_t t0, int64_t t1, int64_t r0, int64_t r1,
                float* scratch);
 };
+
+// Tokens from which linear takes `g` for `w`.
+inline int64_t gemm_min_tokens(const Gemm& g, const Matrix& w) {
+  return w.dtype == DType::F8_E4M3 ? g.min_tokens_fp8 : g.min_tokens;
+}
 
 struct Variant {
   const char* name;

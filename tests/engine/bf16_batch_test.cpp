@@ -5,6 +5,8 @@
 // variant is chosen once per process, so these tests have an executable of their own.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <span>
 #include <string>
 
@@ -61,7 +63,7 @@ TEST(Bf16Kernels, LongPromptThroughTheGemmEqualsTokenByToken) {
   for (bool fp8 : {true, false}) {
     const LoadedModel& m = tiny_model(fp8);
     ThreadPool pool(2);
-    std::vector<int32_t> prompt(size_t(gemm->min_tokens + 13));
+    std::vector<int32_t> prompt(size_t(std::max(gemm->min_tokens, gemm->min_tokens_fp8) + 13));
     for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t((i * 7919 + 13) % 1000);
     Sequence whole(*m.model, 128), stepwise(*m.model, 128);
     feed_step(std::vector<Sequence*>{&whole}, std::vector<Span>{prompt}, pool);

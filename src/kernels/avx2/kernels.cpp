@@ -132,7 +132,7 @@ struct V {
 };
 
 const Gemm kGemm{
-    V::kGemmMinTokens, V::kGemmTokens, V::kGemmRowRegs * V::kLanes,
+    V::kGemmMinTokens, V::kGemmMinTokens, V::kGemmTokens, V::kGemmRowRegs * V::kLanes,
     simd::gemm_supports<V>, simd::gemm_packed_x_floats<V>, simd::gemm_scratch_floats<V>,
     simd::gemm_pack_x<V>, simd::gemm_rows<V>,
 };

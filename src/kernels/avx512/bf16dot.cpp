@@ -399,7 +399,7 @@ void gemm_rows(const Matrix& w, const float* xp, float* y, int64_t t0, int64_t t
 
 static_assert(NT == V::kGemmTokens && G == V::kGemmRowRegs * V::kLanes, "one token and row tile for both GEMMs");
 const Gemm kGemm{
-    V::kGemmMinTokens, NT, G, gemm_supports, gemm_packed_x_floats, gemm_scratch_floats, gemm_pack_x, gemm_rows,
+    V::kGemmMinTokens, V::kGemmMinTokens, NT, G, gemm_supports, gemm_packed_x_floats, gemm_scratch_floats, gemm_pack_x, gemm_rows,
 };
 
 }  // namespace

@@ -41,6 +41,18 @@ struct V {
   // Tokens from which linear takes the GEMM: below, the dot-product tile over 4 decoded rows
   // (simd/linear.h) was faster here (n = 16: 81 vs 87-107 GFLOP/s; n = 24: 103 vs 83-110).
   static constexpr int kGemmMinTokens = 24;
+  // FP8 weights stay on the register tiles up to 63 tokens: the tile decodes each weight once
+  // per 4 tokens but streams it straight from memory, the GEMM decodes a panel once and pays
+  // for its packing, transposes and lane-tree merges. Kernel bench, 2 threads, tile vs GEMM
+  // GFLOP/s (V3 `[2048, 7168]`, `[7168, 2048]` and medium's `[384, 2048]`, `[2048, 384]`,
+  // `[2048, 2048]`): n = 24 395/421/378/329/416 vs 265/281/239/265/277, n = 48 385/429/412/345/411
+  // vs 306/359/262/298/333, n = 64 395/411/391/318/396 vs 351/367/338/301/349, n = 96 390 vs
+  // 366 (`[7168, 2048]`), tied at 128-512. `medium` batched decode (2 threads, alternating
+  // runs): batch 24 264-284 vs 224-229 tok/s, 32 279-291 vs 250-271, 48 323-324 vs 303-304;
+  // prefill of 512 tokens unchanged (346-366 vs 334-398). BF16 weights cross over near 48
+  // (306/327 vs 296/331) and the avx512bf16 variant's GEMM is ahead from 48 on (610 vs 456),
+  // so both keep 24.
+  static constexpr int kGemmMinTokensFp8 = 64;
   static constexpr int kGemmRowRegs = 2, kGemmTokens = 12;
 
   static __mmask16 mask(int count) { return count >= 16 ? __mmask16(0xffff) : __mmask16((1u << count) - 1); }
