@@ -60,39 +60,6 @@ void rmsnorm(const float* x, const Matrix& weight, float eps, float* y) {
   }
 }
 
-// x[i] <- exp(x[i] - m) for the maximum m of x (finite), summed in vector lanes; -inf entries
-// (and lanes past n) give 0.
-template <class V>
-float exp_shifted_sum(float* x, int64_t n, float m) {
-  constexpr int L = V::kLanes;
-  const typename V::Reg mv = V::set1(m);
-  typename V::Reg sum = V::zero();
-  for (int64_t i = 0; i < n; i += L) {
-    const int c = tail<V>(n, i);
-    const auto e = V::exp(V::sub(V::load_f32_fill(x + i, c, -__builtin_inff()), mv));
-    sum = V::add(sum, e);
-    V::store_f32(x + i, e, c);
-  }
-  return V::reduce_add(sum);
-}
-
-template <class V>
-void softmax(float* x, int64_t n) {
-  constexpr int L = V::kLanes;
-  typename V::Reg mx = V::set1(-__builtin_inff());
-  for (int64_t i = 0; i < n; i += L) mx = V::max(mx, V::load_f32_fill(x + i, tail<V>(n, i), -__builtin_inff()));
-  const float m = V::reduce_max(mx);
-  if (m == -__builtin_inff()) {  // nothing to attend to: all zero
-    for (int64_t i = 0; i < n; i += L) V::store_f32(x + i, V::zero(), tail<V>(n, i));
-    return;
-  }
-  const typename V::Reg inv = V::set1(1.0f / exp_shifted_sum<V>(x, n, m));
-  for (int64_t i = 0; i < n; i += L) {
-    const int c = tail<V>(n, i);
-    V::store_f32(x + i, V::mul(V::load_f32(x + i, c), inv), c);
-  }
-}
-
 // ops.h softmax_partial: the scaled entries' maximum, then exp(scale x - m) summed in vector lanes.
 template <class V>
 float softmax_partial(float* x, int64_t n, float scale, float* max) {
@@ -111,7 +78,30 @@ float softmax_partial(float* x, int64_t n, float scale, float* max) {
     for (int64_t i = 0; i < n; i += L) V::store_f32(x + i, V::zero(), tail<V>(n, i));
     return 0.0f;
   }
-  return exp_shifted_sum<V>(x, n, m);
+  // x[i] <- exp(x[i] - m), summed in vector lanes; -inf entries (and lanes past n) give 0.
+  const typename V::Reg mv = V::set1(m);
+  typename V::Reg sum = V::zero();
+  for (int64_t i = 0; i < n; i += L) {
+    const int c = tail<V>(n, i);
+    const auto e = V::exp(V::sub(V::load_f32_fill(x + i, c, -__builtin_inff()), mv));
+    sum = V::add(sum, e);
+    V::store_f32(x + i, e, c);
+  }
+  return V::reduce_add(sum);
+}
+
+// softmax_partial at scale 1 (x * 1 is x), normalised: the scalar twin's structure.
+template <class V>
+void softmax(float* x, int64_t n) {
+  constexpr int L = V::kLanes;
+  float m;
+  const float sum = softmax_partial<V>(x, n, 1.0f, &m);
+  if (sum == 0.0f) return;  // nothing to attend to: all zero
+  const typename V::Reg inv = V::set1(1.0f / sum);
+  for (int64_t i = 0; i < n; i += L) {
+    const int c = tail<V>(n, i);
+    V::store_f32(x + i, V::mul(V::load_f32(x + i, c), inv), c);
+  }
 }
 
 // out = gate / (1 + exp(-gate)) * up.
