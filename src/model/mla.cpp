@@ -171,9 +171,14 @@ void attend_expanded(const ModelConfig& c, const MLAWeights& w, int64_t layer, c
   std::vector<float> kv(static_cast<size_t>(len * n_heads * (dn + dv)));
   kernels::linear(w.wkv_b, c_kv.data(), kv.data(), len, pool);
   const int64_t stride = n_heads * (dn + dv);
-  constexpr int64_t kQueryBlock = 256;
+  // Queries go in blocks of kQueryBlock, each against the keys up to its last query's position
+  // only (causal: a 512-token prompt in blocks of 128 computes 5/8 of the full window's scores).
+  // Keys past a query's own position get probability 0, so the products over the block's window
+  // give every query the bits the full window gives it (terms 0 x v add nothing).
+  constexpr int64_t kQueryBlock = 128;
   pool.parallel_for(n_heads, [&](int64_t h0, int64_t h1) {
-    std::vector<float> k_h(static_cast<size_t>(len * dqk)), vt_h(static_cast<size_t>(dv * len));
+    std::vector<float> k_h(static_cast<size_t>(len * dqk)), vt_h(static_cast<size_t>(dv * len)),
+        vt_b(static_cast<size_t>(dv * len));
     std::vector<float> q_h(static_cast<size_t>(std::min(n, kQueryBlock) * dqk));
     std::vector<float> p(static_cast<size_t>(std::min(n, kQueryBlock) * len));
     std::vector<float> o(static_cast<size_t>(std::min(n, kQueryBlock) * dv));
@@ -184,19 +189,28 @@ void attend_expanded(const ModelConfig& c, const MLAWeights& w, int64_t layer, c
         std::copy(&k_pe[size_t(s * dr)], &k_pe[size_t((s + 1) * dr)], &k_h[size_t(s * dqk + dn)]);
         for (int64_t d = 0; d < dv; ++d) vt_h[size_t(d * len + s)] = kv_s[dn + d];
       }
-      const kernels::Matrix k_mat{DType::F32, len, dqk, k_h.data()}, vt_mat{DType::F32, dv, len, vt_h.data()};
       for (int64_t t0 = 0; t0 < n; t0 += kQueryBlock) {
         const int64_t nb = std::min(kQueryBlock, n - t0);
+        int64_t window = 0;  // keys [0, window) are visible to some query of the block
+        for (int64_t t = 0; t < nb; ++t) window = std::max(window, slots[size_t(t0 + t)].pos + 1);
+        // V_h^T restricted to the window, rows `window` apart (the whole of vt_h when it is all)
+        const float* vt = vt_h.data();
+        if (window < len) {
+          for (int64_t d = 0; d < dv; ++d)
+            std::copy_n(&vt_h[size_t(d * len)], window, &vt_b[size_t(d * window)]);
+          vt = vt_b.data();
+        }
+        const kernels::Matrix k_mat{DType::F32, window, dqk, k_h.data()}, vt_mat{DType::F32, dv, window, vt};
         for (int64_t t = 0; t < nb; ++t)
           std::copy(&q[size_t(((t0 + t) * n_heads + h) * dqk)], &q[size_t(((t0 + t) * n_heads + h + 1) * dqk)],
                     &q_h[size_t(t * dqk)]);
-        kernels::linear(k_mat, q_h.data(), p.data(), nb);  // scores [nb, len]
+        kernels::linear(k_mat, q_h.data(), p.data(), nb);  // scores [nb, window]
         for (int64_t t = 0; t < nb; ++t) {
-          float* row = &p[size_t(t * len)];
+          float* row = &p[size_t(t * window)];
           const int64_t n_keys = slots[size_t(t0 + t)].pos + 1;
           for (int64_t s = 0; s < n_keys; ++s) row[s] *= scale;
           kernels::softmax(row, n_keys);
-          std::fill(row + n_keys, row + len, 0.0f);  // causal: later positions get no weight
+          std::fill(row + n_keys, row + window, 0.0f);  // causal: later positions get no weight
         }
         kernels::linear(vt_mat, p.data(), o.data(), nb);  // [nb, dv]
         for (int64_t t = 0; t < nb; ++t)
