@@ -240,6 +240,43 @@ void register_hot() {
   }
 }
 
+// Attention's products in the expanded MLA form, one head and a block of 128 queries of a
+// 512-token window (V3's qk_head_dim 192, v_head_dim 128), on one thread: kernels::matmul
+// ("matmul/") against the float32 GEMM of linear that ran them before ("/linear", the keys or
+// transposed values as an F32 weight), GFLOP/s per core in CPU time.
+void register_attention() {
+  struct Product { const char* name; int64_t m, n, k; bool b_trans; };
+  const Product products[] = {{"scores", 128, 512, 192, true}, {"values", 128, 128, 512, false}};
+  for (const Variant* v : compiled_variants()) {
+    if (!missing_cpu_feature(*v).empty() || std::string(v->name) == "scalar") continue;
+    for (const Product& p : products)
+      for (bool via_linear : {false, true}) {
+        const std::string name = std::string("matmul/") + p.name + "/m:" + std::to_string(p.m) + "/n:" +
+                                 std::to_string(p.n) + "/k:" + std::to_string(p.k) + "/" + v->name +
+                                 (via_linear ? "/linear" : "");
+        benchmark::RegisterBenchmark(name.c_str(), [v, p, via_linear](benchmark::State& state) {
+          std::mt19937 rng(3);
+          std::normal_distribution<float> nd(0, 1);
+          std::vector<float> a(size_t(p.m * p.k)), b(size_t(p.k * p.n)), c(size_t(p.m * p.n));
+          for (auto& e : a) e = nd(rng);
+          for (auto& e : b) e = nd(rng);
+          // linear's weight is [n, k] (rows = C's columns): the keys as stored, the values transposed
+          const Matrix w{DType::F32, p.n, p.k, b.data()};
+          const double cpu0 = process_cpu_seconds();
+          for (auto _ : state) {
+            if (via_linear)
+              linear_with(*v, w, a.data(), c.data(), p.m, nullptr);
+            else
+              v->matmul(p.m, p.n, p.k, a.data(), p.k, b.data(), p.b_trans ? p.k : p.n, p.b_trans, c.data(), p.n);
+            benchmark::DoNotOptimize(c.data());
+          }
+          const double flops = double(state.iterations()) * 2.0 * double(p.m * p.n * p.k);
+          state.counters["GFLOP/s/core"] = flops * 1e-9 / (process_cpu_seconds() - cpu0);
+        })->UseRealTime()->MinTime(0.3);
+      }
+  }
+}
+
 // FMA peak per core (see fma_peak.cpp), for 1 and 2 threads at once.
 void register_fma_peak() {
   for (const Variant* v : compiled_variants()) {
@@ -271,6 +308,7 @@ int main(int argc, char** argv) {
   dsv3::kernels::register_hot();
   dsv3::kernels::register_linear();
   dsv3::kernels::register_prefill();
+  dsv3::kernels::register_attention();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -97,6 +97,10 @@ float softmax_partial(float* x, int64_t n, float scale, float* max) {
 void silu_mul(const float* gate, const float* up, float* out, int64_t n) { active().silu_mul(gate, up, out, n); }
 float dot(const float* a, const float* b, int64_t n) { return active().dot(a, b, n); }
 void axpy(float a, const float* x, float* y, int64_t n) { active().axpy(a, x, y, n); }
+void matmul(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, bool b_trans,
+            float* c, int64_t ldc) {
+  active().matmul(m, n, k, a, lda, b, ldb, b_trans, c, ldc);
+}
 
 std::string active_variant() { return active().name; }
 

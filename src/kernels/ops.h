@@ -46,6 +46,14 @@ float dot(const float* a, const float* b, int64_t n);
 // y[i] += a x[i] (attention output as a weighted sum of cached latents).
 void axpy(float a, const float* x, float* y, int64_t n);
 
+// C[i, j] = sum_kk A[i, kk] B(kk, j) for i < m, j < n, kk < k, with B(kk, j) = b[kk * ldb + j]
+// or, if b_trans, b[j * ldb + kk]; A's rows are lda apart, C's ldc (only C[i, j] for j < n is
+// written). Float32 activations on both sides (attention's scores and values in the expanded
+// MLA form). Each element is one FMA chain in increasing kk from 0, so every variant gives the
+// same bits. Runs on the calling thread.
+void matmul(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, bool b_trans,
+            float* c, int64_t ldc);
+
 // Name of the variant these calls dispatch to: "scalar", "avx2" or "avx512", the best this CPU
 // supports unless the environment variable DSV3_KERNELS names one.
 std::string active_variant();

@@ -60,6 +60,10 @@ struct Variant {
   void (*silu_mul)(const float* gate, const float* up, float* out, int64_t n);
   float (*dot)(const float* a, const float* b, int64_t n);
   void (*axpy)(float a, const float* x, float* y, int64_t n);
+  // C = A B over float32 activations, one FMA chain per element in increasing k: every
+  // variant gives the scalar reference's bits (ops.h: matmul).
+  void (*matmul)(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
+                 bool b_trans, float* c, int64_t ldc);
   const Gemm* gemm;  // null: linear_rows serves every n (the scalar reference)
   // BF16 and FP8 weights multiply activations rounded to BF16 (avx512bf16 and its scalar twin
   // scalar::bf16dot_variant(), scalar/bf16dot.cpp) instead of float32 ones.

@@ -147,9 +147,8 @@ void attend_absorbed(const ModelConfig& c, const MLAWeights& w, int64_t layer, c
 // expanded from c_kv once (kv_b_proj as one batched linear), then ordinary attention with
 // qk_head_dim-sized keys. Fewer operations when many queries share one sequence (prefill):
 // per (query, key) pair it costs qk_head_dim + v_head_dim instead of 2 kv_lora_rank + rope.
-// Per head, both products are matrix products through the kernels' linear (the GEMM for many
-// queries): scores S = Q_h K_h^T over the whole window (masked causally afterwards), and
-// O_h = P V_h with V_h stored transposed; queries go in blocks so S stays bounded.
+// Per head, both products are plain matrix products over activations (kernels::matmul):
+// scores S = Q_h K_h^T, masked causally, and O_h = P V_h read in place from the expansion.
 void attend_expanded(const ModelConfig& c, const MLAWeights& w, int64_t layer, const float* q,
                      std::span<const TokenSlot> slots, float scale, float* heads_out, ThreadPool& pool) {
   const int64_t n = int64_t(slots.size()), n_heads = c.num_attention_heads, dn = c.qk_nope_head_dim,
@@ -173,38 +172,23 @@ void attend_expanded(const ModelConfig& c, const MLAWeights& w, int64_t layer, c
   const int64_t stride = n_heads * (dn + dv);
   // Queries go in blocks of kQueryBlock, each against the keys up to its last query's position
   // only (causal: a 512-token prompt in blocks of 128 computes 5/8 of the full window's scores).
-  // Keys past a query's own position get probability 0, so the products over the block's window
-  // give every query the bits the full window gives it (terms 0 x v add nothing).
   constexpr int64_t kQueryBlock = 128;
   pool.parallel_for(n_heads, [&](int64_t h0, int64_t h1) {
-    std::vector<float> k_h(static_cast<size_t>(len * dqk)), vt_h(static_cast<size_t>(dv * len)),
-        vt_b(static_cast<size_t>(dv * len));
-    std::vector<float> q_h(static_cast<size_t>(std::min(n, kQueryBlock) * dqk));
+    std::vector<float> k_h(static_cast<size_t>(len * dqk));
     std::vector<float> p(static_cast<size_t>(std::min(n, kQueryBlock) * len));
-    std::vector<float> o(static_cast<size_t>(std::min(n, kQueryBlock) * dv));
     for (int64_t h = h0; h < h1; ++h) {
-      for (int64_t s = 0; s < len; ++s) {  // K_h = [k_nope | k_pe] rows, V_h transposed
+      for (int64_t s = 0; s < len; ++s) {  // K_h = [k_nope | k_pe] rows
         const float* kv_s = &kv[size_t(s * stride + h * (dn + dv))];
         std::copy(kv_s, kv_s + dn, &k_h[size_t(s * dqk)]);
         std::copy(&k_pe[size_t(s * dr)], &k_pe[size_t((s + 1) * dr)], &k_h[size_t(s * dqk + dn)]);
-        for (int64_t d = 0; d < dv; ++d) vt_h[size_t(d * len + s)] = kv_s[dn + d];
       }
       for (int64_t t0 = 0; t0 < n; t0 += kQueryBlock) {
         const int64_t nb = std::min(kQueryBlock, n - t0);
         int64_t window = 0;  // keys [0, window) are visible to some query of the block
         for (int64_t t = 0; t < nb; ++t) window = std::max(window, slots[size_t(t0 + t)].pos + 1);
-        // V_h^T restricted to the window, rows `window` apart (the whole of vt_h when it is all)
-        const float* vt = vt_h.data();
-        if (window < len) {
-          for (int64_t d = 0; d < dv; ++d)
-            std::copy_n(&vt_h[size_t(d * len)], window, &vt_b[size_t(d * window)]);
-          vt = vt_b.data();
-        }
-        const kernels::Matrix k_mat{DType::F32, window, dqk, k_h.data()}, vt_mat{DType::F32, dv, window, vt};
-        for (int64_t t = 0; t < nb; ++t)
-          std::copy(&q[size_t(((t0 + t) * n_heads + h) * dqk)], &q[size_t(((t0 + t) * n_heads + h + 1) * dqk)],
-                    &q_h[size_t(t * dqk)]);
-        kernels::linear(k_mat, q_h.data(), p.data(), nb);  // scores [nb, window]
+        // scores [nb, window] = Q_h K_h^T, the block's queries read in place from q
+        kernels::matmul(nb, window, dqk, &q[size_t((t0 * n_heads + h) * dqk)], n_heads * dqk, k_h.data(), dqk, true,
+                        p.data(), window);
         for (int64_t t = 0; t < nb; ++t) {
           float* row = &p[size_t(t * window)];
           const int64_t n_keys = slots[size_t(t0 + t)].pos + 1;
@@ -212,9 +196,9 @@ void attend_expanded(const ModelConfig& c, const MLAWeights& w, int64_t layer, c
           kernels::softmax(row, n_keys);
           std::fill(row + n_keys, row + window, 0.0f);  // causal: later positions get no weight
         }
-        kernels::linear(vt_mat, p.data(), o.data(), nb);  // [nb, dv]
-        for (int64_t t = 0; t < nb; ++t)
-          std::copy(&o[size_t(t * dv)], &o[size_t((t + 1) * dv)], &heads_out[size_t(((t0 + t) * n_heads + h) * dv)]);
+        // heads_out [nb, dv] = P V_h, V_h = the v part of kv, written in place
+        kernels::matmul(nb, dv, window, p.data(), window, &kv[size_t(h * (dn + dv) + dn)], stride, false,
+                        &heads_out[size_t((t0 * n_heads + h) * dv)], n_heads * dv);
       }
     }
   });

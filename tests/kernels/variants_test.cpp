@@ -418,6 +418,41 @@ TEST_P(SimdLinear, Fp8OtherBlockShapes) {
   }
 }
 
+// matmul promises the scalar reference's bits (one FMA chain per element, increasing k), so
+// this compares exactly: sizes around the register tile (12 or 6 rows of C, 32 or 16 columns),
+// the row block (16 tiles) and the k block (256), both layouts of B, strides wider than the
+// rows, and odd offsets. Elements of C past n in each row (the stride's slack) must stay as
+// they were.
+TEST_P(SimdLinear, MatmulBitwiseEqualsScalar) {
+  struct Case { int64_t m, n, k; };
+  const Case cases[] = {{1, 1, 1},    {1, 17, 3},    {5, 1, 200},   {12, 32, 192}, {13, 33, 192}, {7, 129, 191},
+                        {40, 128, 513}, {193, 70, 64}, {128, 300, 257}, {3, 5, 0}};
+  for (const Case& cs : cases)
+    for (bool b_trans : {false, true}) {
+      const int64_t lda = cs.k + 3, ldb = (b_trans ? cs.k : cs.n) + 5, ldc = cs.n + 2;
+      const auto a = random_vec(cs.m * lda + 1, uint32_t(cs.m * 7 + cs.k));
+      const auto b = random_vec((b_trans ? cs.n : std::max<int64_t>(cs.k, 1)) * ldb + 1, uint32_t(cs.n * 5 + cs.k));
+      std::vector<float> c = random_vec(cs.m * ldc + 1, 99), c_ref = c;
+      v().matmul(cs.m, cs.n, cs.k, a.data() + 1, lda, b.data() + 1, ldb, b_trans, c.data() + 1, ldc);
+      scalar::matmul(cs.m, cs.n, cs.k, a.data() + 1, lda, b.data() + 1, ldb, b_trans, c_ref.data() + 1, ldc);
+      for (size_t i = 0; i < c.size(); ++i)
+        ASSERT_EQ(c[i], c_ref[i]) << cs.m << "x" << cs.n << "x" << cs.k << (b_trans ? " B transposed" : "") << " at "
+                                  << i;
+      // and against a double-precision sum, so that a shared mistake cannot pass
+      for (int64_t i = 0; i < cs.m; ++i)
+        for (int64_t j = 0; j < cs.n; ++j) {
+          double sum = 0, mag = 0;
+          for (int64_t kk = 0; kk < cs.k; ++kk) {
+            const double p = double(a[size_t(1 + i * lda + kk)]) *
+                             b[size_t(1 + (b_trans ? j * ldb + kk : kk * ldb + j))];
+            sum += p;
+            mag += std::fabs(p);
+          }
+          ASSERT_NEAR(c_ref[size_t(1 + i * ldc + j)], sum, kRel * mag + 1e-30) << i << "," << j;
+        }
+    }
+}
+
 class SimdElementwise : public VariantTest {};
 
 TEST_P(SimdElementwise, DotAndAxpy) {

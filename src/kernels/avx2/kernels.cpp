@@ -7,6 +7,7 @@
 #include "kernels/simd/elementwise.h"
 #include "kernels/simd/gemm.h"
 #include "kernels/simd/linear.h"
+#include "kernels/simd/matmul.h"
 #include "kernels/variant.h"
 
 namespace dsv3::kernels::avx2 {
@@ -152,6 +153,7 @@ const Variant& variant() {
       simd::silu_mul<V>,
       simd::dot<V>,
       simd::axpy<V>,
+      simd::matmul<V>,
       &kGemm,
   };
   return v;

@@ -134,6 +134,16 @@ void axpy(float a, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
+void matmul(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, bool b_trans,
+            float* c, int64_t ldc) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      float acc = 0.0f;
+      for (int64_t kk = 0; kk < k; ++kk) acc = std::fma(a[i * lda + kk], b_trans ? b[j * ldb + kk] : b[kk * ldb + j], acc);
+      c[i * ldc + j] = acc;
+    }
+}
+
 const Variant& variant() {
   static const Variant v{
       "scalar",
@@ -147,6 +157,7 @@ const Variant& variant() {
       silu_mul,
       dot,
       axpy,
+      matmul,
       nullptr,  // no GEMM: linear_rows is the reference for every n
   };
   return v;

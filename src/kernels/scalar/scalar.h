@@ -19,6 +19,8 @@ float softmax_partial(float* x, int64_t n, float scale, float* max);
 void silu_mul(const float* gate, const float* up, float* out, int64_t n);
 float dot(const float* a, const float* b, int64_t n);
 void axpy(float a, const float* x, float* y, int64_t n);
+void matmul(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, bool b_trans,
+            float* c, int64_t ldc);
 
 // The avx512bf16 variant's products written as plain loops (scalar/bf16dot.cpp): BF16 and FP8
 // weights times activations rounded to BF16, in VDPBF16PS's order; other dtypes as linear_rows.
