@@ -277,6 +277,29 @@ void register_attention() {
   }
 }
 
+// The absorbed MLA form's transposed products: one head's W_uk^T q_nope ([128, 512] slice of
+// V3's kv_b_proj, FP8, the slice hot in cache as in a layer's head loop) for n tokens, one
+// thread, GFLOP/s per core in CPU time.
+void register_transposed() {
+  for (const Variant* v : compiled_variants()) {
+    if (!missing_cpu_feature(*v).empty() || std::string(v->name) == "scalar") continue;
+    for (int64_t n : {1, 2, 4, 8, 16}) {
+      const std::string name = "transposed/fp8/w_uk_128x512/n:" + std::to_string(n) + "/" + v->name;
+      benchmark::RegisterBenchmark(name.c_str(), [v, n](benchmark::State& state) {
+        Weights w(DType::F8_E4M3, 128, 512, size_t(0));
+        std::vector<float> x(size_t(n * 128), 0.5f), y(size_t(n * 512));
+        const double cpu0 = process_cpu_seconds();
+        for (auto _ : state) {
+          v->linear_transposed_acc(w.views[0], x.data(), y.data(), n);
+          benchmark::DoNotOptimize(y.data());
+        }
+        const double flops = double(state.iterations()) * 2.0 * 128 * 512 * double(n);
+        state.counters["GFLOP/s/core"] = flops * 1e-9 / (process_cpu_seconds() - cpu0);
+      })->UseRealTime()->MinTime(0.2);
+    }
+  }
+}
+
 // FMA peak per core (see fma_peak.cpp), for 1 and 2 threads at once.
 void register_fma_peak() {
   for (const Variant* v : compiled_variants()) {
@@ -309,6 +332,7 @@ int main(int argc, char** argv) {
   dsv3::kernels::register_linear();
   dsv3::kernels::register_prefill();
   dsv3::kernels::register_attention();
+  dsv3::kernels::register_transposed();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;
