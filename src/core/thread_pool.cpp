@@ -110,9 +110,9 @@ void ThreadPool::run(const std::function<void(int, int)>& fn, int shares) {
   if (err) std::rethrow_exception(err);
 }
 
-void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain) {
   if (n <= 0) return;
-  const int nth = int(std::min<int64_t>(n_threads_, n));
+  const int nth = int(std::min<int64_t>(n_threads_, std::max<int64_t>(1, n / std::max<int64_t>(1, grain))));
   if (nth == 1) {
     fn(0, n);
     return;

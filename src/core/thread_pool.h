@@ -32,14 +32,20 @@ class ThreadPool {
   void run(const std::function<void(int ith, int nth)>& fn, int shares = 0);
 
   // Splits [0, n) into contiguous chunks, one per participant, and runs fn(begin, end) on each
-  // non-empty chunk. The split depends only on n and size(), so results are reproducible.
-  void parallel_for(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn);
+  // non-empty chunk. The split depends only on n and size(), so results are reproducible. With
+  // `grain`, each participant gets at least that many units (fewer participants; below 2 x
+  // grain the caller runs it all inline): for per-token work that is only worth a parallel
+  // region for long prompts.
+  void parallel_for(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn, int64_t grain = 1);
   // Like parallel_for, but in about kOversplit chunks per participant, claimed dynamically and
   // shrinking towards the end (guided_start), with every boundary a multiple of `align`: for the
   // decode's short regions, where one thread's late start or slower memory would otherwise
   // leave the others waiting.
   void parallel_chunks(int64_t n, int64_t align, const std::function<void(int64_t begin, int64_t end)>& fn);
   static constexpr int kOversplit = 4;
+  // The grain for per-token work that costs a few microseconds per token (norms, rope, routing,
+  // the MoE gather and sum): a decode step's 1-8 tokens run inline instead of paying a region.
+  static constexpr int64_t kTokenGrain = 32;
   // Where share ith of nth starts when `units` units of work are cut into shares that `threads`
   // threads claim in order (guided scheduling): each round of `threads` shares is half the size
   // of the round before, so the first shares are big and the last ones, which decide how long

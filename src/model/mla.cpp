@@ -239,10 +239,14 @@ void mla_forward(const ModelConfig& c, const MLAWeights& w, const Rope& rope, in
   } else {
     std::vector<float> q_a(static_cast<size_t>(n * c.q_lora_rank));
     kernels::linear(w.wq_a, x, q_a.data(), n, pool);
-    pool.parallel_for(n, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t)
-        kernels::rmsnorm(&q_a[size_t(t * c.q_lora_rank)], w.q_norm, float(c.rms_norm_eps), &q_a[size_t(t * c.q_lora_rank)]);
-    });
+    pool.parallel_for(
+        n,
+        [&](int64_t t0, int64_t t1) {
+          for (int64_t t = t0; t < t1; ++t)
+            kernels::rmsnorm(&q_a[size_t(t * c.q_lora_rank)], w.q_norm, float(c.rms_norm_eps),
+                             &q_a[size_t(t * c.q_lora_rank)]);
+        },
+        ThreadPool::kTokenGrain);
     kernels::linear(w.wq_b, q_a.data(), q.data(), n, pool);
   }
 
@@ -250,20 +254,23 @@ void mla_forward(const ModelConfig& c, const MLAWeights& w, const Rope& rope, in
   std::vector<float> kv(static_cast<size_t>(n * (rank + dr)));
   kernels::linear(w.wkv_a, x, kv.data(), n, pool);
   // Per token (tokens split over threads; each writes only its own cache row).
-  pool.parallel_for(n, [&](int64_t t0, int64_t t1) {
-    std::vector<float> cos(static_cast<size_t>(dr / 2)), sin(static_cast<size_t>(dr / 2));
-    for (int64_t t = t0; t < t1; ++t) {
-      KVCache& cache = *slots[size_t(t)].cache;
-      const int64_t pos = slots[size_t(t)].pos;
-      float* kv_t = &kv[size_t(t * (rank + dr))];
-      kernels::rmsnorm(kv_t, w.kv_norm, float(c.rms_norm_eps), kv_t);  // c_kv, in place
-      rope.cos_sin(pos, cos.data(), sin.data());
-      kernels::rope_interleaved(kv_t + rank, cos.data(), sin.data(), dr);  // k_pe
-      cache.store(layer, pos, kv_t, kv_t + rank);
-      for (int64_t h = 0; h < n_heads; ++h)  // q_pe
-        kernels::rope_interleaved(&q[size_t((t * n_heads + h) * dqk + dn)], cos.data(), sin.data(), dr);
-    }
-  });
+  pool.parallel_for(
+      n,
+      [&](int64_t t0, int64_t t1) {
+        std::vector<float> cos(static_cast<size_t>(dr / 2)), sin(static_cast<size_t>(dr / 2));
+        for (int64_t t = t0; t < t1; ++t) {
+          KVCache& cache = *slots[size_t(t)].cache;
+          const int64_t pos = slots[size_t(t)].pos;
+          float* kv_t = &kv[size_t(t * (rank + dr))];
+          kernels::rmsnorm(kv_t, w.kv_norm, float(c.rms_norm_eps), kv_t);  // c_kv, in place
+          rope.cos_sin(pos, cos.data(), sin.data());
+          kernels::rope_interleaved(kv_t + rank, cos.data(), sin.data(), dr);  // k_pe
+          cache.store(layer, pos, kv_t, kv_t + rank);
+          for (int64_t h = 0; h < n_heads; ++h)  // q_pe
+            kernels::rope_interleaved(&q[size_t((t * n_heads + h) * dqk + dn)], cos.data(), sin.data(), dr);
+        }
+      },
+      ThreadPool::kTokenGrain);
 
   std::vector<float> heads_out(static_cast<size_t>(n * n_heads * dv));
   if (use_expanded_form(c, slots, form))

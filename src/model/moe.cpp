@@ -188,10 +188,13 @@ void moe_forward(const ModelConfig& c, const MoEWeights& w, const float* x, int6
     kernels::dequant_row(w.gate_bias, 0, bias.data());
   }
   std::vector<Routing> routes(static_cast<size_t>(n));
-  pool.parallel_for(n, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t)
-      routes[size_t(t)] = route(c, &logits[size_t(t * n_exp)], bias.empty() ? nullptr : bias.data());
-  });
+  pool.parallel_for(
+      n,
+      [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t)
+          routes[size_t(t)] = route(c, &logits[size_t(t * n_exp)], bias.empty() ? nullptr : bias.data());
+      },
+      ThreadPool::kTokenGrain);
 
   // Group tokens by expert: for each expert, the tokens that chose it and their weights; and
   // for each token, the rows of the gathered inputs its experts' results land in, in expert
@@ -223,13 +226,16 @@ void moe_forward(const ModelConfig& c, const MoEWeights& w, const float* x, int6
   // of ~48 tokens each make 2112 regions per prompt.
   const bool has_shared = w.shared.w1.data != nullptr;
   std::vector<float> xin(static_cast<size_t>(routed_rows * dim)), yout(static_cast<size_t>(routed_rows * dim));
-  pool.parallel_for(n_exp, [&](int64_t e0, int64_t e1) {
-    for (int64_t e = e0; e < e1; ++e)
-      for (size_t i = 0; i < by_expert[size_t(e)].size(); ++i) {
-        const int64_t t = by_expert[size_t(e)][i].first;
-        std::copy(x + t * dim, x + (t + 1) * dim, &xin[size_t((offset[size_t(e)] + int64_t(i)) * dim)]);
-      }
-  });
+  pool.parallel_for(
+      n_exp,
+      [&](int64_t e0, int64_t e1) {
+        for (int64_t e = e0; e < e1; ++e)
+          for (size_t i = 0; i < by_expert[size_t(e)].size(); ++i) {
+            const int64_t t = by_expert[size_t(e)][i].first;
+            std::copy(x + t * dim, x + (t + 1) * dim, &xin[size_t((offset[size_t(e)] + int64_t(i)) * dim)]);
+          }
+      },
+      n < ThreadPool::kTokenGrain ? n_exp : 1);
   int64_t act_floats = 0;
   for (int64_t e = 0; e < n_exp; ++e) act_floats += int64_t(by_expert[size_t(e)].size()) * w.experts[size_t(e)].w1.rows;
   if (has_shared) act_floats += n * w.shared.w1.rows;
@@ -250,23 +256,26 @@ void moe_forward(const ModelConfig& c, const MoEWeights& w, const float* x, int6
 
   // Per token: its routed experts' outputs, weighted, summed in expert order (as model.py's
   // loop) onto zero, then added to the shared experts' output.
-  pool.parallel_for(n, [&](int64_t t0, int64_t t1) {
-    std::vector<float> y(static_cast<size_t>(dim));
-    for (int64_t t = t0; t < t1; ++t) {
-      std::fill(y.begin(), y.end(), 0.0f);
-      for (int64_t k = token_first[size_t(t)]; k < token_first[size_t(t + 1)]; ++k) {
-        const auto [row, wt] = token_rows[size_t(k)];
-        const float* ye = &yout[size_t(row * dim)];
-        for (int64_t d = 0; d < dim; ++d) y[size_t(d)] += ye[d] * wt;
-      }
-      float* ot = out + t * dim;
-      if (has_shared) {
-        for (int64_t d = 0; d < dim; ++d) ot[d] += y[size_t(d)];
-      } else {
-        std::copy(y.begin(), y.end(), ot);
-      }
-    }
-  });
+  pool.parallel_for(
+      n,
+      [&](int64_t t0, int64_t t1) {
+        std::vector<float> y(static_cast<size_t>(dim));
+        for (int64_t t = t0; t < t1; ++t) {
+          std::fill(y.begin(), y.end(), 0.0f);
+          for (int64_t k = token_first[size_t(t)]; k < token_first[size_t(t + 1)]; ++k) {
+            const auto [row, wt] = token_rows[size_t(k)];
+            const float* ye = &yout[size_t(row * dim)];
+            for (int64_t d = 0; d < dim; ++d) y[size_t(d)] += ye[d] * wt;
+          }
+          float* ot = out + t * dim;
+          if (has_shared) {
+            for (int64_t d = 0; d < dim; ++d) ot[d] += y[size_t(d)];
+          } else {
+            std::copy(y.begin(), y.end(), ot);
+          }
+        }
+      },
+      ThreadPool::kTokenGrain);
 }
 
 }  // namespace dsv3

@@ -21,14 +21,17 @@ void block_forward(const ModelConfig& c, const BlockWeights& b, const Rope& rope
   std::vector<float> h(static_cast<size_t>(n * dim)), o(static_cast<size_t>(n * dim));
   // Per token, tokens split over threads: x += o (unless null), then h = norm(x).
   auto residual_norm = [&](const float* add, const Matrix& norm) {
-    pool.parallel_for(n, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) {
-        float* xt = x + t * dim;
-        if (add)
-          for (int64_t i = 0; i < dim; ++i) xt[i] += add[t * dim + i];
-        if (norm.data) kernels::rmsnorm(xt, norm, eps, &h[size_t(t * dim)]);
-      }
-    });
+    pool.parallel_for(
+        n,
+        [&](int64_t t0, int64_t t1) {
+          for (int64_t t = t0; t < t1; ++t) {
+            float* xt = x + t * dim;
+            if (add)
+              for (int64_t i = 0; i < dim; ++i) xt[i] += add[t * dim + i];
+            if (norm.data) kernels::rmsnorm(xt, norm, eps, &h[size_t(t * dim)]);
+          }
+        },
+        ThreadPool::kTokenGrain);
   };
   // x = x + attn(attn_norm(x))
   residual_norm(nullptr, b.attn_norm);

@@ -83,6 +83,34 @@ TEST(ThreadPool, ParallelForCoversEveryIndexOnce) {
   }
 }
 
+// With a grain, every index still once, and no chunk smaller than the grain unless it is all
+// of [0, n) (short ranges run inline as one chunk).
+TEST(ThreadPool, ParallelForWithGrainGivesEachChunkAtLeastTheGrain) {
+  for (int threads : {1, 2, 3, 8}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {0, 1, 31, 32, 63, 64, 65, 1000})
+      for (int64_t grain : {1, 32}) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        std::atomic<int> chunks{0};
+        std::atomic<int64_t> smallest{n};
+        pool.parallel_for(
+            n,
+            [&](int64_t b, int64_t e) {
+              for (int64_t i = b; i < e; ++i) hits[size_t(i)]++;
+              ++chunks;
+              for (int64_t s = smallest.load(); e - b < s && !smallest.compare_exchange_weak(s, e - b);) {
+              }
+            },
+            grain);
+        for (int64_t i = 0; i < n; ++i) EXPECT_EQ(hits[size_t(i)].load(), 1);
+        if (n > 0) {
+          EXPECT_GE(smallest.load(), std::min(n, grain)) << threads << " threads, n " << n;
+        }
+        EXPECT_LE(chunks.load(), std::max<int64_t>(1, std::min<int64_t>(threads, n / grain)));
+      }
+  }
+}
+
 // Dynamic chunks: every index once, every chunk boundary a multiple of align (the kernels rely
 // on it for whole register tiles), more chunks than threads where n allows.
 TEST(ThreadPool, ParallelChunksCoverEveryIndexOnceOnAlignedBoundaries) {
