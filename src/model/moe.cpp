@@ -227,15 +227,13 @@ void moe_forward(const ModelConfig& c, const MoEWeights& w, const float* x, int6
   const bool has_shared = w.shared.w1.data != nullptr;
   std::vector<float> xin(static_cast<size_t>(routed_rows * dim)), yout(static_cast<size_t>(routed_rows * dim));
   pool.parallel_for(
-      n_exp,
-      [&](int64_t e0, int64_t e1) {
-        for (int64_t e = e0; e < e1; ++e)
-          for (size_t i = 0; i < by_expert[size_t(e)].size(); ++i) {
-            const int64_t t = by_expert[size_t(e)][i].first;
-            std::copy(x + t * dim, x + (t + 1) * dim, &xin[size_t((offset[size_t(e)] + int64_t(i)) * dim)]);
-          }
+      n,
+      [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t)
+          for (int64_t k = token_first[size_t(t)]; k < token_first[size_t(t + 1)]; ++k)
+            std::copy(x + t * dim, x + (t + 1) * dim, &xin[size_t(token_rows[size_t(k)].first * dim)]);
       },
-      n < ThreadPool::kTokenGrain ? n_exp : 1);
+      ThreadPool::kTokenGrain);
   int64_t act_floats = 0;
   for (int64_t e = 0; e < n_exp; ++e) act_floats += int64_t(by_expert[size_t(e)].size()) * w.experts[size_t(e)].w1.rows;
   if (has_shared) act_floats += n * w.shared.w1.rows;

@@ -19,8 +19,8 @@ void block_forward(const ModelConfig& c, const BlockWeights& b, const Rope& rope
   const int64_t dim = c.hidden_size;
   const float eps = float(c.rms_norm_eps);
   std::vector<float> h(static_cast<size_t>(n * dim)), o(static_cast<size_t>(n * dim));
-  // Per token, tokens split over threads: x += o (unless null), then h = norm(x).
-  auto residual_norm = [&](const float* add, const Matrix& norm) {
+  // Per token, tokens split over threads: x += add (unless null), then h = norm(x) (unless null).
+  auto residual_norm = [&](const float* add, const Matrix* norm) {
     pool.parallel_for(
         n,
         [&](int64_t t0, int64_t t1) {
@@ -28,21 +28,21 @@ void block_forward(const ModelConfig& c, const BlockWeights& b, const Rope& rope
             float* xt = x + t * dim;
             if (add)
               for (int64_t i = 0; i < dim; ++i) xt[i] += add[t * dim + i];
-            if (norm.data) kernels::rmsnorm(xt, norm, eps, &h[size_t(t * dim)]);
+            if (norm) kernels::rmsnorm(xt, *norm, eps, &h[size_t(t * dim)]);
           }
         },
         ThreadPool::kTokenGrain);
   };
   // x = x + attn(attn_norm(x))
-  residual_norm(nullptr, b.attn_norm);
+  residual_norm(nullptr, &b.attn_norm);
   mla_forward(c, b.attn, rope, cache_layer, h.data(), n, slots, o.data(), pool, form);
   // x = x + ffn(ffn_norm(x))
-  residual_norm(o.data(), b.ffn_norm);
+  residual_norm(o.data(), &b.ffn_norm);
   if (b.is_moe)
     moe_forward(c, b.moe, h.data(), n, o.data(), pool, routing);
   else
     mlp_forward(b.mlp, h.data(), n, o.data(), pool);
-  residual_norm(o.data(), Matrix{});
+  residual_norm(o.data(), nullptr);
 }
 
 namespace {

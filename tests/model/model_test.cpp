@@ -77,7 +77,8 @@ TEST_P(SynthModel, ThreadCountDoesNotChangeResults) {
 
 TEST_P(SynthModel, LongContextAbsorbChunksAgreeWithExpandedForm) {
   // 700 positions: the absorb form splits attention into 256-position chunks merged by a safe
-  // softmax (flash-decoding); the expanded form attends over the whole window at once.
+  // softmax (flash-decoding); the expanded form attends over the whole window in one pass (per
+  // block of queries, the keys up to the block's last position).
   LoadedModel m = load_model(dir_.string());
   const int64_t n = 700, vocab = m.config.vocab_size;
   std::vector<int32_t> ids(static_cast<size_t>(n));
