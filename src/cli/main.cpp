@@ -2,14 +2,21 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <map>
+#include <sstream>
 
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
 
 #include "cli/commands.h"
+#include "core/collectives.h"
 #include "core/error.h"
 #include "kernels/variant.h"
+
+namespace {
+int run(int argc, char** argv);
+int fail_job(const char* what);
+}  // namespace
 
 int main(int argc, char** argv) {
 #if defined(__GLIBC__)
@@ -20,6 +27,21 @@ int main(int argc, char** argv) {
   mallopt(M_MMAP_THRESHOLD, 64 << 20);
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
 #endif
+  // Under mpirun, MPI starts here, on the thread that will call the model (docs/distributed.md).
+  try {
+    dsv3::init_collectives(argc, argv);
+  } catch (const dsv3::Error& e) {
+    std::fprintf(stderr, "dsv3: error: %s\n", e.what());
+    return 1;
+  }
+  const int code = run(argc, argv);
+  dsv3::finalize_collectives();
+  return code;
+}
+
+namespace {
+
+int run(int argc, char** argv) {
   CLI::App app{"dsv3: DeepSeek-V3 inference engine in C++ (loads Hugging Face DeepSeek-V3 checkpoints as they are)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "dsv3 0.1.0");
@@ -54,17 +76,33 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (dsv3::collectives().rank() == 0) return app.exit(e);
+    std::ostringstream quiet;  // every rank parses the same flags: one copy of the message
+    return app.exit(e, quiet, quiet);
   }
   try {
     if (!kernel_variant.empty()) dsv3::kernels::select_variant(kernel_variant);
     for (auto* sub : app.get_subcommands()) return runs.at(sub)();
-  } catch (const dsv3::Error& e) {
-    std::fprintf(stderr, "dsv3: error: %s\n", e.what());
+  } catch (const dsv3::JobError& e) {  // every rank saw it: rank 0 says it, all exit
+    if (dsv3::collectives().rank() == 0) std::fprintf(stderr, "dsv3: error: %s\n", e.what());
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "dsv3: error: %s\n", e.what());
-    return 1;
+    return fail_job(e.what());
   }
   return 0;
 }
+
+// An error on this rank alone. One process: report it and exit 1. Under mpirun the other
+// ranks may be waiting for this one in a collective, so the whole job is ended (MPI_Abort).
+int fail_job(const char* what) {
+  dsv3::Collectives& c = dsv3::collectives();
+  if (c.size() == 1) {
+    std::fprintf(stderr, "dsv3: error: %s\n", what);
+    return 1;
+  }
+  std::fprintf(stderr, "dsv3: %s: error: %s\n", c.describe().c_str(), what);
+  std::fflush(stderr);
+  c.abort(1);
+}
+
+}  // namespace

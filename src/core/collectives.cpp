@@ -1,0 +1,72 @@
+// The single-process collectives, and the process-wide instance.
+#include "core/collectives.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+
+#include "core/error.h"
+
+namespace dsv3 {
+
+std::string LocalCollectives::describe() const { return str_cat("rank 0 of 1 (pid ", ::getpid(), ")"); }
+
+void LocalCollectives::gather(const void* send, std::span<const size_t> counts, void* recv, int root) {
+  DSV3_ASSERT(counts.size() == 1 && root == 0);
+  if (counts[0]) std::memmove(recv, send, counts[0]);
+}
+
+void LocalCollectives::all_gather(const void* send, std::span<const size_t> counts, void* recv) {
+  gather(send, counts, recv, 0);
+}
+
+void LocalCollectives::abort(int code) { std::_Exit(code); }
+
+bool launched_by_mpi() {
+  return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMIX_RANK") != nullptr ||
+         std::getenv("PMI_RANK") != nullptr;
+}
+
+namespace detail {
+// Defined in collectives_mpi.cpp (DSV3_MPI builds) or below: MPI's collectives when launched
+// by mpirun, null otherwise.
+std::unique_ptr<Collectives> make_mpi_collectives(int& argc, char**& argv);
+void finalize_mpi();
+}  // namespace detail
+
+namespace {
+LocalCollectives local_collectives;
+std::unique_ptr<Collectives> process_collectives;
+}  // namespace
+
+Collectives& collectives() { return process_collectives ? *process_collectives : local_collectives; }
+
+void init_collectives(int& argc, char**& argv) {
+  DSV3_ASSERT(!process_collectives);
+  if (!launched_by_mpi()) return;
+  if (!mpi_available()) {
+    const char* n = std::getenv("OMPI_COMM_WORLD_SIZE");
+    DSV3_CHECK(n == nullptr || std::atoi(n) <= 1, "launched by mpirun with ", n,
+               " ranks, but this dsv3 was built without MPI (configure with -DDSV3_MPI=ON after scripts/setup)");
+    return;
+  }
+  process_collectives = detail::make_mpi_collectives(argc, argv);
+}
+
+void finalize_collectives() {
+  if (!process_collectives) return;
+  process_collectives.reset();
+  detail::finalize_mpi();
+}
+
+#ifndef DSV3_HAVE_MPI
+bool mpi_available() { return false; }
+namespace detail {
+std::unique_ptr<Collectives> make_mpi_collectives(int&, char**&) { return nullptr; }
+void finalize_mpi() {}
+}  // namespace detail
+#endif
+
+}  // namespace dsv3
