@@ -4,16 +4,73 @@
 #include <cmath>
 #include <limits>
 
+#include "core/error.h"
+
 namespace dsv3 {
 
-size_t dtype_size(DType t) {
+namespace {
+struct BlockInfo {
+  DType dtype;
+  std::string_view name;
+  int64_t elems;  // values per block
+  size_t bytes;   // bytes per block
+  uint32_t ggml;  // enum ggml_type
+};
+// ggml-common.h's block structs (sizes checked against core/ggml_blocks.h's in ggml_blocks.cpp).
+constexpr std::array<BlockInfo, 10> kBlocks{{
+    {DType::Q4_0, "Q4_0", 32, 18, 2},
+    {DType::Q4_1, "Q4_1", 32, 20, 3},
+    {DType::Q5_0, "Q5_0", 32, 22, 6},
+    {DType::Q5_1, "Q5_1", 32, 24, 7},
+    {DType::Q8_0, "Q8_0", 32, 34, 8},
+    {DType::Q2_K, "Q2_K", 256, 84, 10},
+    {DType::Q3_K, "Q3_K", 256, 110, 11},
+    {DType::Q4_K, "Q4_K", 256, 144, 12},
+    {DType::Q5_K, "Q5_K", 256, 176, 13},
+    {DType::Q6_K, "Q6_K", 256, 210, 14},
+}};
+// ggml_type ids of the plain types ggml has.
+constexpr std::array<std::pair<DType, uint32_t>, 8> kGgmlPlain{{
+    {DType::F32, 0}, {DType::F16, 1}, {DType::I8, 24}, {DType::I16, 25}, {DType::I32, 26},
+    {DType::I64, 27}, {DType::F64, 28}, {DType::BF16, 30}}};
+
+const BlockInfo* block_info(DType t) {
+  for (const BlockInfo& b : kBlocks)
+    if (b.dtype == t) return &b;
+  return nullptr;
+}
+
+size_t plain_size(DType t) {
   switch (t) {
     case DType::F64: case DType::I64: return 8;
     case DType::F32: case DType::I32: return 4;
     case DType::F16: case DType::BF16: case DType::I16: return 2;
     case DType::F8_E4M3: case DType::I8: case DType::U8: case DType::BOOL: return 1;
+    default: return 0;
   }
-  return 0;
+}
+}  // namespace
+
+bool dtype_is_block(DType t) { return block_info(t) != nullptr; }
+
+int64_t dtype_block_elems(DType t) {
+  const BlockInfo* b = block_info(t);
+  return b != nullptr ? b->elems : 1;
+}
+
+size_t dtype_block_bytes(DType t) {
+  const BlockInfo* b = block_info(t);
+  return b != nullptr ? b->bytes : plain_size(t);
+}
+
+size_t dtype_size(DType t) {
+  DSV3_ASSERT(!dtype_is_block(t));
+  return plain_size(t);
+}
+
+uint64_t dtype_row_bytes(DType t, int64_t n) {
+  DSV3_ASSERT(n >= 0 && dtype_whole_blocks(t, n));
+  return uint64_t(n / dtype_block_elems(t)) * dtype_block_bytes(t);
 }
 
 namespace {
@@ -26,12 +83,28 @@ constexpr std::array<std::pair<DType, std::string_view>, 11> kNames{{
 std::string_view dtype_name(DType t) {
   for (auto& [d, n] : kNames)
     if (d == t) return n;
+  if (const BlockInfo* b = block_info(t)) return b->name;
   return "?";
 }
 
 std::optional<DType> dtype_from_name(std::string_view name) {
   for (auto& [d, n] : kNames)
     if (n == name) return d;
+  return std::nullopt;
+}
+
+std::optional<DType> dtype_from_ggml_type(uint32_t ggml_type) {
+  for (auto& [d, id] : kGgmlPlain)
+    if (id == ggml_type) return d;
+  for (const BlockInfo& b : kBlocks)
+    if (b.ggml == ggml_type) return b.dtype;
+  return std::nullopt;
+}
+
+std::optional<uint32_t> ggml_type_of(DType t) {
+  for (auto& [d, id] : kGgmlPlain)
+    if (d == t) return id;
+  if (const BlockInfo* b = block_info(t)) return b->ggml;
   return std::nullopt;
 }
 

@@ -45,7 +45,7 @@ struct TensorView {
   const void* data = nullptr;
 
   int64_t numel() const { return shape.numel(); }
-  size_t nbytes() const { return size_t(numel()) * dtype_size(dtype); }
+  size_t nbytes() const { return size_t(dtype_row_bytes(dtype, numel())); }  // whole blocks for block formats
   template <typename T>
   const T* as() const { return static_cast<const T*>(data); }
 };

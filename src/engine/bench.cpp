@@ -49,7 +49,7 @@ double measure_read_bandwidth(ThreadPool& pool, size_t bytes, int reps) {
 namespace {
 double matrix_bytes(const Matrix& m) {
   if (!m.data) return 0;
-  double b = double(m.rows) * double(m.cols) * double(dtype_size(m.dtype));
+  double b = double(m.rows) * double(m.row_bytes());
   if (m.quantized()) b += double((m.rows + m.block_rows - 1) / m.block_rows * m.scale_cols) * 4;
   return b;
 }

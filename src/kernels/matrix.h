@@ -1,5 +1,6 @@
 // The kernels' view of a weight: a [rows, cols] matrix exactly as stored in the checkpoint
-// (F32, BF16, F16, or FP8 e4m3 with per-block float32 scales), never expanded in memory.
+// (F32, BF16, F16, FP8 e4m3 with per-block float32 scales, or a ggml block format whose rows are
+// whole blocks), never expanded in memory.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -11,7 +12,7 @@ namespace dsv3::kernels {
 struct Matrix {
   DType dtype = DType::F32;
   int64_t rows = 0, cols = 0;
-  const void* data = nullptr;  // row 0 of this view; rows are `cols` elements apart
+  const void* data = nullptr;  // row 0 of this view; rows are row_bytes() apart
   // FP8 only: scale_inv of the whole tensor, [ceil(R / block_rows), ceil(cols / block_cols)],
   // and the index of this view's first row within that tensor (views can be row ranges).
   const float* scale = nullptr;
@@ -20,12 +21,15 @@ struct Matrix {
   int64_t block_rows = 128, block_cols = 128;
 
   bool quantized() const { return scale != nullptr; }
+  // Bytes per row: cols elements, or cols / block values blocks of a ggml block format (cols
+  // must be whole blocks: whoever builds the view checks dtype_whole_blocks).
+  size_t row_bytes() const { return size_t(dtype_row_bytes(dtype, cols)); }
 
   // Rows [r0, r0 + n) as a matrix of their own (a view: no data is touched).
   Matrix row_slice(int64_t r0, int64_t n) const {
     Matrix m = *this;
     m.rows = n;
-    m.data = static_cast<const uint8_t*>(data) + size_t(r0) * size_t(cols) * dtype_size(dtype);
+    m.data = static_cast<const uint8_t*>(data) + size_t(r0) * row_bytes();
     m.row0 = row0 + r0;
     return m;
   }

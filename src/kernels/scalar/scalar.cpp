@@ -1,11 +1,13 @@
 #include "kernels/scalar/scalar.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <vector>
 
 #include "core/error.h"
+#include "core/ggml_blocks.h"
 #include "kernels/variant.h"
 
 namespace dsv3::kernels::scalar {
@@ -20,7 +22,31 @@ inline T load(const void* base, int64_t i) {
 }
 }  // namespace
 
+namespace {
+// dequant_row_range for a ggml block format: whole blocks straight into out, a partial one at
+// either end through a block-sized buffer.
+void dequant_blocks_range(const Matrix& w, int64_t r, int64_t c0, int64_t n, float* out) {
+  const int64_t be = dtype_block_elems(w.dtype);
+  const size_t bb = dtype_block_bytes(w.dtype);
+  const uint8_t* row = static_cast<const uint8_t*>(w.data) + size_t(r) * w.row_bytes();
+  float block[ggml::kQK_K];
+  for (int64_t c = c0; c < c0 + n;) {
+    const int64_t b = c / be, off = c % be, take = std::min(be - off, c0 + n - c);
+    if (take == be) {
+      const int64_t whole = (c0 + n - c) / be;  // every whole block from here on at once
+      ggml::dequantize(w.dtype, row + size_t(b) * bb, whole, out + (c - c0));
+      c += whole * be;
+      continue;
+    }
+    ggml::dequantize(w.dtype, row + size_t(b) * bb, 1, block);
+    std::memcpy(out + (c - c0), block + off, size_t(take) * sizeof(float));
+    c += take;
+  }
+}
+}  // namespace
+
 void dequant_row_range(const Matrix& w, int64_t r, int64_t c0, int64_t n, float* out) {
+  if (dtype_is_block(w.dtype)) return dequant_blocks_range(w, r, c0, n, out);
   const int64_t base = r * w.cols + c0;
   switch (w.dtype) {
     case DType::F32:

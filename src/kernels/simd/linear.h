@@ -333,7 +333,7 @@ void linear_rows_typed(const Matrix& w, const float* x, float* y, int64_t n, int
 
 template <class V>
 void linear_rows(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1, float* scratch) {
-  if (!fp8_scales_fit<V>(w)) return scalar::linear_rows(w, x, y, n, r0, r1, scratch);
+  if (!fp8_scales_fit<V>(w) || dtype_is_block(w.dtype)) return scalar::linear_rows(w, x, y, n, r0, r1, scratch);
   switch (w.dtype) {
     case DType::F32: return linear_rows_typed<V, DType::F32>(w, x, y, n, r0, r1);
     case DType::BF16: return linear_rows_typed<V, DType::BF16>(w, x, y, n, r0, r1);
@@ -345,7 +345,7 @@ void linear_rows(const Matrix& w, const float* x, float* y, int64_t n, int64_t r
 
 template <class V>
 void dequant_row_range_any(const Matrix& w, int64_t r, int64_t c0, int64_t n, float* out) {
-  if (!fp8_scales_fit<V>(w)) return scalar::dequant_row_range(w, r, c0, n, out);
+  if (!fp8_scales_fit<V>(w) || dtype_is_block(w.dtype)) return scalar::dequant_row_range(w, r, c0, n, out);
   switch (w.dtype) {
     case DType::F32: return dequant_row_range<V, DType::F32>(w, r, c0, n, out);
     case DType::BF16: return dequant_row_range<V, DType::BF16>(w, r, c0, n, out);
@@ -460,7 +460,7 @@ void linear_transposed_acc_typed(const Matrix& w, const float* xs, float* ys, in
 
 template <class V>
 void linear_transposed_acc(const Matrix& w, const float* x, float* y, int64_t n) {
-  if (!fp8_scales_fit<V>(w)) return scalar::linear_transposed_acc(w, x, y, n);
+  if (!fp8_scales_fit<V>(w) || dtype_is_block(w.dtype)) return scalar::linear_transposed_acc(w, x, y, n);
   switch (w.dtype) {
     case DType::F32: return linear_transposed_acc_typed<V, DType::F32>(w, x, y, n);
     case DType::BF16: return linear_transposed_acc_typed<V, DType::BF16>(w, x, y, n);

@@ -1,0 +1,153 @@
+// Weights in ggml block formats through every kernel variant this CPU runs: linear (one token,
+// a few, many) against float64 sums over the exactly dequantized weights, and the bitwise
+// properties the model relies on (results independent of the thread count, of the tokens
+// computed together and of row-slice views); dequant_row_range on partial blocks;
+// linear_transposed_acc.
+//
+// Tolerance: the kernels multiply the dequantized float32 weights by float32 activations and
+// differ from each other only in summation order, so as in variants_test.cpp 1e-5 x sum |w x|.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/ggml_blocks.h"
+#include "core/thread_pool.h"
+#include "kernels/variant.h"
+
+namespace dsv3::kernels {
+namespace {
+
+constexpr DType kBlockTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
+                                 DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+
+// A quantized [rows, cols] weight at an odd address and its dequantized values.
+struct BlockWeight {
+  std::vector<uint8_t> bytes;
+  std::vector<float> dense;
+  Matrix m;
+};
+
+BlockWeight make_block_weight(DType t, int64_t rows, int64_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0, 0.05f);
+  std::vector<float> x(size_t(rows * cols));
+  for (auto& v : x) v = nd(rng);
+  BlockWeight w;
+  const size_t row_bytes = dtype_row_bytes(t, cols);
+  w.bytes.assign(size_t(rows) * row_bytes + 1, 0);
+  w.dense.resize(x.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    uint8_t* row = w.bytes.data() + 1 + size_t(r) * row_bytes;
+    ggml::quantize(t, x.data() + r * cols, cols, row);
+    ggml::dequantize(t, row, cols / dtype_block_elems(t), w.dense.data() + r * cols);
+  }
+  w.m = Matrix{t, rows, cols, w.bytes.data() + 1};
+  return w;
+}
+
+std::vector<float> random_x(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0, 1);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = nd(rng);
+  return v;
+}
+
+std::vector<float> run(const Variant& v, const Matrix& w, const std::vector<float>& x, int64_t n, int threads) {
+  std::vector<float> y(size_t(n * w.rows), NAN);
+  if (threads == 0) {
+    linear_with(v, w, x.data(), y.data(), n, nullptr);
+  } else {
+    ThreadPool pool(threads);
+    linear_with(v, w, x.data(), y.data(), n, &pool);
+  }
+  return y;
+}
+
+std::vector<const Variant*> runnable_variants() {
+  std::vector<const Variant*> out;
+  for (const Variant* v : compiled_variants())
+    if (missing_cpu_feature(*v).empty()) out.push_back(v);
+  return out;
+}
+
+TEST(GgmlLinear, EveryVariantAgainstTheDequantizedWeights) {
+  for (DType t : kBlockTypes) {
+    const int64_t cols = dtype_block_elems(t) == 32 ? 160 : 512, rows = 37;
+    const BlockWeight w = make_block_weight(t, rows, cols, 11);
+    for (int64_t n : {1, 2, 5, 13, 40}) {
+      const std::vector<float> x = random_x(n * cols, uint32_t(n));
+      for (const Variant* v : runnable_variants()) {
+        const std::string what = std::string(v->name) + " " + std::string(dtype_name(t)) + " n " + std::to_string(n);
+        const std::vector<float> y = run(*v, w.m, x, n, 0);
+        for (int64_t tk = 0; tk < n; ++tk)
+          for (int64_t r = 0; r < rows; ++r) {
+            double ref = 0, mag = 0;
+            for (int64_t c = 0; c < cols; ++c) {
+              const double p = double(w.dense[size_t(r * cols + c)]) * x[size_t(tk * cols + c)];
+              ref += p;
+              mag += std::fabs(p);
+            }
+            ASSERT_NEAR(y[size_t(tk * rows + r)], ref, 1e-5 * mag + 1e-30) << what << " token " << tk << " row " << r;
+          }
+        // Bitwise: any thread count, each token alone, a view of some rows.
+        for (int threads : {1, 2, 3}) ASSERT_EQ(run(*v, w.m, x, n, threads), y) << what << " threads " << threads;
+        for (int64_t tk = 0; tk < n; tk += 3) {
+          const std::vector<float> xt(x.begin() + tk * cols, x.begin() + (tk + 1) * cols);
+          const std::vector<float> yt = run(*v, w.m, xt, 1, 0);
+          for (int64_t r = 0; r < rows; ++r) ASSERT_EQ(yt[size_t(r)], y[size_t(tk * rows + r)]) << what << " token " << tk;
+        }
+        const Matrix slice = w.m.row_slice(5, 20);
+        const std::vector<float> ys = run(*v, slice, x, n, 0);
+        for (int64_t tk = 0; tk < n; ++tk)
+          for (int64_t r = 0; r < 20; ++r)
+            ASSERT_EQ(ys[size_t(tk * 20 + r)], y[size_t(tk * rows + 5 + r)]) << what << " slice row " << r;
+      }
+    }
+  }
+}
+
+TEST(GgmlLinear, DequantRowRangeOnPartialBlocks) {
+  for (DType t : kBlockTypes) {
+    const int64_t cols = 768, rows = 3;
+    const BlockWeight w = make_block_weight(t, rows, cols, 5);
+    for (const Variant* v : runnable_variants())
+      for (int64_t r = 0; r < rows; ++r)
+        for (auto [c0, n] : {std::pair<int64_t, int64_t>{0, cols}, {1, 1}, {31, 2}, {200, 300}, {255, 513}, {767, 1}}) {
+          std::vector<float> out(static_cast<size_t>(n));
+          v->dequant_row_range(w.m, r, c0, n, out.data());
+          for (int64_t i = 0; i < n; ++i)
+            ASSERT_EQ(out[size_t(i)], w.dense[size_t(r * cols + c0 + i)])
+                << v->name << " " << dtype_name(t) << " row " << r << " col " << c0 + i;
+        }
+  }
+}
+
+TEST(GgmlLinear, TransposedAccumulate) {
+  for (DType t : kBlockTypes) {
+    const int64_t cols = 256, rows = 19, n = 3;
+    const BlockWeight w = make_block_weight(t, rows, cols, 9);
+    const std::vector<float> x = random_x(n * rows, 4), y0 = random_x(n * cols, 8);
+    for (const Variant* v : runnable_variants()) {
+      std::vector<float> y = y0;
+      v->linear_transposed_acc(w.m, x.data(), y.data(), n);
+      for (int64_t tk = 0; tk < n; ++tk)
+        for (int64_t c = 0; c < cols; ++c) {
+          double ref = y0[size_t(tk * cols + c)], mag = std::fabs(ref);
+          for (int64_t r = 0; r < rows; ++r) {
+            const double p = double(x[size_t(tk * rows + r)]) * w.dense[size_t(r * cols + c)];
+            ref += p;
+            mag += std::fabs(p);
+          }
+          ASSERT_NEAR(y[size_t(tk * cols + c)], ref, 1e-5 * mag) << v->name << " " << dtype_name(t) << " col " << c;
+        }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace dsv3::kernels
