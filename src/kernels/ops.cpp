@@ -71,6 +71,10 @@ void gemm(const Gemm& g, const Matrix& w, const float* x, float* y, int64_t n, T
 void linear_with(const Variant& v, const Matrix& w, const float* x, float* y, int64_t n, ThreadPool* pool) {
   if (v.gemm != nullptr && n >= gemm_min_tokens(*v.gemm, w) && v.gemm->supports(w)) return gemm(*v.gemm, w, x, y, n, pool);
   if (pool == nullptr) return v.linear_rows(w, x, y, n, 0, w.rows, linear_scratch(w.cols));
+  // ggml block formats: one share per thread, since each linear_rows call quantizes all n
+  // tokens' activations first (simd/qblocks.h).
+  if (dtype_is_block(w.dtype))
+    return pool->parallel_for(w.rows, [&](int64_t r0, int64_t r1) { v.linear_rows(w, x, y, n, r0, r1, linear_scratch(w.cols)); });
   // Rows in chunks claimed dynamically (boundaries on multiples of 32 rows, so no 4-row register
   // tile is cut), so a thread that starts late or reads memory more slowly takes fewer: decode
   // runs ~130 such regions per token.

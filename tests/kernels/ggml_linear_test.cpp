@@ -4,10 +4,14 @@
 // computed together and of row-slice views); dequant_row_range on partial blocks;
 // linear_transposed_acc.
 //
-// Tolerance: the kernels multiply the dequantized float32 weights by float32 activations and
-// differ from each other only in summation order, so as in variants_test.cpp 1e-5 x sum |w x|.
+// Tolerance: the scalar variant multiplies the dequantized float32 weights by float32
+// activations, so as in variants_test.cpp 1e-5 x sum |w x| for summation order. The SIMD
+// variants round each activation to a multiple of dx = amax / 16383 of its 256-column block
+// (simd/qblocks.h), moving it by at most dx / 2: they may differ by sum |w| dx / 2 more. A
+// wrong scale, sign or packed bit moves results by far more (the weights' own values).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -16,6 +20,7 @@
 
 #include "core/ggml_blocks.h"
 #include "core/thread_pool.h"
+#include "kernels/scalar/scalar.h"
 #include "kernels/variant.h"
 
 namespace dsv3::kernels {
@@ -81,18 +86,26 @@ TEST(GgmlLinear, EveryVariantAgainstTheDequantizedWeights) {
     const BlockWeight w = make_block_weight(t, rows, cols, 11);
     for (int64_t n : {1, 2, 5, 13, 40}) {
       const std::vector<float> x = random_x(n * cols, uint32_t(n));
+      const int64_t sblocks = (cols + 255) / 256;  // the activations' 256-column blocks
+      std::vector<float> amax(size_t(n * sblocks), 0.0f);
+      for (int64_t i = 0; i < n * cols; ++i) {
+        float& a = amax[size_t(i / cols * sblocks + i % cols / 256)];
+        a = std::max(a, std::fabs(x[size_t(i)]));
+      }
       for (const Variant* v : runnable_variants()) {
         const std::string what = std::string(v->name) + " " + std::string(dtype_name(t)) + " n " + std::to_string(n);
         const std::vector<float> y = run(*v, w.m, x, n, 0);
         for (int64_t tk = 0; tk < n; ++tk)
           for (int64_t r = 0; r < rows; ++r) {
-            double ref = 0, mag = 0;
+            double ref = 0, mag = 0, xerr = 0;
             for (int64_t c = 0; c < cols; ++c) {
               const double p = double(w.dense[size_t(r * cols + c)]) * x[size_t(tk * cols + c)];
               ref += p;
               mag += std::fabs(p);
+              xerr += std::fabs(w.dense[size_t(r * cols + c)]) * amax[size_t(tk * sblocks + c / 256)] / (2 * 16383.0);
             }
-            ASSERT_NEAR(y[size_t(tk * rows + r)], ref, 1e-5 * mag + 1e-30) << what << " token " << tk << " row " << r;
+            const double tol = 1e-5 * mag + (v == &scalar::variant() ? 0.0 : xerr) + 1e-30;
+            ASSERT_NEAR(y[size_t(tk * rows + r)], ref, tol) << what << " token " << tk << " row " << r;
           }
         // Bitwise: any thread count, each token alone, a view of some rows.
         for (int threads : {1, 2, 3}) ASSERT_EQ(run(*v, w.m, x, n, threads), y) << what << " threads " << threads;

@@ -3,11 +3,13 @@
 // zero-padded copies (bytes, halves) or vmaskmov (floats), which never touch memory past the end.
 #include <immintrin.h>
 
+#include "kernels/avx2/qtraits.h"
 #include "kernels/scalar/scalar.h"
 #include "kernels/simd/elementwise.h"
 #include "kernels/simd/gemm.h"
 #include "kernels/simd/linear.h"
 #include "kernels/simd/matmul.h"
+#include "kernels/simd/qblocks.h"
 #include "kernels/variant.h"
 
 namespace dsv3::kernels::avx2 {
@@ -138,12 +140,18 @@ const Gemm kGemm{
     simd::gemm_pack_x<V>, simd::gemm_rows<V>,
 };
 
+// ggml block formats go to simd/qblocks.h (int16 activations), the rest to simd/linear.h.
+void linear_rows(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1, float* scratch) {
+  if (simd::qblocks::supported(w.dtype)) return simd::qblocks::linear_rows<Q>(w, x, y, n, r0, r1);
+  simd::linear_rows<V>(w, x, y, n, r0, r1, scratch);
+}
+
 }  // namespace
 
 const Variant& variant() {
   static const Variant v{
       "avx2",
-      simd::linear_rows<V>,
+      linear_rows,
       simd::linear_transposed_acc<V>,
       simd::dequant_row_range_any<V>,
       simd::rmsnorm<V>,

@@ -1,0 +1,110 @@
+// The AVX2 integer traits Q for simd/qblocks.h: a group of 32 int16 values in two ymm, VPMADDWD
+// into 8 int32 lanes. Included only by avx2/kernels.cpp; the anonymous namespace keeps every
+// inline function compiled with these flags out of other code.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace dsv3::kernels::avx2 {
+namespace {
+
+struct Q {
+  struct I16 {
+    __m256i lo, hi;  // values 0..15 and 16..31 as int16
+  };
+  using I32 = __m256i;  // 8 int32 lanes: lane l sums the products of values 2l, 2l + 1, 16 + 2l, 17 + 2l
+  using F = __m256;
+  static constexpr int kLanes = 8;
+  // 2 x RB x NT accumulators + 2 + 2 registers for the weight and activation groups in 16 ymm.
+  static constexpr int kTileTokens = 4;
+  static constexpr int tile_rows(int tokens) { return tokens == 1 ? 4 : tokens == 2 ? 2 : 1; }
+
+  static __m128i load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
+  static I16 zx32(const uint8_t* p) { return {_mm256_cvtepu8_epi16(load128(p)), _mm256_cvtepu8_epi16(load128(p + 16))}; }
+  static I16 sx32(const int8_t* p) { return {_mm256_cvtepi8_epi16(load128(p)), _mm256_cvtepi8_epi16(load128(p + 16))}; }
+  static I16 zx16_twice(const uint8_t* p) {
+    const __m256i v = _mm256_cvtepu8_epi16(load128(p));
+    return {v, v};
+  }
+  static I16 load16(const int16_t* p) {
+    return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16))};
+  }
+  static I16 srl(I16 v, int a, int b) { return {_mm256_srli_epi16(v.lo, a), _mm256_srli_epi16(v.hi, b)}; }
+  static I16 sll(I16 v, int n) { return {_mm256_slli_epi16(v.lo, n), _mm256_slli_epi16(v.hi, n)}; }
+  static I16 and_(I16 v, int16_t m) {
+    const __m256i k = _mm256_set1_epi16(m);
+    return {_mm256_and_si256(v.lo, k), _mm256_and_si256(v.hi, k)};
+  }
+  static I16 or_(I16 a, I16 b) { return {_mm256_or_si256(a.lo, b.lo), _mm256_or_si256(a.hi, b.hi)}; }
+  static I16 sub(I16 v, int16_t k) {
+    const __m256i s = _mm256_set1_epi16(k);
+    return {_mm256_sub_epi16(v.lo, s), _mm256_sub_epi16(v.hi, s)};
+  }
+  static I16 mul(I16 v, int16_t a, int16_t b) {
+    return {_mm256_mullo_epi16(v.lo, _mm256_set1_epi16(a)), _mm256_mullo_epi16(v.hi, _mm256_set1_epi16(b))};
+  }
+  static I16 mul1(I16 v, int16_t a) { return mul(v, a, a); }
+  // Value j is v where bit j of `bits` is set, else 0: each 16-bit lane tests its own bit.
+  static __m256i bits16(uint16_t bits, __m256i v) {
+    const __m256i sel = _mm256_setr_epi16(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384,
+                                          int16_t(-32768));
+    const __m256i b = _mm256_and_si256(_mm256_set1_epi16(int16_t(bits)), sel);
+    return _mm256_and_si256(_mm256_cmpeq_epi16(b, sel), v);
+  }
+  static I16 bits(uint32_t bits, int16_t v) {
+    const __m256i s = _mm256_set1_epi16(v);
+    return {bits16(uint16_t(bits), s), bits16(uint16_t(bits >> 16), s)};
+  }
+
+  static I32 zero32() { return _mm256_setzero_si256(); }
+  static I32 dot(I16 w, I16 x) { return _mm256_add_epi32(_mm256_madd_epi16(w.lo, x.lo), _mm256_madd_epi16(w.hi, x.hi)); }
+  static I32 add32(I32 a, I32 b) { return _mm256_add_epi32(a, b); }
+  static F cvt(I32 v) { return _mm256_cvtepi32_ps(v); }
+  static F zero() { return _mm256_setzero_ps(); }
+  static F set1(float v) { return _mm256_set1_ps(v); }
+  static F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  static float reduce_add(F v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
+
+  // max |x[i]| over n (a multiple of 16) values; NaN if any is NaN.
+  static float absmax(const float* x, int64_t n) {
+    const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 m = _mm256_setzero_ps();
+    int nan = 0;
+    for (int64_t i = 0; i < n; i += 8) {
+      const __m256 v = _mm256_loadu_ps(x + i);
+      nan |= _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+      m = _mm256_max_ps(m, _mm256_and_ps(v, abs));
+    }
+    if (nan) return __builtin_nanf("");
+    __m128 r = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    r = _mm_max_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_max_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+  }
+  // xi[i] = round-to-nearest-even(x[i] x inv) for n (a multiple of 16) values, and the sum of
+  // each 16 into bsum16.
+  static void round16(const float* x, int64_t n, float inv, int16_t* xi, int32_t* bsum16) {
+    const __m256 s = _mm256_set1_ps(inv);
+    for (int64_t i = 0; i < n; i += 16) {
+      const __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), s));
+      const __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8), s));
+      // packs interleaves 128-bit halves (a0-3 b0-3 a4-7 b4-7); the permute restores the order
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(xi + i), _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xd8));
+      const __m256i t = _mm256_add_epi32(a, b);
+      __m128i u = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+      u = _mm_add_epi32(u, _mm_shuffle_epi32(u, 0x4e));
+      u = _mm_add_epi32(u, _mm_shuffle_epi32(u, 0xb1));
+      bsum16[i / 16] = _mm_cvtsi128_si32(u);
+    }
+  }
+};
+
+}  // namespace
+}  // namespace dsv3::kernels::avx2

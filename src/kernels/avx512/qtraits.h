@@ -1,0 +1,88 @@
+// The AVX-512 (F, BW) integer traits Q for simd/qblocks.h: a group of 32 int16 values in one
+// zmm, VPMADDWD into 16 int32 lanes. Included only by avx512/kernels.cpp; the anonymous
+// namespace keeps every inline function compiled with these flags out of other code.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace dsv3::kernels::avx512 {
+namespace {
+
+struct Q {
+  using I16 = __m512i;  // values 0..31 of a group as int16
+  using I32 = __m512i;  // 16 int32 lanes: lane l sums the products of values 2l and 2l + 1
+  using F = __m512;
+  static constexpr int kLanes = 16;
+  // Register tiles of tile_rows(NT) rows x NT tokens: 2 x RB x NT accumulators (int32 per block,
+  // float across blocks) + 1 weight group + 1 activation group in 32 zmm.
+  static constexpr int kTileTokens = 4;
+  static constexpr int tile_rows(int tokens) { return tokens <= 2 ? 4 : 2; }
+
+  static __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+  static I16 zx32(const uint8_t* p) { return _mm512_cvtepu8_epi16(load256(p)); }
+  static I16 sx32(const int8_t* p) { return _mm512_cvtepi8_epi16(load256(p)); }
+  // The 16 bytes at p, zero-extended, as values 0..15 and again as 16..31.
+  static I16 zx16_twice(const uint8_t* p) {
+    return _mm512_cvtepu8_epi16(_mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  }
+  static I16 load16(const int16_t* p) { return _mm512_loadu_si512(p); }
+  static I16 halves(int16_t a, int16_t b) {
+    return _mm512_inserti64x4(_mm512_set1_epi16(a), _mm256_set1_epi16(b), 1);
+  }
+  // Values 0..15 shifted right by a, 16..31 by b.
+  static I16 srl(I16 v, int a, int b) {
+    return a == b ? _mm512_srli_epi16(v, unsigned(a)) : _mm512_srlv_epi16(v, halves(int16_t(a), int16_t(b)));
+  }
+  static I16 sll(I16 v, int n) { return _mm512_slli_epi16(v, unsigned(n)); }
+  static I16 and_(I16 v, int16_t m) { return _mm512_and_si512(v, _mm512_set1_epi16(m)); }
+  static I16 or_(I16 a, I16 b) { return _mm512_or_si512(a, b); }
+  static I16 sub(I16 v, int16_t k) { return _mm512_sub_epi16(v, _mm512_set1_epi16(k)); }
+  // Values 0..15 times a, 16..31 times b (low 16 bits of the products: the callers' fit).
+  static I16 mul(I16 v, int16_t a, int16_t b) { return _mm512_mullo_epi16(v, halves(a, b)); }
+  static I16 mul1(I16 v, int16_t a) { return _mm512_mullo_epi16(v, _mm512_set1_epi16(a)); }
+  // Value j is v where bit j of `bits` is set, else 0.
+  static I16 bits(uint32_t bits, int16_t v) { return _mm512_maskz_mov_epi16(__mmask32(bits), _mm512_set1_epi16(v)); }
+
+  static I32 zero32() { return _mm512_setzero_si512(); }
+  static I32 dot(I16 w, I16 x) { return _mm512_madd_epi16(w, x); }
+  static I32 add32(I32 a, I32 b) { return _mm512_add_epi32(a, b); }
+  static F cvt(I32 v) { return _mm512_cvtepi32_ps(v); }
+  static F zero() { return _mm512_setzero_ps(); }
+  static F set1(float v) { return _mm512_set1_ps(v); }
+  static F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  // As avx512::V::reduce_add: halves added pairwise.
+  static float reduce_add(F v) {
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
+
+  // max |x[i]| over n (a multiple of 16) values; NaN if any is NaN.
+  static float absmax(const float* x, int64_t n) {
+    __m512 m = _mm512_setzero_ps();
+    __mmask16 nan = 0;
+    for (int64_t i = 0; i < n; i += 16) {
+      const __m512 v = _mm512_loadu_ps(x + i);
+      nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+      m = _mm512_max_ps(m, _mm512_abs_ps(v));
+    }
+    return nan ? __builtin_nanf("") : _mm512_reduce_max_ps(m);
+  }
+  // xi[i] = round-to-nearest-even(x[i] x inv) for n (a multiple of 16) values, and the sum of
+  // each 16 into bsum16.
+  static void round16(const float* x, int64_t n, float inv, int16_t* xi, int32_t* bsum16) {
+    const __m512 s = _mm512_set1_ps(inv);
+    for (int64_t i = 0; i < n; i += 16) {
+      const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), s));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(xi + i), _mm512_cvtsepi32_epi16(q));
+      bsum16[i / 16] = _mm512_reduce_add_epi32(q);
+    }
+  }
+};
+
+}  // namespace
+}  // namespace dsv3::kernels::avx512

@@ -1,0 +1,376 @@
+// linear for weights in ggml block formats (core/ggml_blocks.h), written once against an ISA's
+// integer traits Q (avx512/qtraits.h, avx2/qtraits.h) and instantiated in that ISA's
+// translation unit, like simd/linear.h.
+//
+// Numerics: int16 activations. Each token's activations are quantized per 256 columns to
+// integers of at most 14 bits and a sign, x ~ dx * xi with dx = amax / 16383 (round to nearest
+// even), so each activation moves by at most 2^-15 of its block's largest (BF16 rounding moves
+// it by up to 2^-9 of itself; llama.cpp's 8-bit activations by 2^-8 of the block's largest).
+// Weights are decoded to their integer form, times the sub-block's integer scale where the
+// format has one (K-quants: 4 x 63 = 945 for Q4_K, at most 4096 for Q6_K), and multiplied with
+// VPMADDWD into int32 lanes, exactly, over a block (32 values) or super-block (256). Only then
+// is float arithmetic used: per block and lane acc += float(isum) x (d x dx), and the formats'
+// minima (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K) add d_min x m x dx x sum(xi) per sub-block, with
+// sum(xi) per 16 columns computed with the activations. The int32 sums cannot overflow:
+// |xi| <= 16383 and a lane sums at most 16 pairs of products (2 x 16 x 4096 x 16383 < 2^31).
+// A (row, token) result depends only on that row and token: not on the thread count, the
+// rows or tokens computed with it, nor n.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/ggml_blocks.h"
+#include "kernels/matrix.h"
+
+namespace dsv3::kernels::simd::qblocks {
+
+constexpr int kXBlock = 256;      // columns per activation scale
+constexpr int16_t kXMax = 16383;  // largest |xi|: keeps every int32 lane sum in range (above)
+
+// Every function here is a template over Q or static, as in simd/linear.h: none compiled for
+// one ISA can be merged by the linker into another's code.
+
+template <class Q>
+float half_at(const uint8_t* p) {  // an IEEE half stored at p (any alignment)
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return Q::half_to_float(h);
+}
+static inline uint32_t u32_at(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// One token's activations as the kernels read them: xi [cols], dx [ceil(cols / 256)], and
+// bsum16 [cols / 16] = sums of xi over each 16 columns.
+struct QTokens {
+  const int16_t* xi;
+  const float* dx;
+  const int32_t* bsum16;
+};
+
+// x[0, cols) -> xi, dx, bsum16 (cols a multiple of 32). Non-finite activations give dx = NaN,
+// xi = 0: the products come out NaN, as the float kernels' would.
+template <class Q>
+void quantize_x(const float* x, int64_t cols, int16_t* xi, float* dx, int32_t* bsum16) {
+  for (int64_t s = 0; s * kXBlock < cols; ++s) {
+    const int64_t c0 = s * kXBlock, n = c0 + kXBlock < cols ? kXBlock : cols - c0;
+    const float amax = Q::absmax(x + c0, n);
+    if (!std::isfinite(amax)) {
+      dx[s] = NAN;
+      std::memset(xi + c0, 0, size_t(n) * sizeof(int16_t));
+      std::memset(bsum16 + c0 / 16, 0, size_t(n / 16) * sizeof(int32_t));
+      continue;
+    }
+    dx[s] = amax / float(kXMax);
+    Q::round16(x + c0, n, amax > 0 ? float(kXMax) / amax : 0.0f, xi + c0, bsum16 + c0 / 16);
+  }
+}
+
+// ---- Formats: a block's factors (prep), the integer form of its 32-value group g (group), and
+// the additive term of its minima, in units of dx (term; formats with kTerm only) ------------------
+
+template <class Q, DType D>
+struct Fmt;
+
+template <class Q>
+struct Fmt<Q, DType::Q8_0> {
+  static constexpr int kElems = 32, kBytes = 34;
+  static constexpr bool kTerm = false;
+  struct Prep {
+    float d;
+  };
+  static Prep prep(const uint8_t* b) { return {half_at<Q>(b)}; }
+  static typename Q::I16 group(const uint8_t* b, int, const Prep&) { return Q::sx32(reinterpret_cast<const int8_t*>(b + 2)); }
+  static float term(const uint8_t*, const Prep&, const int32_t*) { return 0; }
+};
+
+// Nibbles of 16 bytes: value j < 16 is the low nibble of byte j, 16 + j the high one.
+template <class Q>
+typename Q::I16 nibbles16(const uint8_t* qs) {
+  return Q::and_(Q::srl(Q::zx16_twice(qs), 0, 4), 15);
+}
+
+template <class Q>
+struct Fmt<Q, DType::Q4_0> {
+  static constexpr int kElems = 32, kBytes = 18;
+  static constexpr bool kTerm = false;
+  struct Prep {
+    float d;
+  };
+  static Prep prep(const uint8_t* b) { return {half_at<Q>(b)}; }
+  static typename Q::I16 group(const uint8_t* b, int, const Prep&) { return Q::sub(nibbles16<Q>(b + 2), 8); }
+  static float term(const uint8_t*, const Prep&, const int32_t*) { return 0; }
+};
+
+template <class Q>
+struct Fmt<Q, DType::Q4_1> {
+  static constexpr int kElems = 32, kBytes = 20;
+  static constexpr bool kTerm = true;
+  struct Prep {
+    float d, m;
+  };
+  static Prep prep(const uint8_t* b) { return {half_at<Q>(b), half_at<Q>(b + 2)}; }
+  static typename Q::I16 group(const uint8_t* b, int, const Prep&) { return nibbles16<Q>(b + 4); }
+  static float term(const uint8_t*, const Prep& p, const int32_t* bs) { return p.m * float(bs[0] + bs[1]); }
+};
+
+template <class Q>
+struct Fmt<Q, DType::Q5_0> {
+  static constexpr int kElems = 32, kBytes = 22;
+  static constexpr bool kTerm = false;
+  struct Prep {
+    float d;
+  };
+  static Prep prep(const uint8_t* b) { return {half_at<Q>(b)}; }
+  static typename Q::I16 group(const uint8_t* b, int, const Prep&) {
+    return Q::sub(Q::or_(nibbles16<Q>(b + 6), Q::bits(u32_at(b + 2), 16)), 16);
+  }
+  static float term(const uint8_t*, const Prep&, const int32_t*) { return 0; }
+};
+
+template <class Q>
+struct Fmt<Q, DType::Q5_1> {
+  static constexpr int kElems = 32, kBytes = 24;
+  static constexpr bool kTerm = true;
+  struct Prep {
+    float d, m;
+  };
+  static Prep prep(const uint8_t* b) { return {half_at<Q>(b), half_at<Q>(b + 2)}; }
+  static typename Q::I16 group(const uint8_t* b, int, const Prep&) {
+    return Q::or_(nibbles16<Q>(b + 8), Q::bits(u32_at(b + 4), 16));
+  }
+  static float term(const uint8_t*, const Prep& p, const int32_t* bs) { return p.m * float(bs[0] + bs[1]); }
+};
+
+// Q2_K: scales[16] @0 (low nibble scale, high minimum per 16 values), qs[64] @16, d @80, dmin @82.
+// Group g (values 32g..): crumb g % 4 of qs[32 (g / 4) + l].
+template <class Q>
+struct Fmt<Q, DType::Q2_K> {
+  static constexpr int kElems = 256, kBytes = 84;
+  static constexpr bool kTerm = true;
+  struct Prep {
+    float d, dmin;
+  };
+  static Prep prep(const uint8_t* b) { return {half_at<Q>(b + 80), half_at<Q>(b + 82)}; }
+  static typename Q::I16 group(const uint8_t* b, int g, const Prep&) {
+    const int k = 2 * (g % 4);
+    const typename Q::I16 q = Q::and_(Q::srl(Q::zx32(b + 16 + 32 * (g / 4)), k, k), 3);
+    return Q::mul(q, int16_t(b[2 * g] & 15), int16_t(b[2 * g + 1] & 15));
+  }
+  static float term(const uint8_t* b, const Prep& p, const int32_t* bs) {
+    int32_t s = 0;  // |s| <= 16 x 15 x 16 x 16383 < 2^31
+    for (int j = 0; j < 16; ++j) s += int32_t(b[j] >> 4) * bs[j];
+    return -p.dmin * float(s);
+  }
+};
+
+// Q3_K: hmask[32] @0, qs[64] @32, scales[12] @96, d @108. Value 32g + l: crumb g % 4 of
+// qs[32 (g / 4) + l], minus 4 unless bit g of hmask[l] is set.
+template <class Q>
+struct Fmt<Q, DType::Q3_K> {
+  static constexpr int kElems = 256, kBytes = 110;
+  static constexpr bool kTerm = false;
+  struct Prep {
+    float d;
+    int16_t sc[16];
+  };
+  static Prep prep(const uint8_t* b) {
+    Prep p;
+    p.d = half_at<Q>(b + 108);
+    for (int j = 0; j < 16; ++j) p.sc[j] = int16_t(ggml::q3k_scale(j, b + 96));
+    return p;
+  }
+  static typename Q::I16 group(const uint8_t* b, int g, const Prep& p) {
+    const int k = 2 * (g % 4);
+    const typename Q::I16 q = Q::and_(Q::srl(Q::zx32(b + 32 + 32 * (g / 4)), k, k), 3);
+    const typename Q::I16 h = Q::sll(Q::and_(Q::srl(Q::zx32(b), g, g), 1), 2);
+    return Q::mul(Q::sub(Q::or_(q, h), 4), p.sc[2 * g], p.sc[2 * g + 1]);
+  }
+  static float term(const uint8_t*, const Prep&, const int32_t*) { return 0; }
+};
+
+// Q4_K: d @0, dmin @2, scales[12] @4, qs[128] @16; Q5_K adds qh[32] @16 and moves qs to @48.
+// Group g: nibble g % 2 of qs[32 (g / 2) + l] (Q5_K: plus bit g of qh[l] as 16).
+template <class Q, bool Q5>
+struct FmtQ45K {
+  static constexpr int kElems = 256, kBytes = Q5 ? 176 : 144;
+  static constexpr bool kTerm = true;
+  struct Prep {
+    float d, dmin;
+    uint8_t sc[8], m[8];
+  };
+  static Prep prep(const uint8_t* b) {
+    Prep p;
+    p.d = half_at<Q>(b);
+    p.dmin = half_at<Q>(b + 2);
+    // ggml::q4k_scale_min for all 8 sub-blocks on 32-bit words: bytes 0-3 hold the low 6 bits
+    // of scales 0-3 (top 2 bits: scales 4-7's high bits), bytes 4-7 the same for the minima,
+    // bytes 8-11 the low nibbles of scales 4-7 and high nibbles of minima 4-7.
+    uint32_t u[3];
+    std::memcpy(u, b + 4, 12);
+    const uint32_t sc[2] = {u[0] & 0x3f3f3f3fu, (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4)};
+    const uint32_t m[2] = {u[1] & 0x3f3f3f3fu, ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4)};
+    std::memcpy(p.sc, sc, 8);
+    std::memcpy(p.m, m, 8);
+    return p;
+  }
+  static typename Q::I16 group(const uint8_t* b, int g, const Prep& p) {
+    const int k = 4 * (g % 2);
+    typename Q::I16 q = Q::and_(Q::srl(Q::zx32(b + (Q5 ? 48 : 16) + 32 * (g / 2)), k, k), 15);
+    if constexpr (Q5) q = Q::or_(q, Q::sll(Q::and_(Q::srl(Q::zx32(b + 16), g, g), 1), 4));
+    return Q::mul1(q, p.sc[g]);
+  }
+  static float term(const uint8_t*, const Prep& p, const int32_t* bs) {
+    int32_t s = 0;  // |s| <= 8 x 63 x 32 x 16383 < 2^31
+    for (int g = 0; g < 8; ++g) s += int32_t(p.m[g]) * (bs[2 * g] + bs[2 * g + 1]);
+    return -p.dmin * float(s);
+  }
+};
+template <class Q>
+struct Fmt<Q, DType::Q4_K> : FmtQ45K<Q, false> {};
+template <class Q>
+struct Fmt<Q, DType::Q5_K> : FmtQ45K<Q, true> {};
+
+// Q6_K: ql[128] @0, qh[64] @128, scales[16] (int8) @192, d @208. Group g = 4h + k: nibble k / 2 of
+// ql[64h + 32 (k % 2) + l], high crumb k of qh[32h + l], minus 32.
+template <class Q>
+struct Fmt<Q, DType::Q6_K> {
+  static constexpr int kElems = 256, kBytes = 210;
+  static constexpr bool kTerm = false;
+  struct Prep {
+    float d;
+  };
+  static Prep prep(const uint8_t* b) { return {half_at<Q>(b + 208)}; }
+  static typename Q::I16 group(const uint8_t* b, int g, const Prep&) {
+    const int h = g / 4, k = g % 4, nib = 4 * (k / 2);
+    const typename Q::I16 lo = Q::and_(Q::srl(Q::zx32(b + 64 * h + 32 * (k % 2)), nib, nib), 15);
+    const typename Q::I16 hi = Q::sll(Q::and_(Q::srl(Q::zx32(b + 128 + 32 * h), 2 * k, 2 * k), 3), 4);
+    const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
+    return Q::mul(Q::sub(Q::or_(lo, hi), 32), sc[2 * g], sc[2 * g + 1]);
+  }
+  static float term(const uint8_t*, const Prep&, const int32_t*) { return 0; }
+};
+
+// ---- Register tiles --------------------------------------------------------------------------
+
+// y[t * ldy + i] for RB rows from `rows` (row_bytes apart) and NT tokens. Every (row, token)
+// sees the same operations in the same order whatever RB and NT.
+template <class Q, DType D, int RB, int NT>
+void tile(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens* xt, float* y, int64_t ldy) {
+  using F = Fmt<Q, D>;
+  constexpr int G = F::kElems / 32;
+  typename Q::F acc[RB][NT];
+  float sacc[RB][NT];
+  for (int i = 0; i < RB; ++i)
+    for (int t = 0; t < NT; ++t) {
+      acc[i][t] = Q::zero();
+      sacc[i][t] = 0;
+    }
+  for (int64_t b = 0; b < nblocks; ++b) {
+    const int64_t off = b * F::kBytes, c0 = b * F::kElems, s = c0 / kXBlock;
+    // The tile's rows as one sequential stream 4 KiB ahead (simd/linear.h: prefetch_tile).
+    for (int i = 0; i < RB; ++i) {
+      const int64_t at = off * RB + i * F::kBytes;
+      for (int64_t a = (at + 63) & ~int64_t(63); a < at + F::kBytes; a += 64)
+        __builtin_prefetch(rows + (RB - 1) * row_bytes + 4096 + a, 0, 3);
+    }
+    typename F::Prep p[RB];
+    for (int i = 0; i < RB; ++i) p[i] = F::prep(rows + i * row_bytes + off);
+    typename Q::I32 is[RB][NT];
+    for (int i = 0; i < RB; ++i)
+      for (int t = 0; t < NT; ++t) is[i][t] = Q::zero32();
+    for (int g = 0; g < G; ++g)
+      for (int i = 0; i < RB; ++i) {
+        const typename Q::I16 w = F::group(rows + i * row_bytes + off, g, p[i]);
+        for (int t = 0; t < NT; ++t) is[i][t] = Q::add32(is[i][t], Q::dot(w, Q::load16(xt[t].xi + c0 + 32 * g)));
+      }
+    for (int i = 0; i < RB; ++i)
+      for (int t = 0; t < NT; ++t) {
+        acc[i][t] = Q::fma(Q::cvt(is[i][t]), Q::set1(p[i].d * xt[t].dx[s]), acc[i][t]);
+        if constexpr (F::kTerm)
+          sacc[i][t] += F::term(rows + i * row_bytes + off, p[i], xt[t].bsum16 + c0 / 16) * xt[t].dx[s];
+      }
+  }
+  for (int i = 0; i < RB; ++i)
+    for (int t = 0; t < NT; ++t) y[t * ldy + i] = Q::reduce_add(acc[i][t]) + sacc[i][t];
+}
+
+template <class Q, DType D, int NT>
+void tile_rows(const Matrix& w, int64_t r0, int64_t r1, const QTokens* xt, float* y) {
+  constexpr int RB = Q::tile_rows(NT);
+  const int64_t row_bytes = int64_t(w.row_bytes()), nblocks = w.cols / Fmt<Q, D>::kElems;
+  const uint8_t* data = static_cast<const uint8_t*>(w.data);
+  int64_t r = r0;
+  for (; r + RB <= r1; r += RB) tile<Q, D, RB, NT>(data + r * row_bytes, row_bytes, nblocks, xt, y + r, w.rows);
+  for (; r < r1; ++r) tile<Q, D, 1, NT>(data + r * row_bytes, row_bytes, nblocks, xt, y + r, w.rows);
+}
+
+template <class Q, DType D, int NT>
+void tile_rows_any(int nt, const Matrix& w, int64_t r0, int64_t r1, const QTokens* xt, float* y) {
+  if constexpr (NT > 1)
+    if (nt < NT) return tile_rows_any<Q, D, NT - 1>(nt, w, r0, r1, xt, y);
+  tile_rows<Q, D, NT>(w, r0, r1, xt, y);
+}
+
+// Rows [r0, r1) of y = W x for n tokens: the activations quantized once per call, then tiles
+// of up to Q::kTileTokens tokens, chunks of 24 rows with every token group (so a chunk's
+// weights come from memory once and from L1/L2 for the other groups).
+template <class Q, DType D>
+void linear_rows_typed(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1) {
+  constexpr int NT = Q::kTileTokens;
+  constexpr int64_t kRowChunk = 24;
+  const int64_t cols = w.cols, sblocks = (cols + kXBlock - 1) / kXBlock;
+  thread_local std::vector<int16_t> xi;
+  thread_local std::vector<float> dx;
+  thread_local std::vector<int32_t> bsum;
+  thread_local std::vector<QTokens> toks;
+  if (int64_t(xi.size()) < n * cols) xi.resize(size_t(n * cols));
+  if (int64_t(dx.size()) < n * sblocks) dx.resize(size_t(n * sblocks));
+  if (int64_t(bsum.size()) < n * (cols / 16)) bsum.resize(size_t(n * (cols / 16)));
+  if (int64_t(toks.size()) < n) toks.resize(size_t(n));
+  for (int64_t t = 0; t < n; ++t) {
+    quantize_x<Q>(x + t * cols, cols, xi.data() + t * cols, dx.data() + t * sblocks, bsum.data() + t * (cols / 16));
+    toks[size_t(t)] = {xi.data() + t * cols, dx.data() + t * sblocks, bsum.data() + t * (cols / 16)};
+  }
+  const int64_t groups = (n + NT - 1) / NT, g = groups > 0 ? (n + groups - 1) / groups : 1;
+  for (int64_t rc = r0; rc < r1; rc += kRowChunk) {
+    const int64_t rce = r1 - rc < kRowChunk ? r1 : rc + kRowChunk;
+    for (int64_t t = 0; t < n; t += g)
+      tile_rows_any<Q, D, NT>(int(n - t < g ? n - t : g), w, rc, rce, toks.data() + t, y + t * w.rows);
+  }
+}
+
+// Whether linear_rows below computes `w`'s dtype.
+static inline bool supported(DType d) {
+  switch (d) {
+    case DType::Q8_0: case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1:
+    case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
+      return true;
+    default:
+      return false;
+  }
+}
+
+template <class Q>
+void linear_rows(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1) {
+  switch (w.dtype) {
+    case DType::Q8_0: return linear_rows_typed<Q, DType::Q8_0>(w, x, y, n, r0, r1);
+    case DType::Q4_0: return linear_rows_typed<Q, DType::Q4_0>(w, x, y, n, r0, r1);
+    case DType::Q4_1: return linear_rows_typed<Q, DType::Q4_1>(w, x, y, n, r0, r1);
+    case DType::Q5_0: return linear_rows_typed<Q, DType::Q5_0>(w, x, y, n, r0, r1);
+    case DType::Q5_1: return linear_rows_typed<Q, DType::Q5_1>(w, x, y, n, r0, r1);
+    case DType::Q2_K: return linear_rows_typed<Q, DType::Q2_K>(w, x, y, n, r0, r1);
+    case DType::Q3_K: return linear_rows_typed<Q, DType::Q3_K>(w, x, y, n, r0, r1);
+    case DType::Q4_K: return linear_rows_typed<Q, DType::Q4_K>(w, x, y, n, r0, r1);
+    case DType::Q5_K: return linear_rows_typed<Q, DType::Q5_K>(w, x, y, n, r0, r1);
+    case DType::Q6_K: return linear_rows_typed<Q, DType::Q6_K>(w, x, y, n, r0, r1);
+    default: return;
+  }
+}
+
+}  // namespace dsv3::kernels::simd::qblocks
