@@ -79,13 +79,15 @@ struct Fmt;
 
 template <class Q>
 struct Fmt<Q, DType::Q8_0> {
-  static constexpr int kElems = 32, kBytes = 34;
+  static constexpr int kElems = 32, kBytes = 34, kBatch = 1;
   static constexpr bool kTerm = false;
   struct Prep {
     float d;
   };
   static Prep prep(const uint8_t* b) { return {half_at<Q>(b)}; }
-  static typename Q::I16 group(const uint8_t* b, int, const Prep&) { return Q::sx32(reinterpret_cast<const int8_t*>(b + 2)); }
+  static void decode(const uint8_t* b, int, const Prep&, typename Q::I16 (&w)[1]) {
+    w[0] = Q::sx32(reinterpret_cast<const int8_t*>(b + 2));
+  }
   static float term(const uint8_t*, const Prep&, const int32_t*) { return 0; }
 };
 
@@ -97,70 +99,73 @@ typename Q::I16 nibbles16(const uint8_t* qs) {
 
 template <class Q>
 struct Fmt<Q, DType::Q4_0> {
-  static constexpr int kElems = 32, kBytes = 18;
+  static constexpr int kElems = 32, kBytes = 18, kBatch = 1;
   static constexpr bool kTerm = false;
   struct Prep {
     float d;
   };
   static Prep prep(const uint8_t* b) { return {half_at<Q>(b)}; }
-  static typename Q::I16 group(const uint8_t* b, int, const Prep&) { return Q::sub(nibbles16<Q>(b + 2), 8); }
+  static void decode(const uint8_t* b, int, const Prep&, typename Q::I16 (&w)[1]) { w[0] = Q::sub(nibbles16<Q>(b + 2), 8); }
   static float term(const uint8_t*, const Prep&, const int32_t*) { return 0; }
 };
 
 template <class Q>
 struct Fmt<Q, DType::Q4_1> {
-  static constexpr int kElems = 32, kBytes = 20;
+  static constexpr int kElems = 32, kBytes = 20, kBatch = 1;
   static constexpr bool kTerm = true;
   struct Prep {
     float d, m;
   };
   static Prep prep(const uint8_t* b) { return {half_at<Q>(b), half_at<Q>(b + 2)}; }
-  static typename Q::I16 group(const uint8_t* b, int, const Prep&) { return nibbles16<Q>(b + 4); }
+  static void decode(const uint8_t* b, int, const Prep&, typename Q::I16 (&w)[1]) { w[0] = nibbles16<Q>(b + 4); }
   static float term(const uint8_t*, const Prep& p, const int32_t* bs) { return p.m * float(bs[0] + bs[1]); }
 };
 
 template <class Q>
 struct Fmt<Q, DType::Q5_0> {
-  static constexpr int kElems = 32, kBytes = 22;
+  static constexpr int kElems = 32, kBytes = 22, kBatch = 1;
   static constexpr bool kTerm = false;
   struct Prep {
     float d;
   };
   static Prep prep(const uint8_t* b) { return {half_at<Q>(b)}; }
-  static typename Q::I16 group(const uint8_t* b, int, const Prep&) {
-    return Q::sub(Q::or_(nibbles16<Q>(b + 6), Q::bits(u32_at(b + 2), 16)), 16);
+  static void decode(const uint8_t* b, int, const Prep&, typename Q::I16 (&w)[1]) {
+    w[0] = Q::sub(Q::or_(nibbles16<Q>(b + 6), Q::bits(u32_at(b + 2), 16)), 16);
   }
   static float term(const uint8_t*, const Prep&, const int32_t*) { return 0; }
 };
 
 template <class Q>
 struct Fmt<Q, DType::Q5_1> {
-  static constexpr int kElems = 32, kBytes = 24;
+  static constexpr int kElems = 32, kBytes = 24, kBatch = 1;
   static constexpr bool kTerm = true;
   struct Prep {
     float d, m;
   };
   static Prep prep(const uint8_t* b) { return {half_at<Q>(b), half_at<Q>(b + 2)}; }
-  static typename Q::I16 group(const uint8_t* b, int, const Prep&) {
-    return Q::or_(nibbles16<Q>(b + 8), Q::bits(u32_at(b + 4), 16));
+  static void decode(const uint8_t* b, int, const Prep&, typename Q::I16 (&w)[1]) {
+    w[0] = Q::or_(nibbles16<Q>(b + 8), Q::bits(u32_at(b + 4), 16));
   }
   static float term(const uint8_t*, const Prep& p, const int32_t* bs) { return p.m * float(bs[0] + bs[1]); }
 };
 
 // Q2_K: scales[16] @0 (low nibble scale, high minimum per 16 values), qs[64] @16, d @80, dmin @82.
-// Group g (values 32g..): crumb g % 4 of qs[32 (g / 4) + l].
+// Groups 4h..4h+3 (values 128h + 32k + l): crumb k of qs[32h + l], one load for the four.
 template <class Q>
 struct Fmt<Q, DType::Q2_K> {
-  static constexpr int kElems = 256, kBytes = 84;
+  static constexpr int kElems = 256, kBytes = 84, kBatch = 4;
   static constexpr bool kTerm = true;
   struct Prep {
     float d, dmin;
   };
   static Prep prep(const uint8_t* b) { return {half_at<Q>(b + 80), half_at<Q>(b + 82)}; }
-  static typename Q::I16 group(const uint8_t* b, int g, const Prep&) {
-    const int k = 2 * (g % 4);
-    const typename Q::I16 q = Q::and_(Q::srl(Q::zx32(b + 16 + 32 * (g / 4)), k, k), 3);
-    return Q::mul(q, int16_t(b[2 * g] & 15), int16_t(b[2 * g + 1] & 15));
+  static void decode(const uint8_t* b, int h, const Prep&, typename Q::I16 (&w)[kBatch]) {
+    const typename Q::I16 v = Q::zx32(b + 16 + 32 * h);
+    for (int k = 0; k < 4; ++k) {
+      const int g = 4 * h + k;
+      const typename Q::I16 q = k == 3 ? Q::srl(v, 6, 6) : Q::and_(Q::srl(v, 2 * k, 2 * k), 3);
+      w[k] = Q::mul(q, int16_t(b[2 * g] & 15), int16_t(b[2 * g + 1] & 15));
+    }
   }
   static float term(const uint8_t* b, const Prep& p, const int32_t* bs) {
     int32_t s = 0;  // |s| <= 16 x 15 x 16 x 16383 < 2^31
@@ -169,36 +174,49 @@ struct Fmt<Q, DType::Q2_K> {
   }
 };
 
-// Q3_K: hmask[32] @0, qs[64] @32, scales[12] @96, d @108. Value 32g + l: crumb g % 4 of
-// qs[32 (g / 4) + l], minus 4 unless bit g of hmask[l] is set.
+// Q3_K: hmask[32] @0, qs[64] @32, scales[12] @96, d @108. Value 128h + 32k + l (group g = 4h + k):
+// crumb k of qs[32h + l], minus 4 unless bit g of hmask[l] is set.
 template <class Q>
 struct Fmt<Q, DType::Q3_K> {
-  static constexpr int kElems = 256, kBytes = 110;
+  static constexpr int kElems = 256, kBytes = 110, kBatch = 4;
   static constexpr bool kTerm = false;
   struct Prep {
     float d;
-    int16_t sc[16];
+    int8_t sc[16];
   };
   static Prep prep(const uint8_t* b) {
+    // ggml::q3k_scale for all 16 on 32-bit words: scale j's low nibble is nibble j / 8 of byte
+    // j % 8, its high 2 bits are bits 2 (j / 4) of byte 8 + j % 4.
     Prep p;
     p.d = half_at<Q>(b + 108);
-    for (int j = 0; j < 16; ++j) p.sc[j] = int16_t(ggml::q3k_scale(j, b + 96));
+    uint32_t u[3];
+    std::memcpy(u, b + 96, 12);
+    uint32_t sc[4];
+    for (int k = 0; k < 4; ++k)
+      sc[k] = ((k < 2 ? u[k] : u[k - 2] >> 4) & 0x0f0f0f0fu) | (((u[2] >> (2 * k)) & 0x03030303u) << 4);
+    uint8_t b6[16];
+    std::memcpy(b6, sc, 16);
+    for (int j = 0; j < 16; ++j) p.sc[j] = int8_t(b6[j] - 32);
     return p;
   }
-  static typename Q::I16 group(const uint8_t* b, int g, const Prep& p) {
-    const int k = 2 * (g % 4);
-    const typename Q::I16 q = Q::and_(Q::srl(Q::zx32(b + 32 + 32 * (g / 4)), k, k), 3);
-    const typename Q::I16 h = Q::sll(Q::and_(Q::srl(Q::zx32(b), g, g), 1), 2);
-    return Q::mul(Q::sub(Q::or_(q, h), 4), p.sc[2 * g], p.sc[2 * g + 1]);
+  static void decode(const uint8_t* b, int h, const Prep& p, typename Q::I16 (&w)[kBatch]) {
+    const typename Q::I16 v = Q::zx32(b + 32 + 32 * h), hm = Q::zx32(b);
+    for (int k = 0; k < 4; ++k) {
+      const int g = 4 * h + k;
+      const typename Q::I16 q = k == 3 ? Q::srl(v, 6, 6) : Q::and_(Q::srl(v, 2 * k, 2 * k), 3);
+      const typename Q::I16 hb = Q::sll(Q::and_(Q::srl(hm, g, g), 1), 2);
+      w[k] = Q::mul(Q::sub(Q::or_(q, hb), 4), p.sc[2 * g], p.sc[2 * g + 1]);
+    }
   }
   static float term(const uint8_t*, const Prep&, const int32_t*) { return 0; }
 };
 
 // Q4_K: d @0, dmin @2, scales[12] @4, qs[128] @16; Q5_K adds qh[32] @16 and moves qs to @48.
-// Group g: nibble g % 2 of qs[32 (g / 2) + l] (Q5_K: plus bit g of qh[l] as 16).
+// Groups 2j, 2j + 1: the low and high nibbles of qs[32j + l], one load for both (Q5_K: plus bit
+// g of qh[l] as 16).
 template <class Q, bool Q5>
 struct FmtQ45K {
-  static constexpr int kElems = 256, kBytes = Q5 ? 176 : 144;
+  static constexpr int kElems = 256, kBytes = Q5 ? 176 : 144, kBatch = 2;
   static constexpr bool kTerm = true;
   struct Prep {
     float d, dmin;
@@ -219,11 +237,16 @@ struct FmtQ45K {
     std::memcpy(p.m, m, 8);
     return p;
   }
-  static typename Q::I16 group(const uint8_t* b, int g, const Prep& p) {
-    const int k = 4 * (g % 2);
-    typename Q::I16 q = Q::and_(Q::srl(Q::zx32(b + (Q5 ? 48 : 16) + 32 * (g / 2)), k, k), 15);
-    if constexpr (Q5) q = Q::or_(q, Q::sll(Q::and_(Q::srl(Q::zx32(b + 16), g, g), 1), 4));
-    return Q::mul1(q, p.sc[g]);
+  static void decode(const uint8_t* b, int j, const Prep& p, typename Q::I16 (&w)[kBatch]) {
+    const typename Q::I16 v = Q::zx32(b + (Q5 ? 48 : 16) + 32 * j);
+    typename Q::I16 lo = Q::and_(v, 15), hi = Q::srl(v, 4, 4);
+    if constexpr (Q5) {
+      const typename Q::I16 h = Q::srl(Q::zx32(b + 16), 2 * j, 2 * j);
+      lo = Q::or_(lo, Q::sll(Q::and_(h, 1), 4));
+      hi = Q::or_(hi, Q::sll(Q::and_(h, 2), 3));
+    }
+    w[0] = Q::mul1(lo, p.sc[2 * j]);
+    w[1] = Q::mul1(hi, p.sc[2 * j + 1]);
   }
   static float term(const uint8_t*, const Prep& p, const int32_t* bs) {
     int32_t s = 0;  // |s| <= 8 x 63 x 32 x 16383 < 2^31
@@ -236,22 +259,26 @@ struct Fmt<Q, DType::Q4_K> : FmtQ45K<Q, false> {};
 template <class Q>
 struct Fmt<Q, DType::Q5_K> : FmtQ45K<Q, true> {};
 
-// Q6_K: ql[128] @0, qh[64] @128, scales[16] (int8) @192, d @208. Group g = 4h + k: nibble k / 2 of
-// ql[64h + 32 (k % 2) + l], high crumb k of qh[32h + l], minus 32.
+// Q6_K: ql[128] @0, qh[64] @128, scales[16] (int8) @192, d @208. Value 128h + 32k + l (group
+// g = 4h + k): nibble k / 2 of ql[64h + 32 (k % 2) + l], high crumb k of qh[32h + l], minus 32;
+// three loads for the four groups of h.
 template <class Q>
 struct Fmt<Q, DType::Q6_K> {
-  static constexpr int kElems = 256, kBytes = 210;
+  static constexpr int kElems = 256, kBytes = 210, kBatch = 4;
   static constexpr bool kTerm = false;
   struct Prep {
     float d;
   };
   static Prep prep(const uint8_t* b) { return {half_at<Q>(b + 208)}; }
-  static typename Q::I16 group(const uint8_t* b, int g, const Prep&) {
-    const int h = g / 4, k = g % 4, nib = 4 * (k / 2);
-    const typename Q::I16 lo = Q::and_(Q::srl(Q::zx32(b + 64 * h + 32 * (k % 2)), nib, nib), 15);
-    const typename Q::I16 hi = Q::sll(Q::and_(Q::srl(Q::zx32(b + 128 + 32 * h), 2 * k, 2 * k), 3), 4);
+  static void decode(const uint8_t* b, int h, const Prep&, typename Q::I16 (&w)[kBatch]) {
+    const typename Q::I16 l0 = Q::zx32(b + 64 * h), l1 = Q::zx32(b + 64 * h + 32), hb = Q::zx32(b + 128 + 32 * h);
+    const typename Q::I16 lo[4] = {Q::and_(l0, 15), Q::and_(l1, 15), Q::srl(l0, 4, 4), Q::srl(l1, 4, 4)};
     const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
-    return Q::mul(Q::sub(Q::or_(lo, hi), 32), sc[2 * g], sc[2 * g + 1]);
+    for (int k = 0; k < 4; ++k) {
+      const int g = 4 * h + k;
+      const typename Q::I16 hi = Q::sll(k == 3 ? Q::srl(hb, 6, 6) : Q::and_(Q::srl(hb, 2 * k, 2 * k), 3), 4);
+      w[k] = Q::mul(Q::sub(Q::or_(lo[k], hi), 32), sc[2 * g], sc[2 * g + 1]);
+    }
   }
   static float term(const uint8_t*, const Prep&, const int32_t*) { return 0; }
 };
@@ -284,10 +311,14 @@ void tile(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens
     typename Q::I32 is[RB][NT];
     for (int i = 0; i < RB; ++i)
       for (int t = 0; t < NT; ++t) is[i][t] = Q::zero32();
-    for (int g = 0; g < G; ++g)
+    for (int gb = 0; gb < G / F::kBatch; ++gb)
       for (int i = 0; i < RB; ++i) {
-        const typename Q::I16 w = F::group(rows + i * row_bytes + off, g, p[i]);
-        for (int t = 0; t < NT; ++t) is[i][t] = Q::add32(is[i][t], Q::dot(w, Q::load16(xt[t].xi + c0 + 32 * g)));
+        typename Q::I16 w[F::kBatch];
+        F::decode(rows + i * row_bytes + off, gb, p[i], w);
+        for (int q = 0; q < F::kBatch; ++q) {
+          const int64_t c = c0 + 32 * (gb * F::kBatch + q);
+          for (int t = 0; t < NT; ++t) is[i][t] = Q::add32(is[i][t], Q::dot(w[q], Q::load16(xt[t].xi + c)));
+        }
       }
     for (int i = 0; i < RB; ++i)
       for (int t = 0; t < NT; ++t) {
