@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "kernels/x86/qblocks_mins.h"
+
 namespace dsv3::kernels::avx512 {
 namespace {
 
@@ -60,6 +62,8 @@ struct Q {
     return _mm_cvtss_f32(s);
   }
   static float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
+  static float mins_dot8(const uint8_t* m, const float* b) { return x86::mins_dot8(m, b); }
+  static float mins_dot16_hi(const uint8_t* s, const float* b) { return x86::mins_dot16_hi(s, b); }
 
   // max |x[i]| over n (a multiple of 16) values; NaN if any is NaN.
   static float absmax(const float* x, int64_t n) {

@@ -10,8 +10,9 @@
 // format has one (K-quants: 4 x 63 = 945 for Q4_K, at most 4096 for Q6_K), and multiplied with
 // VPMADDWD into int32 lanes, exactly, over a block (32 values) or super-block (256). Only then
 // is float arithmetic used: per block and lane acc += float(isum) x (d x dx), and the formats'
-// minima (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K) add d_min x m x dx x sum(xi) per sub-block, with
-// sum(xi) per 16 columns computed with the activations. The int32 sums cannot overflow:
+// minima (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K) add -d_min x (sum over sub-blocks of m x sum(xi)) x dx
+// per block, the sums of xi (per 16 and 32 columns, exact as floats) computed with the
+// activations and the sum over sub-blocks an 8- or 16-wide float dot product. The int32 sums cannot overflow:
 // |xi| <= 16383 and a lane sums at most 16 pairs of products (2 x 16 x 4096 x 16383 < 2^31).
 // A (row, token) result depends only on that row and token: not on the thread count, the
 // rows or tokens computed with it, nor n.
@@ -46,29 +47,34 @@ static inline uint32_t u32_at(const uint8_t* p) {
 }
 
 // One token's activations as the kernels read them: xi [cols], dx [ceil(cols / 256)], and
-// bsum16 [cols / 16] = sums of xi over each 16 columns.
+// the sums of xi over each 16 and each 32 columns as floats (exact: at most 32 x 16383), for the
+// minima terms.
 struct QTokens {
   const int16_t* xi;
   const float* dx;
-  const int32_t* bsum16;
+  const float* bsum16;
+  const float* bsum32;
 };
 
-// x[0, cols) -> xi, dx, bsum16 (cols a multiple of 32). Non-finite activations give dx = NaN,
-// xi = 0: the products come out NaN, as the float kernels' would.
+// x[0, cols) -> xi, dx, bsum16, bsum32 (cols a multiple of 32; `isum` holds cols / 16 ints).
+// Non-finite activations give dx = NaN, xi = 0: the products come out NaN, as the float
+// kernels' would.
 template <class Q>
-void quantize_x(const float* x, int64_t cols, int16_t* xi, float* dx, int32_t* bsum16) {
+void quantize_x(const float* x, int64_t cols, int16_t* xi, float* dx, int32_t* isum, float* bsum16, float* bsum32) {
   for (int64_t s = 0; s * kXBlock < cols; ++s) {
     const int64_t c0 = s * kXBlock, n = c0 + kXBlock < cols ? kXBlock : cols - c0;
     const float amax = Q::absmax(x + c0, n);
     if (!std::isfinite(amax)) {
       dx[s] = NAN;
       std::memset(xi + c0, 0, size_t(n) * sizeof(int16_t));
-      std::memset(bsum16 + c0 / 16, 0, size_t(n / 16) * sizeof(int32_t));
+      std::memset(isum + c0 / 16, 0, size_t(n / 16) * sizeof(int32_t));
       continue;
     }
     dx[s] = amax / float(kXMax);
-    Q::round16(x + c0, n, amax > 0 ? float(kXMax) / amax : 0.0f, xi + c0, bsum16 + c0 / 16);
+    Q::round16(x + c0, n, amax > 0 ? float(kXMax) / amax : 0.0f, xi + c0, isum + c0 / 16);
   }
+  for (int64_t j = 0; j < cols / 16; ++j) bsum16[j] = float(isum[j]);
+  for (int64_t j = 0; j < cols / 32; ++j) bsum32[j] = float(isum[2 * j] + isum[2 * j + 1]);
 }
 
 // ---- Formats: a block's factors (prep), the integer form of its 32-value group g (group), and
@@ -88,7 +94,7 @@ struct Fmt<Q, DType::Q8_0> {
   static void decode(const uint8_t* b, int, const Prep&, typename Q::I16 (&w)[1]) {
     w[0] = Q::sx32(reinterpret_cast<const int8_t*>(b + 2));
   }
-  static float term(const uint8_t*, const Prep&, const int32_t*) { return 0; }
+  static float term(const uint8_t*, const Prep&, const QTokens&, int64_t) { return 0; }
 };
 
 // Nibbles of 16 bytes: value j < 16 is the low nibble of byte j, 16 + j the high one.
@@ -106,7 +112,7 @@ struct Fmt<Q, DType::Q4_0> {
   };
   static Prep prep(const uint8_t* b) { return {half_at<Q>(b)}; }
   static void decode(const uint8_t* b, int, const Prep&, typename Q::I16 (&w)[1]) { w[0] = Q::sub(nibbles16<Q>(b + 2), 8); }
-  static float term(const uint8_t*, const Prep&, const int32_t*) { return 0; }
+  static float term(const uint8_t*, const Prep&, const QTokens&, int64_t) { return 0; }
 };
 
 template <class Q>
@@ -118,7 +124,7 @@ struct Fmt<Q, DType::Q4_1> {
   };
   static Prep prep(const uint8_t* b) { return {half_at<Q>(b), half_at<Q>(b + 2)}; }
   static void decode(const uint8_t* b, int, const Prep&, typename Q::I16 (&w)[1]) { w[0] = nibbles16<Q>(b + 4); }
-  static float term(const uint8_t*, const Prep& p, const int32_t* bs) { return p.m * float(bs[0] + bs[1]); }
+  static float term(const uint8_t*, const Prep& p, const QTokens& x, int64_t c0) { return p.m * x.bsum32[c0 / 32]; }
 };
 
 template <class Q>
@@ -132,7 +138,7 @@ struct Fmt<Q, DType::Q5_0> {
   static void decode(const uint8_t* b, int, const Prep&, typename Q::I16 (&w)[1]) {
     w[0] = Q::sub(Q::or_(nibbles16<Q>(b + 6), Q::bits(u32_at(b + 2), 16)), 16);
   }
-  static float term(const uint8_t*, const Prep&, const int32_t*) { return 0; }
+  static float term(const uint8_t*, const Prep&, const QTokens&, int64_t) { return 0; }
 };
 
 template <class Q>
@@ -146,7 +152,7 @@ struct Fmt<Q, DType::Q5_1> {
   static void decode(const uint8_t* b, int, const Prep&, typename Q::I16 (&w)[1]) {
     w[0] = Q::or_(nibbles16<Q>(b + 8), Q::bits(u32_at(b + 4), 16));
   }
-  static float term(const uint8_t*, const Prep& p, const int32_t* bs) { return p.m * float(bs[0] + bs[1]); }
+  static float term(const uint8_t*, const Prep& p, const QTokens& x, int64_t c0) { return p.m * x.bsum32[c0 / 32]; }
 };
 
 // Q2_K: scales[16] @0 (low nibble scale, high minimum per 16 values), qs[64] @16, d @80, dmin @82.
@@ -167,10 +173,8 @@ struct Fmt<Q, DType::Q2_K> {
       w[k] = Q::mul(q, int16_t(b[2 * g] & 15), int16_t(b[2 * g + 1] & 15));
     }
   }
-  static float term(const uint8_t* b, const Prep& p, const int32_t* bs) {
-    int32_t s = 0;  // |s| <= 16 x 15 x 16 x 16383 < 2^31
-    for (int j = 0; j < 16; ++j) s += int32_t(b[j] >> 4) * bs[j];
-    return -p.dmin * float(s);
+  static float term(const uint8_t* b, const Prep& p, const QTokens& x, int64_t c0) {
+    return -p.dmin * Q::mins_dot16_hi(b, x.bsum16 + c0 / 16);
   }
 };
 
@@ -208,7 +212,7 @@ struct Fmt<Q, DType::Q3_K> {
       w[k] = Q::mul(Q::sub(Q::or_(q, hb), 4), p.sc[2 * g], p.sc[2 * g + 1]);
     }
   }
-  static float term(const uint8_t*, const Prep&, const int32_t*) { return 0; }
+  static float term(const uint8_t*, const Prep&, const QTokens&, int64_t) { return 0; }
 };
 
 // Q4_K: d @0, dmin @2, scales[12] @4, qs[128] @16; Q5_K adds qh[32] @16 and moves qs to @48.
@@ -248,10 +252,8 @@ struct FmtQ45K {
     w[0] = Q::mul1(lo, p.sc[2 * j]);
     w[1] = Q::mul1(hi, p.sc[2 * j + 1]);
   }
-  static float term(const uint8_t*, const Prep& p, const int32_t* bs) {
-    int32_t s = 0;  // |s| <= 8 x 63 x 32 x 16383 < 2^31
-    for (int g = 0; g < 8; ++g) s += int32_t(p.m[g]) * (bs[2 * g] + bs[2 * g + 1]);
-    return -p.dmin * float(s);
+  static float term(const uint8_t*, const Prep& p, const QTokens& x, int64_t c0) {
+    return -p.dmin * Q::mins_dot8(p.m, x.bsum32 + c0 / 32);
   }
 };
 template <class Q>
@@ -280,7 +282,7 @@ struct Fmt<Q, DType::Q6_K> {
       w[k] = Q::mul(Q::sub(Q::or_(lo[k], hi), 32), sc[2 * g], sc[2 * g + 1]);
     }
   }
-  static float term(const uint8_t*, const Prep&, const int32_t*) { return 0; }
+  static float term(const uint8_t*, const Prep&, const QTokens&, int64_t) { return 0; }
 };
 
 // ---- Register tiles --------------------------------------------------------------------------
@@ -324,7 +326,9 @@ void tile(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens
       for (int t = 0; t < NT; ++t) {
         acc[i][t] = Q::fma(Q::cvt(is[i][t]), Q::set1(p[i].d * xt[t].dx[s]), acc[i][t]);
         if constexpr (F::kTerm)
-          sacc[i][t] += F::term(rows + i * row_bytes + off, p[i], xt[t].bsum16 + c0 / 16) * xt[t].dx[s];
+          // An explicit fma: GCC contracts C++ multiply-adds in these FMA-enabled units as it likes
+          // (its ISO-mode -ffp-contract=off covers C only), which differed between tile shapes.
+          sacc[i][t] = std::fma(F::term(rows + i * row_bytes + off, p[i], xt[t], c0), xt[t].dx[s], sacc[i][t]);
       }
   }
   for (int i = 0; i < RB; ++i)
@@ -358,15 +362,20 @@ void linear_rows_typed(const Matrix& w, const float* x, float* y, int64_t n, int
   const int64_t cols = w.cols, sblocks = (cols + kXBlock - 1) / kXBlock;
   thread_local std::vector<int16_t> xi;
   thread_local std::vector<float> dx;
-  thread_local std::vector<int32_t> bsum;
+  thread_local std::vector<int32_t> isum;
+  thread_local std::vector<float> bsum16, bsum32;
   thread_local std::vector<QTokens> toks;
   if (int64_t(xi.size()) < n * cols) xi.resize(size_t(n * cols));
   if (int64_t(dx.size()) < n * sblocks) dx.resize(size_t(n * sblocks));
-  if (int64_t(bsum.size()) < n * (cols / 16)) bsum.resize(size_t(n * (cols / 16)));
+  if (int64_t(isum.size()) < cols / 16) isum.resize(size_t(cols / 16));
+  if (int64_t(bsum16.size()) < n * (cols / 16)) bsum16.resize(size_t(n * (cols / 16)));
+  if (int64_t(bsum32.size()) < n * (cols / 32)) bsum32.resize(size_t(n * (cols / 32)));
   if (int64_t(toks.size()) < n) toks.resize(size_t(n));
   for (int64_t t = 0; t < n; ++t) {
-    quantize_x<Q>(x + t * cols, cols, xi.data() + t * cols, dx.data() + t * sblocks, bsum.data() + t * (cols / 16));
-    toks[size_t(t)] = {xi.data() + t * cols, dx.data() + t * sblocks, bsum.data() + t * (cols / 16)};
+    float* b16 = bsum16.data() + t * (cols / 16);
+    float* b32 = bsum32.data() + t * (cols / 32);
+    quantize_x<Q>(x + t * cols, cols, xi.data() + t * cols, dx.data() + t * sblocks, isum.data(), b16, b32);
+    toks[size_t(t)] = {xi.data() + t * cols, dx.data() + t * sblocks, b16, b32};
   }
   const int64_t groups = (n + NT - 1) / NT, g = groups > 0 ? (n + groups - 1) / groups : 1;
   for (int64_t rc = r0; rc < r1; rc += kRowChunk) {
