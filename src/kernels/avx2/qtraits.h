@@ -32,6 +32,10 @@ struct Q {
   static I16 load16(const int16_t* p) {
     return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16))};
   }
+  static void store16(int16_t* p, I16 v) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v.lo);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + 16), v.hi);
+  }
   static I16 srl(I16 v, int a, int b) { return {_mm256_srli_epi16(v.lo, a), _mm256_srli_epi16(v.hi, b)}; }
   static I16 sll(I16 v, int n) { return {_mm256_slli_epi16(v.lo, n), _mm256_slli_epi16(v.hi, n)}; }
   static I16 and_(I16 v, int16_t m) {

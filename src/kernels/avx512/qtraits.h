@@ -29,6 +29,7 @@ struct Q {
     return _mm512_cvtepu8_epi16(_mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
   }
   static I16 load16(const int16_t* p) { return _mm512_loadu_si512(p); }
+  static void store16(int16_t* p, I16 v) { _mm512_storeu_si512(p, v); }
   static I16 halves(int16_t a, int16_t b) {
     return _mm512_inserti64x4(_mm512_set1_epi16(a), _mm256_set1_epi16(b), 1);
   }

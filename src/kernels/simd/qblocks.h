@@ -287,10 +287,21 @@ struct Fmt<Q, DType::Q6_K> {
 
 // ---- Register tiles --------------------------------------------------------------------------
 
-// y[t * ldy + i] for RB rows from `rows` (row_bytes apart) and NT tokens. Every (row, token)
-// sees the same operations in the same order whatever RB and NT.
+// A chunk of rows decoded once (for many tokens): row i's int16 weights at w + i x cols, its
+// blocks' factors at prep + i x nblocks. Null w: the tiles decode from the mapped rows.
+template <class Prep>
+struct Panel {
+  const int16_t* w = nullptr;
+  const Prep* prep = nullptr;
+  int64_t cols = 0;
+};
+
+// y[t * ldy + i] for RB rows from `rows` (row_bytes apart) and NT tokens, the weights decoded
+// in registers or, with a panel, loaded from it (the same int16 values). Every (row, token)
+// sees the same operations in the same order whatever RB, NT and the panel.
 template <class Q, DType D, int RB, int NT>
-void tile(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens* xt, float* y, int64_t ldy) {
+void tile(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens* xt, float* y, int64_t ldy,
+          Panel<typename Fmt<Q, D>::Prep> panel) {
   using F = Fmt<Q, D>;
   constexpr int G = F::kElems / 32;
   typename Q::F acc[RB][NT];
@@ -302,21 +313,28 @@ void tile(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens
     }
   for (int64_t b = 0; b < nblocks; ++b) {
     const int64_t off = b * F::kBytes, c0 = b * F::kElems, s = c0 / kXBlock;
-    // The tile's rows as one sequential stream 4 KiB ahead (simd/linear.h: prefetch_tile).
-    for (int i = 0; i < RB; ++i) {
-      const int64_t at = off * RB + i * F::kBytes;
-      for (int64_t a = (at + 63) & ~int64_t(63); a < at + F::kBytes; a += 64)
-        __builtin_prefetch(rows + (RB - 1) * row_bytes + 4096 + a, 0, 3);
-    }
     typename F::Prep p[RB];
-    for (int i = 0; i < RB; ++i) p[i] = F::prep(rows + i * row_bytes + off);
+    if (panel.w == nullptr) {
+      // The tile's rows as one sequential stream 4 KiB ahead (simd/linear.h: prefetch_tile).
+      for (int i = 0; i < RB; ++i) {
+        const int64_t at = off * RB + i * F::kBytes;
+        for (int64_t a = (at + 63) & ~int64_t(63); a < at + F::kBytes; a += 64)
+          __builtin_prefetch(rows + (RB - 1) * row_bytes + 4096 + a, 0, 3);
+      }
+      for (int i = 0; i < RB; ++i) p[i] = F::prep(rows + i * row_bytes + off);
+    } else {
+      for (int i = 0; i < RB; ++i) p[i] = panel.prep[i * nblocks + b];
+    }
     typename Q::I32 is[RB][NT];
     for (int i = 0; i < RB; ++i)
       for (int t = 0; t < NT; ++t) is[i][t] = Q::zero32();
     for (int gb = 0; gb < G / F::kBatch; ++gb)
       for (int i = 0; i < RB; ++i) {
         typename Q::I16 w[F::kBatch];
-        F::decode(rows + i * row_bytes + off, gb, p[i], w);
+        if (panel.w == nullptr)
+          F::decode(rows + i * row_bytes + off, gb, p[i], w);
+        else
+          for (int q = 0; q < F::kBatch; ++q) w[q] = Q::load16(panel.w + i * panel.cols + c0 + 32 * (gb * F::kBatch + q));
         for (int q = 0; q < F::kBatch; ++q) {
           const int64_t c = c0 + 32 * (gb * F::kBatch + q);
           for (int t = 0; t < NT; ++t) is[i][t] = Q::add32(is[i][t], Q::dot(w[q], Q::load16(xt[t].xi + c)));
@@ -335,21 +353,49 @@ void tile(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens
     for (int t = 0; t < NT; ++t) y[t * ldy + i] = Q::reduce_add(acc[i][t]) + sacc[i][t];
 }
 
+// Rows [r0, r1) for NT tokens; a panel, if any, holds rows from r0 on.
 template <class Q, DType D, int NT>
-void tile_rows(const Matrix& w, int64_t r0, int64_t r1, const QTokens* xt, float* y) {
+void tile_rows(const Matrix& w, int64_t r0, int64_t r1, const QTokens* xt, float* y, Panel<typename Fmt<Q, D>::Prep> panel) {
   constexpr int RB = Q::tile_rows(NT);
   const int64_t row_bytes = int64_t(w.row_bytes()), nblocks = w.cols / Fmt<Q, D>::kElems;
   const uint8_t* data = static_cast<const uint8_t*>(w.data);
+  auto at = [&](int64_t r) {  // the panel from row r on
+    Panel<typename Fmt<Q, D>::Prep> p = panel;
+    if (p.w != nullptr) {
+      p.w += (r - r0) * p.cols;
+      p.prep += (r - r0) * nblocks;
+    }
+    return p;
+  };
   int64_t r = r0;
-  for (; r + RB <= r1; r += RB) tile<Q, D, RB, NT>(data + r * row_bytes, row_bytes, nblocks, xt, y + r, w.rows);
-  for (; r < r1; ++r) tile<Q, D, 1, NT>(data + r * row_bytes, row_bytes, nblocks, xt, y + r, w.rows);
+  for (; r + RB <= r1; r += RB) tile<Q, D, RB, NT>(data + r * row_bytes, row_bytes, nblocks, xt, y + r, w.rows, at(r));
+  for (; r < r1; ++r) tile<Q, D, 1, NT>(data + r * row_bytes, row_bytes, nblocks, xt, y + r, w.rows, at(r));
 }
 
 template <class Q, DType D, int NT>
-void tile_rows_any(int nt, const Matrix& w, int64_t r0, int64_t r1, const QTokens* xt, float* y) {
+void tile_rows_any(int nt, const Matrix& w, int64_t r0, int64_t r1, const QTokens* xt, float* y,
+                   Panel<typename Fmt<Q, D>::Prep> panel) {
   if constexpr (NT > 1)
-    if (nt < NT) return tile_rows_any<Q, D, NT - 1>(nt, w, r0, r1, xt, y);
-  tile_rows<Q, D, NT>(w, r0, r1, xt, y);
+    if (nt < NT) return tile_rows_any<Q, D, NT - 1>(nt, w, r0, r1, xt, y, panel);
+  tile_rows<Q, D, NT>(w, r0, r1, xt, y, panel);
+}
+
+// Rows [r0, r1) decoded into a panel (see Panel): w [r1 - r0][cols], prep [r1 - r0][nblocks].
+template <class Q, DType D>
+void decode_panel(const Matrix& w, int64_t r0, int64_t r1, int16_t* pw, typename Fmt<Q, D>::Prep* pp) {
+  using F = Fmt<Q, D>;
+  const int64_t row_bytes = int64_t(w.row_bytes()), nblocks = w.cols / F::kElems;
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t b = 0; b < nblocks; ++b) {
+      const uint8_t* blk = static_cast<const uint8_t*>(w.data) + r * row_bytes + b * F::kBytes;
+      const typename F::Prep p = F::prep(blk);
+      pp[(r - r0) * nblocks + b] = p;
+      for (int gb = 0; gb < F::kElems / 32 / F::kBatch; ++gb) {
+        typename Q::I16 v[F::kBatch];
+        F::decode(blk, gb, p, v);
+        for (int q = 0; q < F::kBatch; ++q) Q::store16(pw + (r - r0) * w.cols + b * F::kElems + 32 * (gb * F::kBatch + q), v[q]);
+      }
+    }
 }
 
 // Rows [r0, r1) of y = W x for n tokens: the activations quantized once per call, then tiles
@@ -378,10 +424,23 @@ void linear_rows_typed(const Matrix& w, const float* x, float* y, int64_t n, int
     toks[size_t(t)] = {xi.data() + t * cols, dx.data() + t * sblocks, b16, b32};
   }
   const int64_t groups = (n + NT - 1) / NT, g = groups > 0 ? (n + groups - 1) / groups : 1;
+  // With several token groups each chunk's weights are decoded once into a panel (24 rows of
+  // int16: 336 KiB at 7168 columns, in L2) instead of once per group.
+  using Prep = typename Fmt<Q, D>::Prep;
+  thread_local std::vector<int16_t> pw;
+  thread_local std::vector<Prep> pp;
+  Panel<Prep> panel;
+  if (groups > 1) {
+    const int64_t nblocks = cols / Fmt<Q, D>::kElems;
+    if (int64_t(pw.size()) < kRowChunk * cols) pw.resize(size_t(kRowChunk * cols));
+    if (int64_t(pp.size()) < kRowChunk * nblocks) pp.resize(size_t(kRowChunk * nblocks));
+    panel = {pw.data(), pp.data(), cols};
+  }
   for (int64_t rc = r0; rc < r1; rc += kRowChunk) {
     const int64_t rce = r1 - rc < kRowChunk ? r1 : rc + kRowChunk;
+    if (panel.w != nullptr) decode_panel<Q, D>(w, rc, rce, pw.data(), pp.data());
     for (int64_t t = 0; t < n; t += g)
-      tile_rows_any<Q, D, NT>(int(n - t < g ? n - t : g), w, rc, rce, toks.data() + t, y + t * w.rows);
+      tile_rows_any<Q, D, NT>(int(n - t < g ? n - t : g), w, rc, rce, toks.data() + t, y + t * w.rows, panel);
   }
 }
 
