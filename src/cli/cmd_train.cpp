@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "core/collectives.h"
 #include "core/error.h"
 #include "train/bench.h"
 #include "train/bpe_trainer.h"
@@ -39,7 +40,9 @@ Run add_train(CLI::App& app) {
   cmd->add_option("--steps", o->steps, "Optimizer steps");
   cmd->add_option("--batch", o->batch, "Sequences per micro-batch");
   cmd->add_option("--seq-len", o->seq_len, "Tokens per sequence");
-  cmd->add_option("--accum", o->accum, "Micro-batches per step (gradient accumulation)");
+  cmd->add_option("--accum", o->accum,
+                  "Micro-batches per step (gradient accumulation); under mpirun they are shared out over the ranks, "
+                  "with the same result as one process");
   cmd->add_option("--lr", o->lr, "Peak learning rate (warmup, then cosine to 10%)");
   cmd->add_option("--warmup", o->warmup, "Warmup steps");
   cmd->add_option("--weight-decay", o->wd, "AdamW decoupled weight decay");
@@ -90,9 +93,10 @@ Run add_train(CLI::App& app) {
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
     const train::TrainResult r = train::run_training(t, &g_stop);
-    std::fprintf(stderr, "%s after %lld steps: %s%.4f, validation %.4f nats/token = %.4f bits/byte (unigram %.4f)\n",
-                 r.interrupted ? "interrupted" : "done", (long long)r.steps_done, "last train loss ", r.last_loss,
-                 r.val_loss, r.val_bpb, r.unigram_bpb);
+    if (collectives().rank() == 0)
+      std::fprintf(stderr, "%s after %lld steps: %s%.4f, validation %.4f nats/token = %.4f bits/byte (unigram %.4f)\n",
+                   r.interrupted ? "interrupted" : "done", (long long)r.steps_done, "last train loss ", r.last_loss,
+                   r.val_loss, r.val_bpb, r.unigram_bpb);
     return r.interrupted ? 130 : 0;
   };
 }

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <span>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -12,6 +14,7 @@
 #include "model/synth.h"
 #include "train/bpe_trainer.h"
 #include "train/data.h"
+#include "train/data_parallel.h"
 #include "train/model.h"
 #include "train/rng.h"
 
@@ -123,103 +126,182 @@ void validate(const TrainOptions& o) {
   check_trainable(c);
 }
 
-TrainResult run_training(const TrainOptions& opts, const std::atomic<bool>* stop) {
+TrainResult run_training(const TrainOptions& opts, const std::atomic<bool>* stop, Collectives* comm) {
   TrainOptions o = opts;
-  validate(o);
-  const fs::path out(o.out);
-  std::error_code ec;
-  fs::create_directories(out, ec);
-  DSV3_CHECK(!ec && fs::is_directory(out), o.out, ": cannot create the run folder: ", ec.message());
-  {
-    const fs::path probe = out / ".write-test";
-    std::ofstream f(probe);
-    DSV3_CHECK(f && (f << "x"), o.out, ": the run folder is not writable");
-    f.close();
-    fs::remove(probe);
-  }
+  Collectives& coll = comm ? *comm : collectives();
+  const int rank = coll.rank(), N = coll.size();
+  const bool lead = rank == 0;  // rank 0 alone reads the text, writes files and prints
   auto say = [&](const std::string& s) {
-    if (!o.quiet) std::fprintf(stderr, "%s\n", s.c_str());
+    if (lead && !o.quiet) std::fprintf(stderr, "%s\n", s.c_str());
   };
+  // Ranks started with other settings would run other collectives: refuse them first.
+  const std::string control = str_cat(o.to_json(), o.eval_every, ",", o.eval_tokens, ",", o.save_every, ",",
+                                      o.log_every, ",", o.stop_after, ",", o.resume);
+  check_same_on_all_ranks(coll, fnv1a(control.data(), control.size()), "training settings");
 
-  // Tokenizer and data.
+  // Setup on rank 0 (the others only check the settings); an error on any rank ends all of them.
+  const fs::path out(o.out), ckpt = out / "checkpoint";
   CheckpointFiles files;
-  if (o.tokenizer.empty()) {
-    const BpeResult bytes = train_bpe("a", min_vocab_size());
-    files.tokenizer_json = bytes.tokenizer_json;
-    files.tokenizer_config_json = bytes.tokenizer_config_json;
-  } else {
-    files.tokenizer_json = read_file(o.tokenizer);
-    const fs::path cfg = fs::path(o.tokenizer).parent_path() / "tokenizer_config.json";
-    if (fs::exists(cfg)) files.tokenizer_config_json = read_file(cfg.string());
-  }
-  const fs::path tok_path = out / "tokenizer.json";
-  std::ofstream(tok_path, std::ios::binary) << files.tokenizer_json;
-  const Tokenizer tok = Tokenizer::from_file(tok_path);
-  o.model.vocab_size = tok.vocab_size();
-  check_trainable(o.model);
-  const Dataset data = prepare_data(o.text, tok, fnv1a(files.tokenizer_json.data(), files.tokenizer_json.size()),
-                                    (out / "data").string(), o.seq_len + 2);
-  TrainResult res;
-  res.unigram_bpb = unigram_bits_per_byte(data, o.model.vocab_size);
-  say(str_cat("data: ", data.train.size(), " train tokens, ", data.val.size(), " validation tokens (",
-              data.val_bytes, " bytes); vocab ", o.model.vocab_size, "; unigram baseline ", res.unigram_bpb,
-              " bits/byte"));
-
-  // Model, optimizer, state.
-  Params<float> p(o.model);
-  p.init(o.seed);
-  AdamW adam(p);
+  std::optional<Tokenizer> tok;
+  Dataset data;
+  std::vector<int32_t> train_ids, val_ids;  // the other ranks' copies of rank 0's token files
+  std::optional<Params<float>> p;
+  std::optional<AdamW> adam;
   TrainState st;
-  st.seed = o.seed;
-  st.options_json = o.to_json();
-  const fs::path ckpt = out / "checkpoint";
-  if (o.resume && fs::exists(ckpt / "train_state.bin")) {
-    TrainState saved;
-    load_train_state(ckpt.string(), p, adam, saved);
-    DSV3_CHECK(saved.options_json == st.options_json, ckpt.string(),
-               ": was written with other settings; resume with the same options (or start a new --out)");
-    st.step = saved.step;
-    say(str_cat("resumed at step ", st.step));
+  TrainResult res;
+  run_agreed(coll, [&] {
+    validate(o);
+    DSV3_CHECK(o.accum >= N, "--accum ", o.accum, ": each of the ", N, " ranks needs at least one micro-batch per step; ",
+               "use --accum ", N, " or a multiple of it (--batch ", std::max<int64_t>(1, o.batch * o.accum / N),
+               " --accum ", N, " keeps ", o.batch * o.accum, " sequences per step)");
+    if (!lead) return;
+    std::error_code ec;
+    fs::create_directories(out, ec);
+    DSV3_CHECK(!ec && fs::is_directory(out), o.out, ": cannot create the run folder: ", ec.message());
+    {
+      const fs::path probe = out / ".write-test";
+      std::ofstream f(probe);
+      DSV3_CHECK(f && (f << "x"), o.out, ": the run folder is not writable");
+      f.close();
+      fs::remove(probe);
+    }
+    if (o.tokenizer.empty()) {
+      const BpeResult bytes = train_bpe("a", min_vocab_size());
+      files.tokenizer_json = bytes.tokenizer_json;
+      files.tokenizer_config_json = bytes.tokenizer_config_json;
+    } else {
+      files.tokenizer_json = read_file(o.tokenizer);
+      const fs::path cfg = fs::path(o.tokenizer).parent_path() / "tokenizer_config.json";
+      if (fs::exists(cfg)) files.tokenizer_config_json = read_file(cfg.string());
+    }
+    const fs::path tok_path = out / "tokenizer.json";
+    std::ofstream(tok_path, std::ios::binary) << files.tokenizer_json;
+    tok = Tokenizer::from_file(tok_path);
+    o.model.vocab_size = tok->vocab_size();
+    check_trainable(o.model);
+    data = prepare_data(o.text, *tok, fnv1a(files.tokenizer_json.data(), files.tokenizer_json.size()),
+                        (out / "data").string(), o.seq_len + 2);
+    res.unigram_bpb = unigram_bits_per_byte(data, o.model.vocab_size);
+    say(str_cat("data: ", data.train.size(), " train tokens, ", data.val.size(), " validation tokens (",
+                data.val_bytes, " bytes); vocab ", o.model.vocab_size, "; unigram baseline ", res.unigram_bpb,
+                " bits/byte"));
+    p.emplace(o.model);
+    p->init(o.seed);
+    adam.emplace(*p);
+    st.seed = o.seed;
+    st.options_json = o.to_json();
+    if (o.resume && fs::exists(ckpt / "train_state.bin")) {
+      TrainState saved;
+      load_train_state(ckpt.string(), *p, *adam, saved);
+      DSV3_CHECK(saved.options_json == st.options_json, ckpt.string(),
+                 ": was written with other settings; resume with the same options (or start a new --out)");
+      st.step = saved.step;
+      say(str_cat("resumed at step ", st.step));
+    }
+    if (N > 1 && o.accum % N != 0)
+      say(str_cat("note: ", o.accum, " micro-batches per step over ", N, " ranks: ", N - o.accum % N,
+                  " of them idle in each step's last round"));
+  });
+  // Rank 0's model, optimizer state, step and tokens to the others: every rank starts from the
+  // same bits, whatever number of ranks wrote the checkpoint.
+  std::span<const int32_t> train_tok, val_tok;
+  if (N > 1) {
+    int64_t head[3] = {o.model.vocab_size, st.step, adam ? adam->t : 0};
+    coll.broadcast(head, sizeof head);
+    if (!lead) {
+      o.model.vocab_size = head[0];
+      p.emplace(o.model);
+      adam.emplace(*p);
+      st.step = head[1];
+      adam->t = head[2];
+      st.seed = o.seed;
+      st.options_json = o.to_json();
+    } else {
+      train_ids.assign(data.train.ids(), data.train.ids() + data.train.size());
+      val_ids.assign(data.val.ids(), data.val.ids() + data.val.size());
+    }
+    for (auto* v : {&p->data, &adam->m, &adam->v}) broadcast_vector(coll, *v);
+    broadcast_vector(coll, train_ids);
+    broadcast_vector(coll, val_ids);
+    if (lead) {
+      train_ids = {};
+      val_ids = {};
+    }
   }
+  if (lead) {
+    train_tok = {data.train.ids(), size_t(data.train.size())};
+    val_tok = {data.val.ids(), size_t(data.val.size())};
+  } else {
+    train_tok = train_ids;
+    val_tok = val_ids;
+  }
+
   ThreadPool pool(o.threads);
   const Exec exec{&pool, o.precision};
-  TrainModel<float> model(p, o.seq_len);
+  TrainModel<float> model(*p, o.seq_len);
   const std::vector<int64_t> moe_ids = model.moe_layer_ids();
   const std::vector<float*> biases = model.moe_biases();
   const LossOptions train_loss{o.mtp_lambda, o.balance == Balance::None ? 0.0 : o.balance_alpha};
   const bool update_bias = o.balance == Balance::AuxFree && o.bias_gamma > 0;
+  const int64_t E = o.model.n_routed_experts;
+  const size_t n_loads = moe_ids.size() * size_t(E);
 
   const fs::path log_path = out / "train.csv", bal_path = out / "balance.csv";
-  if (st.step == 0) {
-    std::ofstream(log_path, std::ios::trunc)
-        << "step,lr,loss,mtp_loss,balance_loss,grad_norm,maxvio,val_loss,val_mtp_loss,val_bpb,tokens_per_s,elapsed_s\n";
-    std::ofstream bal(bal_path, std::ios::trunc);
-    bal << "step,layer,maxvio";
-    for (int64_t e = 0; e < o.model.n_routed_experts; ++e) bal << ",load_" << e;
-    bal << "\n";
-  } else {
-    truncate_log(log_path, st.step);
-    truncate_log(bal_path, st.step);
+  std::ofstream log, bal;
+  if (lead) {
+    if (st.step == 0) {
+      std::ofstream(log_path, std::ios::trunc)
+          << "step,lr,loss,mtp_loss,balance_loss,grad_norm,maxvio,val_loss,val_mtp_loss,val_bpb,tokens_per_s,elapsed_s\n";
+      std::ofstream b(bal_path, std::ios::trunc);
+      b << "step,layer,maxvio";
+      for (int64_t e = 0; e < E; ++e) b << ",load_" << e;
+      b << "\n";
+    } else {
+      truncate_log(log_path, st.step);
+      truncate_log(bal_path, st.step);
+    }
+    log.open(log_path, std::ios::app);
+    bal.open(bal_path, std::ios::app);
   }
-  std::ofstream log(log_path, std::ios::app), bal(bal_path, std::ios::app);
 
   const int64_t S = o.seq_len + 2;
   std::vector<int32_t> batch(size_t(o.batch * S));
-  // Validation over consecutive windows of the held-out tokens, up to `max_tokens` of them.
+  // Validation over consecutive windows of the held-out tokens, up to `max_tokens` of them;
+  // window batch i runs on rank i % N, and rank 0 adds the losses up in batch order.
   auto evaluate = [&](int64_t max_tokens, double* mtp_loss, double* bpb) {
-    double nats = 0, mtp_nats = 0, bytes = 0;
+    std::vector<std::pair<int64_t, int64_t>> batches;  // (first window start, rows)
     int64_t rows = 0;
-    for (int64_t start = 0; start + S <= data.val.size() && rows * o.seq_len < max_tokens;) {
+    for (int64_t start = 0; start + S <= int64_t(val_tok.size()) && rows * o.seq_len < max_tokens;) {
       int64_t b = 0;
-      for (; b < o.batch && start + S <= data.val.size(); ++b, start += o.seq_len) {
-        std::copy(data.val.ids() + start, data.val.ids() + start + S, &batch[size_t(b * S)]);
-        for (int64_t t = 1; t <= o.seq_len; ++t) bytes += double(tok.token_bytes(data.val.ids()[start + t]).size());
-      }
-      const LossParts l = model.run(exec, batch.data(), b, o.seq_len, LossOptions{o.mtp_lambda, 0}, 0, false);
-      nats += l.main * double(b * o.seq_len);
-      mtp_nats += l.mtp * double(b * o.seq_len);
+      const int64_t first = start;
+      for (; b < o.batch && start + S <= int64_t(val_tok.size()); ++b, start += o.seq_len) {}
+      batches.emplace_back(first, b);
       rows += b;
     }
+    double nats = 0, mtp_nats = 0, bytes = 0;
+    const int64_t nb = int64_t(batches.size());
+    for (int64_t r = 0; r * N < nb; ++r) {
+      double mine[2] = {0, 0};
+      if (const int64_t i = r * N + rank; i < nb) {
+        const auto [first, b] = batches[size_t(i)];
+        for (int64_t k = 0; k < b; ++k)
+          std::copy(val_tok.begin() + first + k * o.seq_len, val_tok.begin() + first + k * o.seq_len + S,
+                    &batch[size_t(k * S)]);
+        const LossParts l = model.run(exec, batch.data(), b, o.seq_len, LossOptions{o.mtp_lambda, 0}, 0, false);
+        mine[0] = l.main * double(b * o.seq_len);
+        mine[1] = l.mtp * double(b * o.seq_len);
+      }
+      std::vector<double> all(size_t(2 * N));
+      coll.all_gather(mine, std::vector<size_t>(size_t(N), sizeof mine), all.data());
+      for (int64_t k = 0; k < N && r * N + k < nb; ++k) {
+        nats += all[size_t(2 * k)];
+        mtp_nats += all[size_t(2 * k + 1)];
+      }
+    }
+    if (lead)  // the bytes the predicted tokens stand for (rank 0 alone holds the tokenizer)
+      for (const auto& [first, b] : batches)
+        for (int64_t t = first + 1; t <= first + (b - 1) * o.seq_len + o.seq_len; ++t)
+          bytes += double(tok->token_bytes(val_tok[size_t(t)]).size());
     const double n = double(rows * o.seq_len);
     *mtp_loss = mtp_nats / n;
     *bpb = nats / std::log(2.0) / bytes;
@@ -228,18 +310,22 @@ TrainResult run_training(const TrainOptions& opts, const std::atomic<bool>* stop
 
   const auto t_start = std::chrono::steady_clock::now();
   auto save = [&] {
+    if (!lead) return;
     files.readme = str_cat("# DeepSeek-V3-architecture model trained by dsv3\n\nTrained with `dsv3 train` for ", st.step,
                            " steps on ", fs::path(o.text).filename().string(), ".\nSettings: ", st.options_json, "\n");
-    save_checkpoint(ckpt.string(), p, adam, st, o.save_dtype, files);
+    save_checkpoint(ckpt.string(), *p, *adam, st, o.save_dtype, files);
   };
+  GradientFold fold(coll);
+  const std::span<float> grad(p->grad);
   double window_tokens = 0, window_s = 0;
   const int64_t first_step = st.step;
+  coll.reset_counters();
   for (; st.step < o.optim.steps; ) {
     if (o.stop_after > 0 && st.step - first_step >= o.stop_after) {
       save();
       break;
     }
-    if (stop && stop->load()) {
+    if (stop && (N == 1 ? stop->load() : any_rank(coll, stop->load()))) {
       save();
       res.interrupted = true;
       say(str_cat("interrupted: saved step ", st.step, " to ", ckpt.string()));
@@ -247,39 +333,57 @@ TrainResult run_training(const TrainOptions& opts, const std::atomic<bool>* stop
     }
     const auto t0 = std::chrono::steady_clock::now();
     const int64_t step = st.step;
-    p.zero_grad();
-    std::vector<std::vector<int64_t>> loads(moe_ids.size(), std::vector<int64_t>(size_t(o.model.n_routed_experts), 0));
+    // Micro-batch m runs on rank m % N; round r holds micro-batches rN .. rN + N - 1.
+    std::vector<int64_t> loads(n_loads, 0);
     LossParts sum;
-    for (int64_t micro = 0; micro < o.accum; ++micro) {
-      Rng rng(hash_seed("batch", o.seed) ^ (uint64_t(step) * 0x9e3779b97f4a7c15ull) ^ uint64_t(micro + 1) * 0xd1b54a32d192ed03ull);
-      for (int64_t b = 0; b < o.batch; ++b) {
-        const int64_t off = int64_t(rng.below(uint64_t(data.train.size() - S + 1)));
-        std::copy(data.train.ids() + off, data.train.ids() + off + S, &batch[size_t(b * S)]);
+    const int64_t rounds = (o.accum + N - 1) / N;
+    for (int64_t round = 0; round < rounds; ++round) {
+      const int64_t micro = round * N + rank;
+      p->zero_grad();
+      MicroResult mine{{}, std::vector<int64_t>(n_loads, 0)};
+      if (micro < o.accum) {
+        Rng rng(hash_seed("batch", o.seed) ^ (uint64_t(step) * 0x9e3779b97f4a7c15ull) ^
+                uint64_t(micro + 1) * 0xd1b54a32d192ed03ull);
+        for (int64_t b = 0; b < o.batch; ++b) {
+          const int64_t off = int64_t(rng.below(uint64_t(int64_t(train_tok.size()) - S + 1)));
+          std::copy(train_tok.begin() + off, train_tok.begin() + off + S, &batch[size_t(b * S)]);
+        }
+        mine.loss = model.run(exec, batch.data(), o.batch, o.seq_len, train_loss, 1.0 / double(o.accum), true);
+        const auto ld = model.loads();
+        for (size_t i = 0; i < ld.size(); ++i) std::copy(ld[i].begin(), ld[i].end(), &mine.loads[i * size_t(E)]);
       }
-      const LossParts l = model.run(exec, batch.data(), o.batch, o.seq_len, train_loss, 1.0 / double(o.accum), true);
-      sum.main += l.main / double(o.accum);
-      sum.mtp += l.mtp / double(o.accum);
-      sum.balance += l.balance / double(o.accum);
-      const auto ld = model.loads();
-      for (size_t i = 0; i < ld.size(); ++i)
-        for (size_t e = 0; e < ld[i].size(); ++e) loads[i][e] += ld[i][e];
+      fold.add(grad, round, round + 1 == rounds);
+      const std::vector<MicroResult> all = N == 1 ? std::vector<MicroResult>{mine} : exchange(coll, mine, n_loads);
+      for (int64_t k = 0; k < N && round * N + k < o.accum; ++k) {
+        const MicroResult& m = all[size_t(k)];
+        sum.main += m.loss.main / double(o.accum);
+        sum.mtp += m.loss.mtp / double(o.accum);
+        sum.balance += m.loss.balance / double(o.accum);
+        for (size_t i = 0; i < n_loads; ++i) loads[i] += m.loads[i];
+      }
     }
-    DSV3_CHECK(std::isfinite(sum.main), "training diverged at step ", step, " (loss ", sum.main, "); lower --lr");
+    // Every rank holds the same global loss: all stop here together.
+    if (!std::isfinite(sum.main))
+      throw JobError(str_cat("training diverged at step ", step, " (loss ", sum.main, "); lower --lr"));
     const double lr = lr_at(o.optim, step);
-    const double gnorm = adam.step(p, lr, o.optim, &pool);
+    const double gnorm = adam->step(*p, lr, o.optim, &pool);
     double maxvio = 0;
     int64_t counted = 0;
-    for (size_t i = 0; i < loads.size(); ++i) {
+    for (size_t i = 0; i < moe_ids.size(); ++i) {
+      // The global loads (every rank's micro-batches), so every rank moves its biases alike.
+      const std::vector<int64_t> layer(loads.begin() + int64_t(i) * E, loads.begin() + int64_t(i + 1) * E);
       int64_t total = 0;
-      for (int64_t v : loads[i]) total += v;
+      for (int64_t v : layer) total += v;
       if (total == 0) continue;  // MTP block when the module is off
-      if (update_bias && biases[i]) update_balance_bias(loads[i], o.bias_gamma, biases[i]);
-      const double mv = max_violation(loads[i]);
+      if (update_bias && biases[i]) update_balance_bias(layer, o.bias_gamma, biases[i]);
+      const double mv = max_violation(layer);
       maxvio += mv;
       ++counted;
-      bal << step << "," << moe_ids[i] << "," << mv;
-      for (int64_t v : loads[i]) bal << "," << v;
-      bal << "\n";
+      if (lead) {
+        bal << step << "," << moe_ids[i] << "," << mv;
+        for (int64_t v : layer) bal << "," << v;
+        bal << "\n";
+      }
     }
     if (counted) maxvio /= double(counted);
     st.step = step + 1;
@@ -292,34 +396,38 @@ TrainResult run_training(const TrainOptions& opts, const std::atomic<bool>* stop
     if (do_eval || st.step % o.log_every == 0 || step == 0) {
       const double tps = window_tokens / std::max(window_s, 1e-9);
       res.tokens_per_s = tps;
+      const double comm = coll.seconds() / std::max(window_s, 1e-9);
       window_tokens = window_s = 0;
+      coll.reset_counters();
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-      log << step << "," << lr << "," << sum.main << "," << sum.mtp << "," << sum.balance << "," << gnorm << ","
-          << maxvio << ",";
       std::string line = str_cat("step ", st.step, "/", o.optim.steps, " loss ", sum.main, " mtp ", sum.mtp, " lr ", lr,
                                  " |g| ", gnorm, " maxvio ", maxvio, " ", int64_t(tps), " tok/s");
+      if (N > 1) line += str_cat(" (", N, " ranks, ", int64_t(100 * comm), "% in collectives)");
+      std::string row = str_cat(step, ",", lr, ",", sum.main, ",", sum.mtp, ",", sum.balance, ",", gnorm, ",", maxvio, ",");
       if (do_eval) {
         double vm = 0, bpb = 0;
         // The last evaluation covers the whole validation part.
-        res.val_loss = evaluate(st.step == o.optim.steps ? data.val.size() : o.eval_tokens, &vm, &bpb);
+        res.val_loss = evaluate(st.step == o.optim.steps ? int64_t(val_tok.size()) : o.eval_tokens, &vm, &bpb);
         res.val_bpb = bpb;
-        log << res.val_loss << "," << vm << "," << bpb;
+        row += str_cat(res.val_loss, ",", vm, ",", bpb);
         line += str_cat(" | val ", res.val_loss, " mtp ", vm, " bpb ", bpb);
       } else {
-        log << ",,";
+        row += ",,";
       }
-      log << "," << tps << "," << elapsed << "\n";
-      log.flush();
-      bal.flush();
+      if (lead) {
+        log << row << "," << tps << "," << elapsed << "\n";
+        log.flush();
+        bal.flush();
+      }
       say(line);
     }
     if (st.step % o.save_every == 0 || st.step == o.optim.steps) save();
   }
   if (st.step == first_step && st.step >= o.optim.steps) {  // resuming a finished run: evaluate it
     double vm = 0;
-    res.val_loss = evaluate(data.val.size(), &vm, &res.val_bpb);
+    res.val_loss = evaluate(int64_t(val_tok.size()), &vm, &res.val_bpb);
     say(str_cat("finished run at step ", st.step, ": validation ", res.val_loss, " nats/token (MTP ", vm, "), ",
-                res.val_bpb, " bits/byte over all ", data.val.size(), " held-out tokens"));
+                res.val_bpb, " bits/byte over all ", val_tok.size(), " held-out tokens"));
   }
   res.steps_done = st.step;
   return res;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "core/collectives.h"
 #include "io/config.h"
 #include "train/balance.h"
 #include "train/linear.h"
@@ -50,7 +51,11 @@ struct TrainResult {
 };
 
 // Runs (or resumes) training. `stop` is polled between steps (SIGINT): when set, the current
-// state is saved and training returns with interrupted = true.
-TrainResult run_training(const TrainOptions& o, const std::atomic<bool>* stop = nullptr);
+// state is saved and training returns with interrupted = true. Over several ranks (`comm`,
+// default: the process's collectives) every rank calls this with the same options; each step's
+// micro-batches (--accum) are shared out and the result equals one process's bit for bit
+// (train/data_parallel.h). Only rank 0 reads the text, writes files and prints; the returned
+// validation figures are rank 0's.
+TrainResult run_training(const TrainOptions& o, const std::atomic<bool>* stop = nullptr, Collectives* comm = nullptr);
 
 }  // namespace dsv3::train
