@@ -1,6 +1,7 @@
 // End-to-end trainer tests on a small generated text: the loss falls, checkpoints load in the
 // inference engine with the trainer's logits (F32, BF16, FP8), resuming reproduces the
-// uninterrupted run bit for bit, and the thread count does not change the result.
+// uninterrupted run bit for bit, the thread count does not change the result, and data-parallel
+// ranks (threads standing in for MPI ranks) reach the single process's bits.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -9,6 +10,8 @@
 #include <fstream>
 
 #include "model/transformer.h"
+#include "tests/train/thread_collectives.h"
+#include "train/data_parallel.h"
 #include "train/model.h"
 #include "train/rng.h"
 #include "train/save.h"
@@ -171,6 +174,53 @@ TEST(Training, Fp8WithAccumulationTracksF32) {
   const TrainResult rb = run_training(b);
   EXPECT_LT(rb.val_bpb, 0.8 * rb.unigram_bpb);
   EXPECT_LT(std::fabs(rb.val_loss - ra.val_loss) / ra.val_loss, 0.05) << ra.val_loss << " vs " << rb.val_loss;
+}
+
+// Data parallel with ranks as threads (the MPI version: tests/mpi/mpi_train_test.cpp). Three
+// micro-batches: over 2 ranks rank 1 is idle in the second round, over 3 there is one round.
+TEST(DataParallel, ThreadRanksEqualOneProcessBitForBit) {
+  auto options = [](const std::string& name) {
+    TrainOptions o = test_options(tmp(name));
+    o.optim.steps = 6;
+    o.batch = 2;
+    o.accum = 3;
+    return o;
+  };
+  const TrainOptions one = options("dp1");
+  run_training(one);
+  for (int n : {2, 3}) {
+    const TrainOptions many = options("dp" + std::to_string(n));
+    test::ThreadCollectives::run(n, [&](Collectives& c) { run_training(many, nullptr, &c); });
+    EXPECT_EQ(saved_params(one.out), saved_params(many.out)) << n << " ranks";
+    EXPECT_EQ(losses_only(read(one.out + "/train.csv")), losses_only(read(many.out + "/train.csv"))) << n << " ranks";
+    EXPECT_EQ(read(one.out + "/balance.csv"), read(many.out + "/balance.csv")) << n << " ranks";
+  }
+}
+
+TEST(DataParallel, AnErrorOfOneRankIsEveryRanksJobError) {
+  std::vector<std::string> seen(3);
+  test::ThreadCollectives::run(3, [&](Collectives& c) {
+    try {
+      run_agreed(c, [&] {
+        if (c.rank() == 1) fail("cannot open the text");
+      });
+    } catch (const JobError& e) {
+      seen[size_t(c.rank())] = e.what();
+    }
+  });
+  for (const std::string& s : seen) EXPECT_EQ(s, "rank 1: cannot open the text");
+}
+
+TEST(DataParallel, RanksWithOtherSettingsAreRefused) {
+  std::vector<std::string> seen(2);
+  test::ThreadCollectives::run(2, [&](Collectives& c) {
+    try {
+      check_same_on_all_ranks(c, c.rank() == 0 ? 7 : 8, "training settings");
+    } catch (const JobError& e) {
+      seen[size_t(c.rank())] = e.what();
+    }
+  });
+  for (const std::string& s : seen) EXPECT_EQ(s, "rank 1 was started with other training settings than rank 0");
 }
 
 }  // namespace
