@@ -22,6 +22,7 @@ struct Opts {
   server::ServerOptions server;
   double grace_s = 10;
   std::string speculative;
+  std::string chat_template_file;
   LoadOptions load;
 };
 
@@ -29,7 +30,7 @@ int run(Opts& o) {
   SamplingOptions spec;
   spec.speculative = o.speculative;
   o.server.scheduler.speculative_k = spec.speculative_k();  // validate before the (slow) load
-  ChatModel cm = load_chat_model(o.model, o.load);
+  ChatModel cm = load_chat_model(o.model, o.load, o.chat_template_file);
   const ModelConfig& c = cm.loaded.config;
   SchedulerOptions& so = o.server.scheduler;
   so.ctx_size = std::min(so.ctx_size, c.max_position_embeddings);
@@ -77,6 +78,9 @@ Run add_serve(CLI::App& app) {
   o->server.model_name.clear();
   SchedulerOptions& so = o->server.scheduler;
   cmd->add_option("--model", o->model, "Checkpoint folder with tokenizer.json and tokenizer_config.json")->required();
+  cmd->add_option("--chat-template-file", o->chat_template_file,
+                  "Jinja chat template to use instead of tokenizer_config.json's (DeepSeek-V3, R1, V3-0324, R1-0528 "
+                  "or V3.1, recognised from the text)");
   cmd->add_option("--host", o->server.host, "Address to listen on (0.0.0.0: all interfaces)")->capture_default_str();
   cmd->add_option("--port", o->server.port, "Port (0: any free port, printed at start)")
       ->check(CLI::Range(0, 65535))->capture_default_str();

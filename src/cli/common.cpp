@@ -1,6 +1,9 @@
 #include "cli/common.h"
 
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "core/error.h"
 
@@ -66,15 +69,32 @@ Tokenizer load_tokenizer(const std::string& dir) {
   return Tokenizer::from_dir(dir);
 }
 
-ChatTemplate load_chat_template(const std::string& dir) {
+ChatTemplate load_chat_template(const std::string& dir, const std::string& template_file) {
   const fs::path p = fs::path(dir) / "tokenizer_config.json";
+  if (!template_file.empty()) {
+    std::ifstream in(template_file, std::ios::binary);
+    DSV3_CHECK(in, template_file, ": cannot open the chat template file");
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string bos = "<｜begin▁of▁sentence｜>";
+    if (std::ifstream cfg_in(p); cfg_in) {
+      const auto cfg = nlohmann::json::parse(cfg_in, nullptr, false);
+      if (cfg.is_object() && cfg.contains("bos_token") && cfg["bos_token"].is_string())
+        bos = cfg["bos_token"].get<std::string>();
+    }
+    try {
+      return ChatTemplate::from_template(text.str(), bos);
+    } catch (const Error& e) {
+      fail(template_file, ": ", e.what());
+    }
+  }
   DSV3_CHECK(fs::exists(p), dir, ": no tokenizer_config.json (needed for the chat template; --raw skips it)");
   return ChatTemplate::from_tokenizer_config(p);
 }
 
-ChatModel load_chat_model(const std::string& dir, const LoadOptions& load) {
+ChatModel load_chat_model(const std::string& dir, const LoadOptions& load, const std::string& template_file) {
   Tokenizer tok = load_tokenizer(dir);
-  ChatTemplate tmpl = load_chat_template(dir);
+  ChatTemplate tmpl = load_chat_template(dir, template_file);
   return ChatModel{load_model(dir, true, load), std::move(tok), std::move(tmpl)};
 }
 

@@ -32,13 +32,15 @@ DType kv_cache_dtype(const std::string& kv_cache);
 // The tokenizer files of `dir` (tokenizer.json, tokenizer_config.json); throws a clear error
 // naming the folder when they are missing.
 Tokenizer load_tokenizer(const std::string& dir);
-ChatTemplate load_chat_template(const std::string& dir);
+// The chat template of `dir`'s tokenizer_config.json or, when `template_file` is set, the Jinja
+// text of that file (with the config's BOS token); the family is recognised from the text.
+ChatTemplate load_chat_template(const std::string& dir, const std::string& template_file = {});
 
 struct ChatModel {
   LoadedModel loaded;
   Tokenizer tokenizer;
   ChatTemplate chat_template;
 };
-ChatModel load_chat_model(const std::string& dir, const LoadOptions& load = {});
+ChatModel load_chat_model(const std::string& dir, const LoadOptions& load = {}, const std::string& template_file = {});
 
 }  // namespace dsv3::cli

@@ -178,6 +178,25 @@ json normalise_content(const json& c, size_t i) {
   return text;
 }
 
+// The thinking switch of the V3.1 template: chat_template_kwargs {"thinking": true} (vLLM's and
+// SGLang's way; "enable_thinking" too), or DeepSeek's API spelling "thinking": {"type":
+// "enabled"}. Off when neither is given.
+bool thinking_requested(const json& j) {
+  bool on = false;
+  if (const json* kw = opt(j, "chat_template_kwargs")) {
+    if (!kw->is_object()) wrong_type("chat_template_kwargs", "an object", *kw);
+    on = thinking_from_kwargs(*kw);
+  }
+  if (const json* th = opt(j, "thinking")) {
+    const json* type = th->is_object() ? opt(*th, "type") : nullptr;
+    if (!type || (*type != "enabled" && *type != "disabled"))
+      throw bad("Invalid value for 'thinking': expected {\"type\": \"enabled\"} or {\"type\": \"disabled\"}.",
+                "thinking", "invalid_value");
+    on = *type == "enabled";
+  }
+  return on;
+}
+
 }  // namespace
 
 json error_json(const ApiError& e) {
@@ -233,12 +252,12 @@ CompletionTask parse_chat_request(const std::string& body, const TaskContext& ct
   if (logprobs) t.gen.logprobs = int(top.value_or(0));
   std::string prompt;
   try {
-    prompt = ctx.chat_template.render(chat_messages_from_json(norm), /*add_generation_prompt=*/true);
+    prompt = ctx.chat_template.render(chat_messages_from_json(norm), ChatTemplateArgs{true, thinking_requested(j)});
   } catch (const std::exception& e) {  // dsv3::Error or a JSON type error in tool_calls
     throw bad(str_cat("Invalid 'messages': ", e.what()), "messages", "invalid_value");
   }
   t.gen.prompt = encode(ctx, prompt, /*add_special=*/false);  // the template wrote the BOS
-  t.starts_in_reasoning = ctx.chat_template.opens_think();
+  t.starts_in_reasoning = prompt_opens_think(prompt);
   parse_max_tokens(j, t, ctx.ctx_size, ctx.ctx_size);
   return t;
 }

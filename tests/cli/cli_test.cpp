@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "tests/cli/run_command.h"
@@ -274,6 +276,54 @@ TEST_F(Cli, InspectOnTheFull671BConfig) {
   EXPECT_NEAR(j["total_params"].get<double>() / 1e9, 671.0, 0.5);
   EXPECT_NEAR(j["active_params"].get<double>() / 1e9, 37.5, 1.0);
   EXPECT_EQ(j["mtp_present"], false);
+}
+
+// Every conformance case of testdata/templates through `chat-template --jsonl`, one process per
+// template, with the thinking switch given as the server takes it (chat_template_kwargs).
+TEST(ChatTemplateCommand, RendersEveryConformanceCase) {
+  const fs::path dir = fs::path(DSV3_TESTDATA_DIR) / "templates";
+  std::map<std::string, std::pair<std::string, std::vector<std::string>>> by_template;  // stdin, expected
+  for (const char* file : {"cases.jsonl", "cases-0324.jsonl"}) {
+    std::ifstream in(dir / file);
+    ASSERT_TRUE(in) << file;
+    for (std::string line; std::getline(in, line);) {
+      if (line.empty()) continue;
+      auto c = nlohmann::ordered_json::parse(line);
+      auto& [input, expected] = by_template[c["template"].get<std::string>()];
+      expected.push_back(c["rendered"].get<std::string>());
+      nlohmann::ordered_json req = {{"messages", c["messages"]}, {"add_generation_prompt", c["add_generation_prompt"]}};
+      if (c.contains("thinking")) req["chat_template_kwargs"] = {{"thinking", c["thinking"]}};
+      input += req.dump() + "\n";
+    }
+  }
+  ASSERT_EQ(by_template.size(), 3u);
+  for (const auto& [name, io] : by_template) {
+    SCOPED_TRACE(name);
+    std::string cmd = kBin + " chat-template --jsonl --model " + DSV3_TOKENIZER_DIR;
+    if (name != "deepseek-v3") cmd += " --chat-template-file " + (dir / (name + ".jinja")).string();
+    const auto r = run_command(cmd, io.first);
+    ASSERT_EQ(r.code, 0) << r.err;
+    std::istringstream out(r.out);
+    size_t i = 0;
+    for (std::string line; std::getline(out, line); ++i) {
+      ASSERT_LT(i, io.second.size());
+      EXPECT_EQ(nlohmann::json::parse(line)["text"].get<std::string>(), io.second[i]) << "case " << i;
+    }
+    EXPECT_EQ(i, io.second.size());
+  }
+  // DeepSeek's API spelling of the switch, and a bad one named in the error.
+  const std::string v31 = " --chat-template-file " + (dir / "deepseek-v3.1.jinja").string();
+  const auto on = run_command(kBin + " chat-template --jsonl --model " + DSV3_TOKENIZER_DIR + v31,
+                              R"({"messages":[{"role":"user","content":"Hi"}],"add_generation_prompt":true,)"
+                              R"("thinking":{"type":"enabled"}})"
+                              "\n");
+  ASSERT_EQ(on.code, 0) << on.err;
+  EXPECT_NE(on.out.find(R"(<｜Assistant｜><think>")"), std::string::npos) << on.out;
+  const auto bad = run_command(kBin + " chat-template --jsonl --model " + DSV3_TOKENIZER_DIR + v31,
+                               R"({"messages":[],"chat_template_kwargs":[1]})"
+                               "\n");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("chat_template_kwargs"), std::string::npos) << bad.err;
 }
 
 }  // namespace

@@ -61,12 +61,14 @@ inline const LoadedChatModel& tiny_model() {
 // A server on 127.0.0.1 with a free port, serving from a background thread until destroyed.
 class TestServer {
  public:
-  explicit TestServer(server::ServerOptions opt) {
+  // `tmpl`: a chat template other than the checkpoint's (it must outlive the server).
+  explicit TestServer(server::ServerOptions opt, const ChatTemplate* tmpl = nullptr) {
     const LoadedChatModel& m = tiny_model();
     opt.host = "127.0.0.1";
     opt.port = 0;
     opt.model_name = "tiny";
-    srv_ = std::make_unique<server::Server>(*m.loaded.model, m.tokenizer, m.chat_template, std::move(opt));
+    srv_ = std::make_unique<server::Server>(*m.loaded.model, m.tokenizer, tmpl ? *tmpl : m.chat_template,
+                                            std::move(opt));
     port_ = srv_->bind();
     thread_ = std::thread([this] { srv_->run(); });
   }

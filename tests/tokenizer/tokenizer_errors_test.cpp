@@ -90,11 +90,11 @@ TEST(ChatTemplateErrors, MissingOrUnsupported) {
       R"({"bos_token": "<s>", "chat_template": "{% for m in messages %}{{ m.content }}{% endfor %}"})");
   expect_error([&] { ChatTemplate::from_tokenizer_config(other); },
                {other.string(), "unsupported chat template"});
-  const fs::path v31 = write_temp(
-      "dsv3_v31_template.json",
-      R"({"bos_token": "<s>", "chat_template": "{%- set ns = namespace(is_last_user=false) %}{{'<｜Assistant｜></think>'}}"})");
-  expect_error([&] { ChatTemplate::from_tokenizer_config(v31); },
-               {"unsupported chat template", "V3.1"});
+  const fs::path no_tools = write_temp(
+      "dsv3_no_tools_template.json",
+      R"({"bos_token": "<s>", "chat_template": "{{'<｜User｜>' + m + '<｜Assistant｜></think>' + '<｜end▁of▁sentence｜>'}}"})");
+  expect_error([&] { ChatTemplate::from_tokenizer_config(no_tools); },
+               {no_tools.string(), "unsupported chat template", "tool-call format"});
 }
 
 TEST(ChatTemplateErrors, MessagesFromJson) {
@@ -109,9 +109,9 @@ TEST(ChatTemplateErrors, MessagesFromJson) {
   expect_error(
       [] {
         chat_messages_from_json(nlohmann::json::parse(
-            R"([{"role": "assistant", "content": null, "tool_calls": [{"function": {"name": "f", "arguments": {"a": 1}}}]}])"));
+            R"([{"role": "assistant", "content": null, "tool_calls": [{"function": {"name": "f"}}]}])"));
       },
-      {"arguments"});
+      {"message 0", "arguments"});
 }
 
 }  // namespace
