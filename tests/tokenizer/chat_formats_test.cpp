@@ -11,6 +11,7 @@
 #include "test_support.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/py_json.h"
+#include "tokenizer/tool_calls.h"
 
 namespace dsv3 {
 namespace {
@@ -148,6 +149,59 @@ TEST(PythonJsonDumps, MatchesJsonDumpsWithEnsureAsciiFalse) {
        "[\"東京\", \"a\\\"b\\\\c\", \"\\n\\r\\t\\b\\f\", \"\\u0001\\u001f\x7f\", \"\u2028\"]"},
   };
   for (const auto& [in, want] : cases) EXPECT_EQ(python_json_dumps(ojson::parse(in)), want) << in;
+}
+
+TEST(ToolCallsSyntax, V31ToolPromptIsTheModelCardsText) {
+  const auto tools = tool_definitions_from_json(ojson::parse(R"([{"type":"function","function":{"name":"get_weather",
+      "description":"Weather of a city","parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}},
+      {"type":"function","function":{"name":"now"}}])"));
+  EXPECT_EQ(tool_system_prompt(ChatTemplateKind::kDeepSeekV31, tools),
+            "## Tools\nYou have access to the following tools:\n\n"
+            "### get_weather\nDescription: Weather of a city\n\nParameters: {\"type\": \"object\", \"properties\": "
+            "{\"city\": {\"type\": \"string\"}}, \"required\": [\"city\"]}\n\n"
+            "### now\nDescription: \n\nParameters: {}\n\n"
+            "IMPORTANT: ALWAYS adhere to this exact format for tool use:\n"
+            "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>tool_call_name<｜tool▁sep｜>tool_call_arguments<｜tool▁call▁end｜>"
+            "{additional_tool_calls}<｜tool▁calls▁end｜>\n\nWhere:\n"
+            "- `tool_call_name` must be an exact match to one of the available tools\n"
+            "- `tool_call_arguments` must be valid JSON that strictly follows the tool's Parameters Schema\n"
+            "- For multiple tool calls, chain them directly without separators or spaces");
+  const std::string v3 = tool_system_prompt(ChatTemplateKind::kDeepSeekV3, tools);
+  EXPECT_NE(v3.find("<｜tool▁call▁begin｜>function<｜tool▁sep｜>tool_call_name\n```json\ntool_call_arguments\n```"),
+            std::string::npos);
+}
+
+TEST(ToolCallsSyntax, MalformedDefinitionsNameTheField) {
+  const std::pair<const char*, const char*> bad[] = {
+      {R"({"type":"function"})", "'tools' must be an array"},
+      {R"([{"type":"retrieval","function":{"name":"f"}}])", "tools[0].type"},
+      {R"([{"type":"function"}])", "tools[0].function must be"},
+      {R"([{"type":"function","function":{"description":"x"}}])", "tools[0].function.name"},
+      {R"([{"type":"function","function":{"name":"has space"}}])", "tools[0].function.name 'has space'"},
+      {R"([{"type":"function","function":{"name":"f"}},{"type":"function","function":{"name":"f"}}])", "tools[1].function.name 'f' is declared twice"},
+      {R"([{"type":"function","function":{"name":"f","parameters":"{}"}}])", "tools[0].function.parameters"},
+      {R"([{"type":"function","function":{"name":"f","description":7}}])", "tools[0].function.description"},
+  };
+  for (const auto& [tools, why] : bad) {
+    try {
+      tool_definitions_from_json(ojson::parse(tools));
+      ADD_FAILURE() << "accepted " << tools;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+    }
+  }
+}
+
+using ToolMarkers = test::RealTokenizerTest;
+TEST_F(ToolMarkers, AreSingleTokens) {
+  for (const auto kind : {ChatTemplateKind::kDeepSeekV3, ChatTemplateKind::kDeepSeekV31}) {
+    const ToolCallSyntax s = tool_call_syntax(kind);
+    const auto ids = tool_call_tokens(s, tok());
+    ASSERT_TRUE(ids.has_value());
+    EXPECT_EQ(tok().encode(s.calls_begin), std::vector<int32_t>{ids->calls_begin});
+    EXPECT_EQ(tok().encode(s.call_end), std::vector<int32_t>{ids->call_end});
+    EXPECT_EQ(tok().encode(s.sep), std::vector<int32_t>{ids->sep});
+  }
 }
 
 }  // namespace
