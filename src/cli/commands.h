@@ -26,6 +26,7 @@ Run add_train_bench(CLI::App& app);
 Run add_serve(CLI::App& app);
 Run add_convert(CLI::App& app);
 Run add_perplexity(CLI::App& app);
+Run add_quantize(CLI::App& app);
 
 // "0,17,42" -> {0, 17, 42}; throws dsv3::Error naming `flag` on anything else.
 std::vector<int32_t> parse_ids(const std::string& s, const std::string& flag);

@@ -72,6 +72,7 @@ int run(int argc, char** argv) {
   reg(dsv3::cli::add_train_bench);
   reg(dsv3::cli::add_serve);
   reg(dsv3::cli::add_convert);
+  reg(dsv3::cli::add_quantize);
   reg(dsv3::cli::add_perplexity);
   try {
     app.parse(argc, argv);

@@ -45,7 +45,7 @@ struct Cursor {
 };
 
 // The key/value section of a GGUF file: (key, bytes of type + value) in file order.
-std::vector<std::pair<std::string, std::string>> kv_section(const std::string& b) {
+inline std::vector<std::pair<std::string, std::string>> kv_section(const std::string& b) {
   Cursor c{b};
   EXPECT_EQ(b.substr(0, 4), "GGUF");
   c.p = 4;
@@ -59,6 +59,35 @@ std::vector<std::pair<std::string, std::string>> kv_section(const std::string& b
     c.skip(c.get<uint32_t>());
     out.emplace_back(std::move(key), b.substr(start, c.p - start));
   }
+  return out;
+}
+
+// The tensor descriptions of a GGUF file, in file order, with each tensor's absolute offset in
+// the file (the data section starts at the header's end rounded up to 32 bytes).
+struct ReadBackTensor {
+  std::string name;
+  uint32_t ggml_type = 0;
+  std::vector<int64_t> ne;
+  uint64_t file_offset = 0;
+};
+inline std::vector<ReadBackTensor> tensor_section(const std::string& b) {
+  Cursor c{b};
+  c.p = 8;
+  const uint64_t n_tensors = c.get<uint64_t>(), n_kv = c.get<uint64_t>();
+  for (uint64_t i = 0; i < n_kv; ++i) {
+    c.str();
+    c.skip(c.get<uint32_t>());
+  }
+  std::vector<ReadBackTensor> out(n_tensors);
+  for (ReadBackTensor& t : out) {
+    t.name = c.str();
+    t.ne.resize(c.get<uint32_t>());
+    for (int64_t& d : t.ne) d = int64_t(c.get<uint64_t>());
+    t.ggml_type = c.get<uint32_t>();
+    t.file_offset = c.get<uint64_t>();
+  }
+  const uint64_t data = (c.p + 31) / 32 * 32;
+  for (ReadBackTensor& t : out) t.file_offset += data;
   return out;
 }
 
