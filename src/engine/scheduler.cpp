@@ -21,13 +21,14 @@ JobOutput Job::take(std::chrono::milliseconds timeout) {
   return out;
 }
 
-void Job::append(std::string_view text, int64_t n_tokens, LogprobEntry* logprob) {
+void Job::append(std::string_view text, int64_t n_tokens, LogprobEntry* logprob, TokenPiece* piece) {
   n_generated_ += n_tokens;
   {
     std::lock_guard lk(mu_);
     pending_.text += text;
     pending_.new_tokens += n_tokens;
     if (logprob) pending_.logprobs.push_back(std::move(*logprob));
+    if (piece) pending_.pieces.push_back(std::move(*piece));
   }
   cv_.notify_all();
 }
@@ -301,7 +302,10 @@ bool Scheduler::emit(Slot& s, int32_t t, const float* logits) {
     release(s, "stop");
     return false;
   }
-  s.job->append(s.stops->push(s.decoder->put(t)), 1, lpp);
+  std::string text = s.decoder->put(t);
+  std::optional<TokenPiece> piece;
+  if (r.token_pieces) piece = TokenPiece{t, text};
+  s.job->append(s.stops->push(text), 1, lpp, piece ? &*piece : nullptr);
   if (s.stops->stopped()) {
     release(s, "stop");
     return false;
@@ -314,8 +318,12 @@ bool Scheduler::emit(Slot& s, int32_t t, const float* logits) {
 }
 
 void Scheduler::release(Slot& s, const char* reason, std::string error) {
-  if (std::string_view(reason) != "error" && std::string_view(reason) != "cancelled" && !s.stops->stopped())
-    s.job->append(s.stops->push(s.decoder->flush()) + s.stops->flush(), 0);
+  if (std::string_view(reason) != "error" && std::string_view(reason) != "cancelled" && !s.stops->stopped()) {
+    std::string rest = s.decoder->flush();
+    std::optional<TokenPiece> piece;
+    if (s.job->request().token_pieces && !rest.empty()) piece = TokenPiece{-1, rest};
+    s.job->append(s.stops->push(rest) + s.stops->flush(), 0, nullptr, piece ? &*piece : nullptr);
+  }
   s.job->finish(reason, std::move(error));
   s.job.reset();
   s.pending = -1;

@@ -30,6 +30,16 @@ struct GenRequest {
   bool stop_at_eos = true;
   bool skip_special = true;  // leave special tokens out of the text (as vLLM's skip_special_tokens)
   int logprobs = -1;         // >= 0: report each generated token's logprob and this many alternatives
+  // Also hand out each token's id with the text the stream decoder released for it, before
+  // stop-string matching (JobOutput::pieces): tool-call parsing keys on marker token ids.
+  bool token_pieces = false;
+};
+
+// A generated token and the text the stream decoder released with it (whole UTF-8 characters;
+// may be empty, or finish an earlier token's character). id -1: the decoder's flush at the end.
+struct TokenPiece {
+  int32_t id;
+  std::string text;
 };
 
 // One generated token's log-probability (engine/sampler.h: token_logprob), with the token and
@@ -45,6 +55,7 @@ struct JobOutput {
   std::string text;        // new final text (whole UTF-8 characters, never part of a stop string)
   int64_t new_tokens = 0;  // tokens generated since the last take
   std::vector<LogprobEntry> logprobs;  // one per new token, when the request asked for them
+  std::vector<TokenPiece> pieces;      // GenRequest::token_pieces: one per new token but EOS, in order
   bool done = false;
   std::string finish_reason;  // when done: "stop", "length", "cancelled" or "error"
   std::string error;          // when finish_reason == "error"
@@ -69,7 +80,7 @@ class Job {
 
  private:
   friend class Scheduler;
-  void append(std::string_view text, int64_t n_tokens, LogprobEntry* logprob = nullptr);
+  void append(std::string_view text, int64_t n_tokens, LogprobEntry* logprob = nullptr, TokenPiece* piece = nullptr);
   void finish(std::string reason, std::string error = {});
 
   const GenRequest req_;

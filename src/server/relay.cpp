@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "server/reasoning.h"
+#include "server/tool_stream.h"
 
 namespace dsv3::server {
 
@@ -23,10 +24,13 @@ class Relay {
   Relay(std::shared_ptr<Job> job, const CompletionTask& task, const ResponseMeta& meta, Metrics& metrics,
         Clock::time_point arrived)
       : job(std::move(job)), task(task), meta(meta), metrics_(metrics), arrived_(arrived), last_(arrived),
-        splitter_(task.starts_in_reasoning) {}
+        splitter_(task.starts_in_reasoning) {
+    if (task.tools.parse()) tools_.emplace(task.tools, task.gen.stop);
+  }
 
   struct Piece {
     std::string reasoning, content;
+    json tool_calls = json::array();  // delta.tool_calls entries
     std::vector<LogprobEntry> logprobs;
   };
   // Waits up to `timeout` for output; what came, split. Sets done / finish_reason / error at the end.
@@ -44,6 +48,16 @@ class Relay {
       last_ = now;
     }
     Piece p;
+    if (tools_) {  // the calls are parsed from the tokens; the text outside them is content
+      ToolCallStream::Delta d = tools_->push(o.pieces);
+      if (o.done) {
+        ToolCallStream::Delta rest = tools_->finish();
+        d.content += rest.content;
+        d.tool_calls.insert(d.tool_calls.end(), rest.tool_calls.begin(), rest.tool_calls.end());
+      }
+      o.text = std::move(d.content);
+      p.tool_calls = std::move(d.tool_calls);
+    }
     if (task.chat) {
       auto parts = splitter_.push(o.text);
       if (o.done) {
@@ -60,12 +74,14 @@ class Relay {
     if (o.done && !done) {
       done = true;
       finish_reason = o.finish_reason;
+      if (finish_reason == "stop" && tools_ && tools_->called()) finish_reason = "tool_calls";
       error = o.error;
       metrics_.tokens(int64_t(job->request().prompt.size()), job->completion_tokens(), job->cached_tokens());
     }
     return p;
   }
   bool seen_reasoning() const { return splitter_.seen_reasoning(); }
+  json tool_calls() const { return tools_ ? tools_->tool_calls() : json::array(); }
   bool wants_logprobs() const { return task.gen.logprobs >= 0; }
   // The choice's "logprobs" for these entries (text offsets continue across calls).
   json logprobs(const std::vector<LogprobEntry>& entries) { return logprobs_json(task.chat, entries, text_offset_); }
@@ -92,6 +108,7 @@ class Relay {
   Clock::time_point arrived_, last_;
   bool first_token_ = false;
   ReasoningSplitter splitter_;
+  std::optional<ToolCallStream> tools_;  // the request declared tools
   int64_t text_offset_ = 0;
 };
 
@@ -118,6 +135,7 @@ bool stream_step(Relay& r, bool& started, Clock::time_point& last_write, std::ve
   };
   if (!p.reasoning.empty()) out += chunk({{"reasoning_content", p.reasoning}}, "");
   if (!p.content.empty()) out += chunk(r.task.chat ? json{{"content", p.content}} : json{{"text", p.content}}, "");
+  if (!p.tool_calls.empty()) out += chunk({{"tool_calls", p.tool_calls}}, "");
   if (r.done) {
     if (auto f = r.failure()) {
       out += sse(error_json(*f));
@@ -151,7 +169,7 @@ std::string final_body(Relay& r, const Collected& c) {
   if (auto f = r.failure()) return dump(error_json(*f));
   std::optional<std::string> reasoning;
   if (r.seen_reasoning()) reasoning = c.reasoning;
-  json j = completion_response(r.meta, c.content, reasoning, r.finish_reason, r.usage());
+  json j = completion_response(r.meta, c.content, reasoning, r.finish_reason, r.usage(), r.tool_calls());
   if (r.wants_logprobs()) j["choices"][0]["logprobs"] = r.logprobs(c.logprobs);
   return dump(j);
 }

@@ -1,5 +1,6 @@
 #include "server/task.h"
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
@@ -197,6 +198,86 @@ bool thinking_requested(const json& j) {
   return on;
 }
 
+// tools, tool_choice and parallel_tool_calls. `body` is parsed again in order, so each tool's
+// parameters reach the prompt with the keys as the client wrote them.
+ToolTask parse_tools(const json& j, const std::string& body, const TaskContext& ctx, bool thinking) {
+  ToolTask t;
+  const json* tools = opt(j, "tools");
+  if (tools && !tools->is_array()) wrong_type("tools", "an array", *tools);
+  if (tools && !tools->empty()) {
+    try {
+      t.tools = tool_definitions_from_json(nlohmann::ordered_json::parse(body)["tools"]);
+    } catch (const Error& e) {
+      throw bad(str_cat("Invalid 'tools': ", e.what()), "tools", "invalid_value");
+    }
+    t.choice = ToolChoice::kAuto;
+  }
+  if (const json* c = opt(j, "tool_choice")) {
+    if (c->is_string() && (*c == "none" || *c == "auto" || *c == "required")) {
+      t.choice = *c == "none" ? ToolChoice::kNone : *c == "auto" ? ToolChoice::kAuto : ToolChoice::kRequired;
+    } else if (c->is_object() && c->value("type", json()) == "function" && c->contains("function") &&
+               (*c)["function"].is_object() && (*c)["function"].value("name", json()).is_string()) {
+      t.choice = ToolChoice::kFunction;
+      t.function = (*c)["function"]["name"].get<std::string>();
+      if (std::none_of(t.tools.begin(), t.tools.end(), [&](const ToolDefinition& d) { return d.name == t.function; }))
+        throw bad(str_cat("Invalid value for 'tool_choice': no tool named '", t.function, "' is in 'tools'."),
+                  "tool_choice", "invalid_value");
+    } else {
+      throw bad("Invalid value for 'tool_choice': expected \"none\", \"auto\", \"required\" or {\"type\": "
+                "\"function\", \"function\": {\"name\": string}}.",
+                "tool_choice", "invalid_value");
+    }
+    if (t.choice != ToolChoice::kNone && t.tools.empty())
+      throw bad("'tool_choice' is only allowed when 'tools' are specified.", "tool_choice", "invalid_value");
+  }
+  t.parallel = boolean(j, "parallel_tool_calls", true);
+  if (!t.parse()) {
+    t.tools.clear();  // tool_choice "none": the prompt declares no tools, the answer is text
+    return t;
+  }
+  // DeepSeek-V3.1's model card: tool calls are supported in non-thinking mode only.
+  if (thinking && ctx.chat_template.kind() == ChatTemplateKind::kDeepSeekV31)
+    throw bad("DeepSeek-V3.1 calls tools only with thinking off (its model card: tool calls are supported in "
+              "non-thinking mode); drop the thinking switch, or send tool_choice \"none\".",
+              "tools", "unsupported_parameter");
+  t.syntax = tool_call_syntax(ctx.chat_template.kind());
+  const auto ids = tool_call_tokens(t.syntax, ctx.tokenizer);
+  if (!ids)
+    throw bad("This model's tokenizer lacks the tool-call tokens (<｜tool▁calls▁begin｜> ...), so it cannot call tools.",
+              "tools", "unsupported_parameter");
+  t.ids = *ids;
+  return t;
+}
+
+// Every tool message's tool_call_id names a call of an earlier assistant message.
+void check_tool_call_ids(const std::vector<ChatMessage>& messages) {
+  std::vector<std::string> calls;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const ChatMessage& m = messages[i];
+    for (const ToolCall& c : m.tool_calls)
+      if (!c.id.empty()) calls.push_back(c.id);
+    if (m.role == "tool" && m.tool_call_id && std::find(calls.begin(), calls.end(), *m.tool_call_id) == calls.end())
+      throw bad(str_cat("Invalid 'messages[", i, "].tool_call_id': '", *m.tool_call_id,
+                        "' matches no tool call of an earlier assistant message."),
+                str_cat("messages[", i, "].tool_call_id"), "invalid_value");
+  }
+}
+
+// The "## Tools" block at the end of the system prompt (a system message is added first when
+// there is none), as DeepSeek-V3.1's model card lays it out.
+void add_tool_prompt(std::vector<ChatMessage>& messages, const ChatTemplate& tmpl, const ToolTask& tools) {
+  const std::string block = tool_system_prompt(tmpl.kind(), tools.tools);
+  if (!messages.empty() && messages.front().role == "system") {
+    std::string& c = messages.front().content.emplace(messages.front().content.value_or(""));
+    c += c.empty() ? block : "\n\n" + block;
+  } else {
+    ChatMessage sys;
+    sys.role = "system";
+    sys.content = block;
+    messages.insert(messages.begin(), std::move(sys));
+  }
+}
+
 }  // namespace
 
 json error_json(const ApiError& e) {
@@ -241,8 +322,9 @@ CompletionTask parse_chat_request(const std::string& body, const TaskContext& ct
       throw bad("Only response_format {\"type\": \"text\"} is supported (no JSON mode or schemas).", "response_format",
                 "unsupported_parameter");
   }
-  if (const json* tools = opt(j, "tools"); tools && !tools->empty())
-    throw bad("Tool calling ('tools') is not supported by this server.", "tools", "unsupported_parameter");
+  const bool thinking = thinking_requested(j);
+  t.tools = parse_tools(j, body, ctx, thinking);
+  t.gen.token_pieces = t.tools.parse();
   parse_common(j, t, ctx.tokenizer.vocab_size());
   // logprobs: true with top_logprobs alternatives (0..20), as OpenAI's chat API.
   const bool logprobs = boolean(j, "logprobs", false);
@@ -250,10 +332,18 @@ CompletionTask parse_chat_request(const std::string& body, const TaskContext& ct
   if (top && !logprobs)
     throw bad("'top_logprobs' requires 'logprobs' to be true.", "top_logprobs", "invalid_value");
   if (logprobs) t.gen.logprobs = int(top.value_or(0));
+  std::vector<ChatMessage> messages;
+  try {
+    messages = chat_messages_from_json(norm);
+  } catch (const std::exception& e) {  // dsv3::Error or a JSON type error in tool_calls
+    throw bad(str_cat("Invalid 'messages': ", e.what()), "messages", "invalid_value");
+  }
+  check_tool_call_ids(messages);
+  if (t.tools.parse()) add_tool_prompt(messages, ctx.chat_template, t.tools);
   std::string prompt;
   try {
-    prompt = ctx.chat_template.render(chat_messages_from_json(norm), ChatTemplateArgs{true, thinking_requested(j)});
-  } catch (const std::exception& e) {  // dsv3::Error or a JSON type error in tool_calls
+    prompt = ctx.chat_template.render(messages, ChatTemplateArgs{true, thinking});
+  } catch (const std::exception& e) {
     throw bad(str_cat("Invalid 'messages': ", e.what()), "messages", "invalid_value");
   }
   t.gen.prompt = encode(ctx, prompt, /*add_special=*/false);  // the template wrote the BOS
@@ -293,17 +383,19 @@ CompletionTask parse_completion_request(const std::string& body, const TaskConte
   return t;
 }
 
-ResponseMeta new_response_meta(bool chat, const std::string& model) {
+std::string random_id(std::string_view prefix, int n_hex) {
   static std::mt19937_64 rng{std::random_device{}()};
   static std::mutex mu;
-  char hex[25];
-  {
-    std::lock_guard lk(mu);
-    std::snprintf(hex, sizeof hex, "%016llx%08x", (unsigned long long)rng(), unsigned(rng()));
-  }
+  std::string id(prefix);
+  std::lock_guard lk(mu);
+  for (int i = 0; i < n_hex; ++i) id += "0123456789abcdef"[rng() & 15];
+  return id;
+}
+
+ResponseMeta new_response_meta(bool chat, const std::string& model) {
   const int64_t now =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-  return {std::string(chat ? "chatcmpl-" : "cmpl-") + hex, now, model, chat};
+  return {random_id(chat ? "chatcmpl-" : "cmpl-", 24), now, model, chat};
 }
 
 namespace {
@@ -347,11 +439,13 @@ json usage_json(int64_t prompt_tokens, int64_t completion_tokens, int64_t cached
 static json reason_or_null(const std::string& r) { return r.empty() ? json(nullptr) : json(r); }
 
 json completion_response(const ResponseMeta& m, const std::string& content, const std::optional<std::string>& reasoning,
-                         const std::string& finish_reason, const json& usage) {
+                         const std::string& finish_reason, const json& usage, const json& tool_calls) {
   json choice;
   if (m.chat) {
-    json msg = {{"role", "assistant"}, {"content", content}};
+    json msg = {{"role", "assistant"},
+                {"content", content.empty() && !tool_calls.empty() ? json(nullptr) : json(content)}};
     if (reasoning) msg["reasoning_content"] = *reasoning;
+    if (!tool_calls.empty()) msg["tool_calls"] = tool_calls;
     msg["refusal"] = nullptr;
     choice = {{"index", 0}, {"message", msg}, {"logprobs", nullptr}, {"finish_reason", reason_or_null(finish_reason)}};
   } else {

@@ -11,6 +11,7 @@
 #include "engine/scheduler.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/tool_calls.h"
 
 namespace dsv3::server {
 
@@ -35,12 +36,28 @@ struct TaskContext {
   int64_t ctx_size;
 };
 
+// OpenAI's tool_choice.
+enum class ToolChoice { kNone, kAuto, kRequired, kFunction };
+
+// A chat request's tools: declared in the prompt's "## Tools" block, and the answer's calls
+// parsed out of the generated tokens unless tool_choice is "none".
+struct ToolTask {
+  std::vector<ToolDefinition> tools;  // empty: no tools (or tool_choice "none")
+  ToolChoice choice = ToolChoice::kNone;
+  std::string function;             // kFunction: the tool that must be called
+  bool parallel = true;             // parallel_tool_calls: false keeps only the first call
+  ToolCallSyntax syntax;            // of the model's chat format
+  ToolCallTokens ids{};             // the markers' token ids
+  bool parse() const { return choice != ToolChoice::kNone && !tools.empty(); }
+};
+
 // A validated /v1/chat/completions or /v1/completions request.
 struct CompletionTask {
   bool chat = true;
   bool stream = false;
   bool include_usage = false;        // stream_options.include_usage
   bool starts_in_reasoning = false;  // the prompt opened "<think>" (R1 template)
+  ToolTask tools;
   GenRequest gen;
 };
 
@@ -56,6 +73,8 @@ struct ResponseMeta {
   bool chat;
 };
 ResponseMeta new_response_meta(bool chat, const std::string& model);
+// `prefix` followed by `n_hex` random hex digits (response and tool-call ids).
+std::string random_id(std::string_view prefix, int n_hex);
 
 // OpenAI's usage object; prompt_tokens_details.cached_tokens counts the prompt tokens whose
 // cache rows were reused (prefix caching).
@@ -64,9 +83,10 @@ json usage_json(int64_t prompt_tokens, int64_t completion_tokens, int64_t cached
 // "bytes", "top_logprobs"}]}; completions the legacy {"tokens", "token_logprobs",
 // "top_logprobs", "text_offset"}, offsets counted on from `text_offset` (in bytes).
 json logprobs_json(bool chat, const std::vector<LogprobEntry>& entries, int64_t& text_offset);
-// Non-streaming answers. `reasoning` is set when the answer had a <think> part.
+// Non-streaming answers. `reasoning` is set when the answer had a <think> part; `tool_calls`
+// (chat), when not empty, is message.tool_calls, and an empty content is then null.
 json completion_response(const ResponseMeta& m, const std::string& content, const std::optional<std::string>& reasoning,
-                         const std::string& finish_reason, const json& usage);
+                         const std::string& finish_reason, const json& usage, const json& tool_calls = json::array());
 // One stream chunk. Chat: `delta` is the delta object; completions: {"text": ...}. An empty
 // finish_reason is written as null. With include_usage, "usage": null is added.
 json completion_chunk(const ResponseMeta& m, const json& delta, const std::string& finish_reason, bool include_usage);

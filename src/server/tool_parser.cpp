@@ -33,6 +33,15 @@ void ToolCallParser::push(std::span<const int32_t> ids, std::span<const std::str
 }
 
 void ToolCallParser::push(int32_t id, std::string_view t, std::vector<ToolCallEvent>& out) {
+  // The markers are not special tokens in DeepSeek's vocabulary, so a decoder that keeps
+  // special tokens' text hands out the marker's own text with it: that is markup, not text.
+  const std::string_view marker = id == ids_.calls_begin ? syn_.calls_begin
+                                  : id == ids_.call_begin ? syn_.call_begin
+                                  : id == ids_.sep        ? syn_.sep
+                                  : id == ids_.call_end   ? syn_.call_end
+                                  : id == ids_.calls_end  ? syn_.calls_end
+                                                          : std::string_view();
+  if (!marker.empty() && t.ends_with(marker)) t.remove_suffix(marker.size());
   // Text released with a token belongs before it (the decoder only ever releases text late).
   text(t, out);
   if (id == ids_.calls_begin) {

@@ -34,7 +34,8 @@ class ToolCallParser {
   ToolCallParser(const ToolCallSyntax& syntax, const ToolCallTokens& ids) : syn_(syntax), ids_(ids) {}
 
   // One generated token: its id and the text the stream decoder released with it (may be empty,
-  // or hold text of earlier tokens). Appends what is now final to `out`.
+  // or hold text of earlier tokens; a marker's own text at its end is dropped). Appends what is
+  // now final to `out`.
   void push(int32_t id, std::string_view text, std::vector<ToolCallEvent>& out);
   // A step of tokens, texts[i] released with ids[i].
   void push(std::span<const int32_t> ids, std::span<const std::string> texts, std::vector<ToolCallEvent>& out);

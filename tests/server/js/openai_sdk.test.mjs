@@ -160,7 +160,8 @@ describe("errors", () => {
     ["unknown role", { messages: [{ role: "wizard", content: "hi" }] }, "messages[0].role"],
     ["max_tokens 0", { messages, max_tokens: 0 }, "max_tokens"],
     ["n 2", { messages, n: 2 }, "n"],
-    ["tools", { messages, tools: [{ type: "function", function: { name: "f", parameters: {} } }] }, "tools"],
+    ["malformed tool", { messages, tools: [{ type: "function", function: { name: "bad name!", parameters: {} } }] }, "tools"],
+    ["tool_choice without tools", { messages, tool_choice: "required" }, "tool_choice"],
   ]) {
     test(`bad request (${what}): BadRequestError 400 with an error object`, async () => {
       await assert.rejects(client.chat.completions.create({ model: MODEL, ...body }), (e) => {
