@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <span>
 #include <nlohmann/json.hpp>
@@ -47,6 +48,100 @@ void truncate_log(const fs::path& path, int64_t step) {
   }
   in.close();
   std::ofstream(path, std::ios::trunc) << out;
+}
+
+// What a run starts from: read and made by rank 0, received by the others.
+struct RunStart {
+  CheckpointFiles files;
+  std::optional<Tokenizer> tok;  // rank 0
+  Dataset data;                  // rank 0: the mapped token files
+  std::vector<int32_t> train_ids, val_ids;  // the other ranks' copies of them
+  std::span<const int32_t> train, val;      // the tokens, on every rank
+  std::optional<Params<float>> p;
+  std::optional<AdamW> adam;
+  TrainState st;
+  double unigram_bpb = 0;
+};
+
+// Rank 0: the run folder, tokenizer, token files, and the initial or resumed model and state.
+void prepare_on_rank0(TrainOptions& o, RunStart& s, const std::function<void(const std::string&)>& say) {
+  const fs::path out(o.out), ckpt = out / "checkpoint";
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  DSV3_CHECK(!ec && fs::is_directory(out), o.out, ": cannot create the run folder: ", ec.message());
+  {
+    const fs::path probe = out / ".write-test";
+    std::ofstream f(probe);
+    DSV3_CHECK(f && (f << "x"), o.out, ": the run folder is not writable");
+    f.close();
+    fs::remove(probe);
+  }
+  if (o.tokenizer.empty()) {
+    const BpeResult bytes = train_bpe("a", min_vocab_size());
+    s.files.tokenizer_json = bytes.tokenizer_json;
+    s.files.tokenizer_config_json = bytes.tokenizer_config_json;
+  } else {
+    s.files.tokenizer_json = read_file(o.tokenizer);
+    const fs::path cfg = fs::path(o.tokenizer).parent_path() / "tokenizer_config.json";
+    if (fs::exists(cfg)) s.files.tokenizer_config_json = read_file(cfg.string());
+  }
+  const fs::path tok_path = out / "tokenizer.json";
+  std::ofstream(tok_path, std::ios::binary) << s.files.tokenizer_json;
+  s.tok = Tokenizer::from_file(tok_path);
+  o.model.vocab_size = s.tok->vocab_size();
+  check_trainable(o.model);
+  s.data = prepare_data(o.text, *s.tok, fnv1a(s.files.tokenizer_json.data(), s.files.tokenizer_json.size()),
+                        (out / "data").string(), o.seq_len + 2);
+  s.train = {s.data.train.ids(), size_t(s.data.train.size())};
+  s.val = {s.data.val.ids(), size_t(s.data.val.size())};
+  s.unigram_bpb = unigram_bits_per_byte(s.data, o.model.vocab_size);
+  say(str_cat("data: ", s.data.train.size(), " train tokens, ", s.data.val.size(), " validation tokens (",
+              s.data.val_bytes, " bytes); vocab ", o.model.vocab_size, "; unigram baseline ", s.unigram_bpb,
+              " bits/byte"));
+  s.p.emplace(o.model);
+  s.p->init(o.seed);
+  s.adam.emplace(*s.p);
+  s.st.seed = o.seed;
+  s.st.options_json = o.to_json();
+  if (o.resume && fs::exists(ckpt / "train_state.bin")) {
+    TrainState saved;
+    load_train_state(ckpt.string(), *s.p, *s.adam, saved);
+    DSV3_CHECK(saved.options_json == s.st.options_json, ckpt.string(),
+               ": was written with other settings; resume with the same options (or start a new --out)");
+    s.st.step = saved.step;
+    say(str_cat("resumed at step ", s.st.step));
+  }
+}
+
+// Rank 0's vocabulary, weights, Adam moments, step and tokens to the other ranks: every rank
+// starts from the same bits, whatever number of ranks wrote the checkpoint.
+void share_from_rank0(Collectives& c, TrainOptions& o, RunStart& s) {
+  if (c.size() == 1) return;
+  const bool lead = c.rank() == 0;
+  int64_t head[3] = {o.model.vocab_size, s.st.step, lead ? s.adam->t : 0};
+  c.broadcast(head, sizeof head);
+  if (lead) {
+    s.train_ids.assign(s.train.begin(), s.train.end());
+    s.val_ids.assign(s.val.begin(), s.val.end());
+  } else {
+    o.model.vocab_size = head[0];
+    s.p.emplace(o.model);
+    s.adam.emplace(*s.p);
+    s.adam->t = head[2];
+    s.st.step = head[1];
+    s.st.seed = o.seed;
+    s.st.options_json = o.to_json();
+  }
+  for (auto* v : {&s.p->data, &s.adam->m, &s.adam->v}) broadcast_vector(c, *v);
+  broadcast_vector(c, s.train_ids);
+  broadcast_vector(c, s.val_ids);
+  if (lead) {  // rank 0 reads its mapped files
+    s.train_ids = {};
+    s.val_ids = {};
+  } else {
+    s.train = s.train_ids;
+    s.val = s.val_ids;
+  }
 }
 
 }  // namespace
@@ -140,14 +235,7 @@ TrainResult run_training(const TrainOptions& opts, const std::atomic<bool>* stop
   check_same_on_all_ranks(coll, fnv1a(control.data(), control.size()), "training settings");
 
   // Setup on rank 0 (the others only check the settings); an error on any rank ends all of them.
-  const fs::path out(o.out), ckpt = out / "checkpoint";
-  CheckpointFiles files;
-  std::optional<Tokenizer> tok;
-  Dataset data;
-  std::vector<int32_t> train_ids, val_ids;  // the other ranks' copies of rank 0's token files
-  std::optional<Params<float>> p;
-  std::optional<AdamW> adam;
-  TrainState st;
+  RunStart start;
   TrainResult res;
   run_agreed(coll, [&] {
     validate(o);
@@ -155,90 +243,24 @@ TrainResult run_training(const TrainOptions& opts, const std::atomic<bool>* stop
                "use --accum ", N, " or a multiple of it (--batch ", std::max<int64_t>(1, o.batch * o.accum / N),
                " --accum ", N, " keeps ", o.batch * o.accum, " sequences per step)");
     if (!lead) return;
-    std::error_code ec;
-    fs::create_directories(out, ec);
-    DSV3_CHECK(!ec && fs::is_directory(out), o.out, ": cannot create the run folder: ", ec.message());
-    {
-      const fs::path probe = out / ".write-test";
-      std::ofstream f(probe);
-      DSV3_CHECK(f && (f << "x"), o.out, ": the run folder is not writable");
-      f.close();
-      fs::remove(probe);
-    }
-    if (o.tokenizer.empty()) {
-      const BpeResult bytes = train_bpe("a", min_vocab_size());
-      files.tokenizer_json = bytes.tokenizer_json;
-      files.tokenizer_config_json = bytes.tokenizer_config_json;
-    } else {
-      files.tokenizer_json = read_file(o.tokenizer);
-      const fs::path cfg = fs::path(o.tokenizer).parent_path() / "tokenizer_config.json";
-      if (fs::exists(cfg)) files.tokenizer_config_json = read_file(cfg.string());
-    }
-    const fs::path tok_path = out / "tokenizer.json";
-    std::ofstream(tok_path, std::ios::binary) << files.tokenizer_json;
-    tok = Tokenizer::from_file(tok_path);
-    o.model.vocab_size = tok->vocab_size();
-    check_trainable(o.model);
-    data = prepare_data(o.text, *tok, fnv1a(files.tokenizer_json.data(), files.tokenizer_json.size()),
-                        (out / "data").string(), o.seq_len + 2);
-    res.unigram_bpb = unigram_bits_per_byte(data, o.model.vocab_size);
-    say(str_cat("data: ", data.train.size(), " train tokens, ", data.val.size(), " validation tokens (",
-                data.val_bytes, " bytes); vocab ", o.model.vocab_size, "; unigram baseline ", res.unigram_bpb,
-                " bits/byte"));
-    p.emplace(o.model);
-    p->init(o.seed);
-    adam.emplace(*p);
-    st.seed = o.seed;
-    st.options_json = o.to_json();
-    if (o.resume && fs::exists(ckpt / "train_state.bin")) {
-      TrainState saved;
-      load_train_state(ckpt.string(), *p, *adam, saved);
-      DSV3_CHECK(saved.options_json == st.options_json, ckpt.string(),
-                 ": was written with other settings; resume with the same options (or start a new --out)");
-      st.step = saved.step;
-      say(str_cat("resumed at step ", st.step));
-    }
+    prepare_on_rank0(o, start, say);
+    res.unigram_bpb = start.unigram_bpb;
     if (N > 1 && o.accum % N != 0)
       say(str_cat("note: ", o.accum, " micro-batches per step over ", N, " ranks: ", N - o.accum % N,
                   " of them idle in each step's last round"));
   });
-  // Rank 0's model, optimizer state, step and tokens to the others: every rank starts from the
-  // same bits, whatever number of ranks wrote the checkpoint.
-  std::span<const int32_t> train_tok, val_tok;
-  if (N > 1) {
-    int64_t head[3] = {o.model.vocab_size, st.step, adam ? adam->t : 0};
-    coll.broadcast(head, sizeof head);
-    if (!lead) {
-      o.model.vocab_size = head[0];
-      p.emplace(o.model);
-      adam.emplace(*p);
-      st.step = head[1];
-      adam->t = head[2];
-      st.seed = o.seed;
-      st.options_json = o.to_json();
-    } else {
-      train_ids.assign(data.train.ids(), data.train.ids() + data.train.size());
-      val_ids.assign(data.val.ids(), data.val.ids() + data.val.size());
-    }
-    for (auto* v : {&p->data, &adam->m, &adam->v}) broadcast_vector(coll, *v);
-    broadcast_vector(coll, train_ids);
-    broadcast_vector(coll, val_ids);
-    if (lead) {
-      train_ids = {};
-      val_ids = {};
-    }
-  }
-  if (lead) {
-    train_tok = {data.train.ids(), size_t(data.train.size())};
-    val_tok = {data.val.ids(), size_t(data.val.size())};
-  } else {
-    train_tok = train_ids;
-    val_tok = val_ids;
-  }
+  share_from_rank0(coll, o, start);
+  const fs::path out(o.out), ckpt = out / "checkpoint";
+  CheckpointFiles& files = start.files;
+  const std::optional<Tokenizer>& tok = start.tok;
+  const std::span<const int32_t> train_tok = start.train, val_tok = start.val;
+  Params<float>& p = *start.p;
+  AdamW& adam = *start.adam;
+  TrainState& st = start.st;
 
   ThreadPool pool(o.threads);
   const Exec exec{&pool, o.precision};
-  TrainModel<float> model(*p, o.seq_len);
+  TrainModel<float> model(p, o.seq_len);
   const std::vector<int64_t> moe_ids = model.moe_layer_ids();
   const std::vector<float*> biases = model.moe_biases();
   const LossOptions train_loss{o.mtp_lambda, o.balance == Balance::None ? 0.0 : o.balance_alpha};
@@ -313,10 +335,10 @@ TrainResult run_training(const TrainOptions& opts, const std::atomic<bool>* stop
     if (!lead) return;
     files.readme = str_cat("# DeepSeek-V3-architecture model trained by dsv3\n\nTrained with `dsv3 train` for ", st.step,
                            " steps on ", fs::path(o.text).filename().string(), ".\nSettings: ", st.options_json, "\n");
-    save_checkpoint(ckpt.string(), *p, *adam, st, o.save_dtype, files);
+    save_checkpoint(ckpt.string(), p, adam, st, o.save_dtype, files);
   };
   GradientFold fold(coll);
-  const std::span<float> grad(p->grad);
+  const std::span<float> grad(p.grad);
   double window_tokens = 0, window_s = 0;
   const int64_t first_step = st.step;
   coll.reset_counters();
@@ -339,7 +361,7 @@ TrainResult run_training(const TrainOptions& opts, const std::atomic<bool>* stop
     const int64_t rounds = (o.accum + N - 1) / N;
     for (int64_t round = 0; round < rounds; ++round) {
       const int64_t micro = round * N + rank;
-      p->zero_grad();
+      p.zero_grad();
       MicroResult mine{{}, std::vector<int64_t>(n_loads, 0)};
       if (micro < o.accum) {
         Rng rng(hash_seed("batch", o.seed) ^ (uint64_t(step) * 0x9e3779b97f4a7c15ull) ^
@@ -366,7 +388,7 @@ TrainResult run_training(const TrainOptions& opts, const std::atomic<bool>* stop
     if (!std::isfinite(sum.main))
       throw JobError(str_cat("training diverged at step ", step, " (loss ", sum.main, "); lower --lr"));
     const double lr = lr_at(o.optim, step);
-    const double gnorm = adam->step(*p, lr, o.optim, &pool);
+    const double gnorm = adam.step(p, lr, o.optim, &pool);
     double maxvio = 0;
     int64_t counted = 0;
     for (size_t i = 0; i < moe_ids.size(); ++i) {
