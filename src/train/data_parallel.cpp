@@ -75,7 +75,8 @@ void GradientFold::add(std::span<float> g, int64_t round, bool last) {
       for (size_t i = 0; i < g.size(); ++i) g[i] = acc_[i] + g[i];
     }
   }
-  c_.sum(g.data(), g.size());
+  constexpr size_t kPiece = size_t(1) << 28;  // floats (1 GiB): MPI counts are int
+  for (size_t at = 0; at < g.size(); at += kPiece) c_.sum(g.data() + at, std::min(kPiece, g.size() - at));
   if (c_.rank() == 0 && !last) acc_.assign(g.begin(), g.end());
 }
 
