@@ -67,7 +67,7 @@ int run(const Opts& o) {
       if (!line.empty()) prompts.push_back(line);
     DSV3_CHECK(!prompts.empty(), o.input_file, ": no prompts (one per line)");
   }
-  Tokenizer tok = load_tokenizer(o.model);
+  Tokenizer tok = load_model_tokenizer(o.model);
   std::optional<ChatTemplate> tmpl;
   if (!o.raw) tmpl = load_chat_template(o.model);
   LoadedModel m = load_model(o.model, true, o.load);

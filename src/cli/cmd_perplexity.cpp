@@ -212,7 +212,7 @@ int run_perplexity(const Opts& o) {
   int64_t text_bytes = -1;
   if (!o.text.empty()) {
     const std::string text = read_file(o.text, "--text");
-    tok.emplace(load_tokenizer(o.model));
+    tok.emplace(load_model_tokenizer(o.model));
     ids = tok->encode(text);
     const auto bos = tok->bos_id();
     DSV3_CHECK(bos.has_value(), o.model, ": the tokenizer has no BOS token");

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "io/config.h"
 
 namespace dsv3::cli {
 
@@ -69,6 +70,15 @@ Tokenizer load_tokenizer(const std::string& dir) {
   return Tokenizer::from_dir(dir);
 }
 
+Tokenizer load_model_tokenizer(const std::string& dir) {
+  Tokenizer tok = load_tokenizer(dir);
+  const int64_t vocab = ModelConfig::from_file((fs::path(dir) / "config.json").string()).vocab_size;
+  DSV3_CHECK(tok.vocab_size() <= vocab, dir, ": tokenizer.json has token ids up to ", tok.vocab_size() - 1,
+             ", beyond the model's vocabulary of ", vocab,
+             " (config.json vocab_size): the tokenizer files belong to another model");
+  return tok;
+}
+
 ChatTemplate load_chat_template(const std::string& dir, const std::string& template_file) {
   const fs::path p = fs::path(dir) / "tokenizer_config.json";
   if (!template_file.empty()) {
@@ -93,7 +103,7 @@ ChatTemplate load_chat_template(const std::string& dir, const std::string& templ
 }
 
 ChatModel load_chat_model(const std::string& dir, const LoadOptions& load, const std::string& template_file) {
-  Tokenizer tok = load_tokenizer(dir);
+  Tokenizer tok = load_model_tokenizer(dir);
   ChatTemplate tmpl = load_chat_template(dir, template_file);
   return ChatModel{load_model(dir, true, load), std::move(tok), std::move(tmpl)};
 }

@@ -32,6 +32,9 @@ DType kv_cache_dtype(const std::string& kv_cache);
 // The tokenizer files of `dir` (tokenizer.json, tokenizer_config.json); throws a clear error
 // naming the folder when they are missing.
 Tokenizer load_tokenizer(const std::string& dir);
+// load_tokenizer, for running the model of `dir`: throws (one line) when the tokenizer holds
+// ids beyond the model's vocabulary (config.json vocab_size), i.e. belongs to another model.
+Tokenizer load_model_tokenizer(const std::string& dir);
 // The chat template of `dir`'s tokenizer_config.json or, when `template_file` is set, the Jinja
 // text of that file (with the config's BOS token); the family is recognised from the text.
 ChatTemplate load_chat_template(const std::string& dir, const std::string& template_file = {});

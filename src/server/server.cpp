@@ -106,7 +106,8 @@ void Server::Impl::routes() {
     send_error(res, ApiError(500, "internal server error: " + what, "server_error"));
   });
   http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-    static const char* known[] = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics", "/"};
+    static const char* known[] = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health",
+                                  "/metrics",             "/tokenize",       "/detokenize", "/"};
     std::string ep = "other";
     for (const char* k : known)
       if (req.path == k) ep = k;
@@ -134,6 +135,19 @@ void Server::Impl::routes() {
   http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics.render(sched), "text/plain; version=0.0.4; charset=utf-8");
   });
+  auto json_endpoint = [this](json (*handle)(const std::string&, const TaskContext&)) {
+    return [this, handle](const httplib::Request& req, httplib::Response& res) {
+      try {
+        res.set_content(handle(req.body, tctx).dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+      } catch (const ApiError& e) {
+        send_error(res, e);
+      } catch (const Error& e) {
+        send_error(res, ApiError(400, e.what()));
+      }
+    };
+  };
+  http.Post("/tokenize", json_endpoint(tokenize_response));
+  http.Post("/detokenize", json_endpoint(detokenize_response));
   for (const char* p : {"/v1/chat/completions", "/chat/completions"})
     http.Post(p, [this](const httplib::Request& q, httplib::Response& r) { completion(q, r, true); });
   for (const char* p : {"/v1/completions", "/completions"})

@@ -392,6 +392,35 @@ std::string random_id(std::string_view prefix, int n_hex) {
   return id;
 }
 
+json tokenize_response(const std::string& body, const TaskContext& ctx) {
+  const json j = parse_body(body);
+  std::vector<int32_t> ids;
+  if (opt(j, "messages")) {
+    ids = parse_chat_request(body, ctx).gen.prompt;
+  } else {
+    const json* p = opt(j, "prompt");
+    if (!p) throw bad("Missing required parameter: 'prompt' (or 'messages').", "prompt", "missing_required_parameter");
+    if (!p->is_string()) wrong_type("prompt", "a string", *p);
+    ids = encode(ctx, p->get<std::string>(), boolean(j, "add_special_tokens", true));
+  }
+  return {{"count", ids.size()}, {"max_model_len", ctx.ctx_size}, {"tokens", ids}};
+}
+
+json detokenize_response(const std::string& body, const TaskContext& ctx) {
+  const json j = parse_body(body);
+  const json* t = opt(j, "tokens");
+  if (!t) throw bad("Missing required parameter: 'tokens'.", "tokens", "missing_required_parameter");
+  if (!t->is_array()) wrong_type("tokens", "an array of token ids", *t);
+  std::vector<int32_t> ids;
+  for (const json& id : *t) {
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= ctx.tokenizer.vocab_size())
+      throw bad(str_cat("'tokens' must be token ids in [0, ", ctx.tokenizer.vocab_size(), ")."), "tokens",
+                "invalid_value");
+    ids.push_back(id.get<int32_t>());
+  }
+  return {{"prompt", ctx.tokenizer.decode(ids)}};
+}
+
 ResponseMeta new_response_meta(bool chat, const std::string& model) {
   const int64_t now =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();

@@ -65,6 +65,13 @@ struct CompletionTask {
 CompletionTask parse_chat_request(const std::string& body, const TaskContext& ctx);
 CompletionTask parse_completion_request(const std::string& body, const TaskContext& ctx);
 
+// POST /tokenize, as vLLM's: {"prompt": string, "add_special_tokens": bool (default true)}, or a
+// chat request's fields ({"messages", "tools", "chat_template_kwargs", ...}: the tokens it would
+// prefill). Answers {"count", "max_model_len", "tokens"}. Throws ApiError (400).
+json tokenize_response(const std::string& body, const TaskContext& ctx);
+// POST /detokenize: {"tokens": [ids]} -> {"prompt": text} (special tokens kept). Throws ApiError.
+json detokenize_response(const std::string& body, const TaskContext& ctx);
+
 // Identity shared by all objects of one response.
 struct ResponseMeta {
   std::string id;  // "chatcmpl-..." or "cmpl-..."

@@ -121,6 +121,24 @@ TEST_F(Cli, BadInputGivesOneClearLine) {
                "no tokenizer.json");
 }
 
+TEST_F(Cli, TokenizerBeyondTheModelsVocabularyRefusesToStart) {
+  // The golden tiny model (vocabulary 1024) with DeepSeek-V3's tokenizer (ids up to 128814).
+  const fs::path dir = fs::temp_directory_path() / ("dsv3_cli_vocab_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const fs::path tiny = fs::path(DSV3_TESTDATA_DIR) / "golden" / "tiny-v3";
+  for (const char* f : {"config.json", "model.safetensors"}) fs::copy_file(tiny / f, dir / f);
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+    fs::copy_file(fs::path(DSV3_TOKENIZER_DIR) / f, dir / f);
+  for (const std::string cmd : {" generate --prompt hi", " chat", " serve --port 0"}) {
+    const auto r = run_command("echo hi | " + kBin + cmd + " --model " + dir.string());
+    EXPECT_NE(r.code, 0) << cmd;
+    EXPECT_EQ(test::count_lines(r.err), 1) << cmd << ": " << r.err;
+    EXPECT_NE(r.err.find("token ids up to 128814, beyond the model's vocabulary of 1024"), std::string::npos)
+        << cmd << ": " << r.err;
+  }
+  fs::remove_all(dir);
+}
+
 TEST_F(Cli, InvalidUtf8PromptIsReplacedNotFatal) {
   const auto r = run_command(kBin + " generate" + model() + " --raw --prompt $'caf\\xe9 \\xff' -n 2");
   EXPECT_EQ(r.code, 0) << r.err;

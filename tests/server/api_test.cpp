@@ -343,3 +343,36 @@ TEST(ServerApi, ReasoningSplitter) {
 
 }  // namespace
 }  // namespace dsv3::test
+
+namespace dsv3::test {
+namespace {
+
+TEST(ServerApi, TokenizeAndDetokenize) {
+  TestServer s(small_options(2, 256));
+  const Tokenizer& tok = tiny_model().tokenizer;
+  const json t = json::parse(post(s, "/tokenize", json{{"prompt", "Hello world"}}.dump()).body);
+  EXPECT_EQ(t["tokens"].get<std::vector<int32_t>>(), tok.encode("Hello world", true));
+  EXPECT_EQ(t["count"], t["tokens"].size());
+  EXPECT_EQ(t["max_model_len"], 256);
+  const json raw = json::parse(
+      post(s, "/tokenize", json{{"prompt", "Hello world"}, {"add_special_tokens", false}}.dump()).body);
+  EXPECT_EQ(raw["tokens"].get<std::vector<int32_t>>(), tok.encode("Hello world", false));
+  // Messages: the tokens the same chat request is prefilled with.
+  const json chat = chat_body("Hi there", 2);
+  const json tm = json::parse(post(s, "/tokenize", chat.dump()).body);
+  const json answer = json::parse(post(s, "/v1/chat/completions", chat.dump()).body);
+  EXPECT_EQ(tm["count"], answer["usage"]["prompt_tokens"]);
+  const json d = json::parse(post(s, "/detokenize", json{{"tokens", t["tokens"]}}.dump()).body);
+  EXPECT_EQ(d["prompt"], tok.decode(t["tokens"].get<std::vector<int32_t>>()));
+  EXPECT_NE(d["prompt"].get<std::string>().find("Hello world"), std::string::npos);
+  for (const auto& [path, body] : std::vector<std::pair<std::string, json>>{
+           {"/tokenize", json::object()}, {"/tokenize", {{"prompt", 5}}}, {"/detokenize", {{"tokens", "abc"}}},
+           {"/detokenize", {{"tokens", {1, -2}}}}, {"/detokenize", {{"tokens", {999999999}}}}}) {
+    const HttpResult r = post(s, path, body.dump());
+    EXPECT_EQ(r.status, 400) << body << r.body;
+    EXPECT_TRUE(json::parse(r.body).contains("error")) << r.body;
+  }
+}
+
+}  // namespace
+}  // namespace dsv3::test

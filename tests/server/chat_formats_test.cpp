@@ -55,5 +55,41 @@ TEST(ServerChatFormats, V31ThinkingIsOffByDefaultAndOnPerRequest) {
   }
 }
 
+// An agent's next turn resends the conversation. V3.1 replays an answer as "</think>" + its
+// content, so with thinking on the new prompt parts from the cache at the "<think>" that opened
+// the last answer: every token before it must come from the cache.
+TEST(ServerChatFormats, V31AgentTurnsReuseTheCacheUpToTheLastAnswer) {
+  TestServer s(small_options(1, 1024), &v31_template());
+  for (const bool thinking : {false, true}) {
+    SCOPED_TRACE(thinking ? "thinking" : "no thinking");
+    json req = chat_body("Plan a trip to Rome.", 6);
+    req["messages"].insert(req["messages"].begin(), json{{"role", "system"}, {"content", "You are an agent."}});
+    req["chat_template_kwargs"] = {{"thinking", thinking}};
+    req["ignore_eos"] = false;
+    auto tokens = [&] {
+      return json::parse(post(s, "/tokenize", req.dump()).body)["tokens"].get<std::vector<int32_t>>();
+    };
+    size_t reusable = 0;  // the prompt tokens the previous turn left in the cache
+    for (int turn = 0; turn < 3; ++turn) {
+      const std::vector<int32_t> prompt = tokens();
+      const HttpResult r = post(s, "/v1/chat/completions", req.dump());
+      ASSERT_EQ(r.status, 200) << r.body;
+      const json answer = json::parse(r.body);
+      EXPECT_EQ(answer["usage"]["prompt_tokens"].get<size_t>(), prompt.size());
+      const size_t cached = answer["usage"]["prompt_tokens_details"]["cached_tokens"].get<size_t>();
+      EXPECT_GE(cached, reusable) << answer["usage"];
+      std::printf("[ measure  ] V3.1 %s turn %d: %zu prompt tokens, %zu cached\n", thinking ? "thinking" : "no-thinking",
+                  turn, prompt.size(), cached);
+      req["messages"].push_back({{"role", "assistant"}, {"content", answer["choices"][0]["message"]["content"]}});
+      req["messages"].push_back({{"role", "user"}, {"content", "And then day " + std::to_string(turn + 2) + "?"}});
+      const std::vector<int32_t> next = tokens();
+      reusable = 0;
+      while (reusable < std::min(prompt.size(), next.size()) && prompt[reusable] == next[reusable]) ++reusable;
+      // The replayed answer parts from this turn's prompt at its "<think>" (thinking) or not at all.
+      EXPECT_EQ(reusable, thinking ? prompt.size() - 1 : prompt.size());
+    }
+  }
+}
+
 }  // namespace
 }  // namespace dsv3::test
