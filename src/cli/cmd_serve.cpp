@@ -23,6 +23,7 @@ struct Opts {
   double grace_s = 10;
   std::string speculative;
   std::string chat_template_file;
+  std::string kv_cache;
   LoadOptions load;
 };
 
@@ -30,6 +31,7 @@ int run(Opts& o) {
   SamplingOptions spec;
   spec.speculative = o.speculative;
   o.server.scheduler.speculative_k = spec.speculative_k();  // validate before the (slow) load
+  o.server.scheduler.cache_dtype = kv_cache_dtype(o.kv_cache);
   ChatModel cm = load_chat_model(o.model, o.load, o.chat_template_file);
   const ModelConfig& c = cm.loaded.config;
   SchedulerOptions& so = o.server.scheduler;
@@ -94,6 +96,7 @@ Run add_serve(CLI::App& app) {
       ->check(CLI::Range(0, 1 << 20))->capture_default_str();
   cmd->add_option("--prefill-chunk", so.prefill_chunk, "Prompt tokens prefilled per step between decode steps")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 20))->capture_default_str();
+  add_kv_cache_option(cmd, o->kv_cache);
   cmd->add_flag("--no-prefix-cache{false}", so.prefix_cache,
                 "Always prefill whole prompts (default: reuse the cached prefix a free slot shares with the prompt)");
   cmd->add_option("--max-body", o->server.max_body_bytes, "Largest request body in bytes (larger: 413)")

@@ -25,7 +25,7 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o);
 // --no-mmap (read weights into huge-page-backed memory), --mlock and --recache.
 void add_load_options(CLI::App* cmd, LoadOptions& load);
 
-// --kv-cache f32|bf16 (default f32): the latent cache's storage type.
+// --kv-cache bf16|f32 (default bf16): the latent cache's storage type.
 void add_kv_cache_option(CLI::App* cmd, std::string& kv_cache);
 DType kv_cache_dtype(const std::string& kv_cache);
 

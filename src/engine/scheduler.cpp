@@ -48,7 +48,7 @@ void Job::finish(std::string reason, std::string error) {
 // A KV-cache slot and the state machine of the job running in it:
 // prefill (prompt fed chunk by chunk) -> decode (one token per step) -> released.
 struct Scheduler::Slot {
-  Slot(const Transformer& m, int64_t ctx) : seq(m, ctx) {}
+  Slot(const Transformer& m, int64_t ctx, DType cache_dtype) : seq(m, ctx, cache_dtype) {}
   Sequence seq;
   std::shared_ptr<Job> job;  // null: free
   std::optional<Sampler> sampler;
@@ -71,7 +71,7 @@ Scheduler::Scheduler(const Transformer& model, const Tokenizer& tok, const Sched
   DSV3_CHECK(opt.speculative_k == 0 || model.mtp_depth() > 0,
              "speculative decoding needs the checkpoint's MTP module (model.layers.", model.config().num_hidden_layers,
              ".*), which this checkpoint does not have");
-  for (int i = 0; i < opt.max_batch; ++i) slots_.push_back(std::make_unique<Slot>(model, opt.ctx_size));
+  for (int i = 0; i < opt.max_batch; ++i) slots_.push_back(std::make_unique<Slot>(model, opt.ctx_size, opt.cache_dtype));
   thread_ = std::thread([this] { loop(); });
 }
 

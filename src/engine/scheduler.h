@@ -110,6 +110,7 @@ struct SchedulerOptions {
   int max_queue = 64;           // waiting jobs beyond the running batch
   int64_t prefill_chunk = 256;  // prompt tokens fed per step (bounds the stall of running streams)
   int threads = 1;              // ThreadPool size for the model
+  DType cache_dtype = kDefaultCacheDType;  // each slot's KV cache storage
   // Self-speculative decoding with the model's MTP module: draft tokens per sequence and step
   // (0 = off). Each running sequence verifies its own drafts inside the batched step.
   int speculative_k = 0;

@@ -14,7 +14,7 @@ class Sequence {
  public:
   // The latent cache is F32 by default (what the accuracy targets are measured with); BF16
   // halves it (float32 arithmetic on read).
-  Sequence(const Transformer& model, int64_t ctx_size, DType cache_dtype = DType::F32);
+  Sequence(const Transformer& model, int64_t ctx_size, DType cache_dtype = kDefaultCacheDType);
 
   const Transformer& model() const { return *model_; }
   int64_t pos() const { return pos_; }

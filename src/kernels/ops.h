@@ -54,8 +54,9 @@ void axpy(float a, const float* x, float* y, int64_t n);
 void matmul(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, bool b_trans,
             float* c, int64_t ldc);
 
-// Name of the variant these calls dispatch to: "scalar", "avx2" or "avx512", the best this CPU
-// supports unless the environment variable DSV3_KERNELS names one.
+// Name of the variant these calls dispatch to: "scalar", "avx2", "avx512" or "avx512bf16", the
+// best this CPU supports unless --kernels or the environment variable DSV3_KERNELS names one
+// ("f32": the best float32 one).
 std::string active_variant();
 
 }  // namespace dsv3::kernels

@@ -80,13 +80,19 @@ void linear_with(const Variant& v, const Matrix& w, const float* x, float* y, in
 [[noreturn]] void unsupported_dtype(DType dtype);
 
 // Every variant compiled into this binary ("scalar" first, always present); the automatic choice
-// is the last one the CPU supports (avx512bf16 is listed before avx512: it is chosen by name).
+// is the last one the CPU supports.
 const std::vector<const Variant*>& compiled_variants();
+// The name that selects the best float32 variant this CPU runs (float32 activations everywhere:
+// the reference numerics up to summation order; the golden conformance tests run it).
+inline constexpr const char* kFloat32Kernels = "f32";
 // Empty if this CPU can run `v`, else the name of a missing feature ("avx512vbmi").
 std::string missing_cpu_feature(const Variant& v);
+// The variant `name` names (a variant's name or kFloat32Kernels); `what` introduces errors
+// ("--kernels NAME"). Throws naming the compiled variants if unknown, or the missing CPU feature.
+const Variant& find_variant(const std::string& name, const std::string& what);
 // The variant the ops in ops.h use: the one select_variant named, else DSV3_KERNELS if set
 // (throws if unknown or unsupported), else the last compiled one this CPU supports. Chosen on
-// first use.
+// first use. Names: a variant's, or kFloat32Kernels.
 const Variant& active();
 // Makes `name` the active variant (the CLI's --kernels); call before any kernel runs. Throws if
 // the name is unknown, the CPU lacks a feature it needs, or another variant is already active.

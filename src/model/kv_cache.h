@@ -1,7 +1,8 @@
 // The MLA latent cache: per layer and position only the normalised latent c_kv
 // (kv_lora_rank values) and the rotated decoupled key k_pe (qk_rope_head_dim values), stored
 // together as one row [c_kv | k_pe] as DeepSeek serves V3 (576 values per token and layer
-// instead of n_heads x (192 + 128)). BF16 halves it; F32 is the exact reference.
+// instead of n_heads x (192 + 128)). BF16 (the default, as DeepSeek's own cache: 70,272 bytes
+// per token on V3) halves it; F32 is the exact reference.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -12,10 +13,13 @@
 
 namespace dsv3 {
 
+// The cache's storage type unless a caller picks one (--kv-cache f32 picks the reference's).
+inline constexpr DType kDefaultCacheDType = DType::BF16;
+
 class KVCache {
  public:
   // n_layers: main layers plus any MTP layers that attend; max_seq: positions held.
-  KVCache(const ModelConfig& c, int64_t n_layers, int64_t max_seq, DType dtype = DType::F32);
+  KVCache(const ModelConfig& c, int64_t n_layers, int64_t max_seq, DType dtype = kDefaultCacheDType);
 
   int64_t max_seq() const { return max_seq_; }
   int64_t kv_lora_rank() const { return kv_rank_; }

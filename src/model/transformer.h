@@ -33,7 +33,7 @@ class Transformer {
   const ModelWeights& weights() const { return w_; }
 
   // A cache sized for `max_seq` positions of the main layers and the MTP modules (if loaded).
-  KVCache make_cache(int64_t max_seq, DType dtype = DType::F32) const {
+  KVCache make_cache(int64_t max_seq, DType dtype = kDefaultCacheDType) const {
     return KVCache(c_, c_.num_hidden_layers + int64_t(w_.mtp.size()), max_seq, dtype);
   }
 

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/error.h"
 #include "core/thread_pool.h"
 #include "kernels/scalar/scalar.h"
 #include "kernels/variant.h"
@@ -648,6 +649,25 @@ TEST(Dispatch, ActiveVariantIsTheBestSupported) {
   ASSERT_NE(best, nullptr);
   if (std::getenv("DSV3_KERNELS") == nullptr) {
     EXPECT_STREQ(active().name, best->name);
+  }
+}
+
+// "f32" names the best variant with float32 activations everywhere: what the golden tests run.
+TEST(Dispatch, F32NamesTheBestFloat32Variant) {
+  const Variant* best = nullptr;
+  for (const Variant* v : compiled_variants())
+    if (!v->bf16_activations && missing_cpu_feature(*v).empty()) best = v;
+  ASSERT_NE(best, nullptr);
+  EXPECT_EQ(&find_variant(kFloat32Kernels, "test"), best);
+  EXPECT_FALSE(find_variant(kFloat32Kernels, "test").bf16_activations);
+  EXPECT_EQ(&find_variant("scalar", "test"), &scalar::variant());
+  try {
+    find_variant("avx1024", "--kernels avx1024");
+    FAIL() << "an unknown name must throw";
+  } catch (const dsv3::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--kernels avx1024: unknown kernel variant (this build has: f32, scalar"),
+              std::string::npos)
+        << e.what();
   }
 }
 

@@ -67,7 +67,7 @@ TEST_P(GoldenTest, PromptLogitsMatchReference) {
   LoadedModel m = load_model(g.dir);
   m.model->set_mla_form(form);
   ThreadPool pool(2);
-  KVCache cache = m.model->make_cache(int64_t(g.prompt.size()));
+  KVCache cache = m.model->make_cache(int64_t(g.prompt.size()), DType::F32);
   const int64_t vocab = m.config.vocab_size;
   std::vector<float> logits(g.prompt.size() * size_t(vocab));
   m.model->forward(g.prompt, 0, cache, logits.data(), true, pool);
@@ -90,7 +90,7 @@ TEST_P(GoldenTest, IncrementalGreedyMatchesReference) {
   ThreadPool pool(1);
   std::vector<int32_t> want;
   for (auto id : g.expected["greedy"]) want.push_back(id.get<int32_t>());
-  KVCache cache = m.model->make_cache(int64_t(g.prompt.size() + want.size()));
+  KVCache cache = m.model->make_cache(int64_t(g.prompt.size() + want.size()), DType::F32);
   GenerateOptions opt;
   opt.max_new_tokens = int64_t(want.size());
   opt.stop_at_eos = false;
@@ -105,7 +105,7 @@ TEST_P(GoldenTest, DecodeStepLogitsMatchReference) {
   ThreadPool pool(2);
   const auto& greedy = g.expected["greedy"];
   const auto& rows = g.expected["greedy_logits_last"];
-  KVCache cache = m.model->make_cache(int64_t(g.prompt.size() + greedy.size()));
+  KVCache cache = m.model->make_cache(int64_t(g.prompt.size() + greedy.size()), DType::F32);
   std::vector<float> logits(static_cast<size_t>(m.config.vocab_size));
   m.model->forward(g.prompt, 0, cache, logits.data(), false, pool);
   int64_t pos = int64_t(g.prompt.size());
@@ -145,7 +145,7 @@ TEST_P(GoldenTest, PrefillRoutingMatchesReference) {
   const Golden g = read_golden(GetParam());
   LoadedModel m = load_model(g.dir);
   ThreadPool pool(1);
-  KVCache cache = m.model->make_cache(int64_t(g.prompt.size()));
+  KVCache cache = m.model->make_cache(int64_t(g.prompt.size()), DType::F32);
   std::vector<float> logits(static_cast<size_t>(m.config.vocab_size));
   ForwardTrace trace;
   m.model->forward(g.prompt, 0, cache, logits.data(), false, pool, &trace);
@@ -188,7 +188,7 @@ TEST_P(GoldenMtpTest, TeacherForcedMtpLogitsMatchReference) {
   ASSERT_EQ(m.model->mtp_depth(), 1);
   ThreadPool pool(2);
   const int64_t n = int64_t(g.prompt.size()), vocab = m.config.vocab_size, dim = m.config.hidden_size;
-  KVCache cache = m.model->make_cache(n);
+  KVCache cache = m.model->make_cache(n, DType::F32);
   std::vector<float> logits(size_t(n * vocab)), hidden(size_t(n * dim));
   m.model->forward(g.prompt, 0, cache, logits.data(), false, pool, nullptr, hidden.data());
   ForwardTrace trace;
@@ -222,7 +222,7 @@ TEST_P(GoldenMtpTest, IncrementalDraftsAlongGreedyMatchReference) {
   const int64_t n = int64_t(g.prompt.size()), vocab = m.config.vocab_size, dim = m.config.hidden_size;
   const json& greedy = g.expected["greedy"];
   const json& ref = g.expected["mtp_logits_along_greedy"];
-  KVCache cache = m.model->make_cache(n + int64_t(greedy.size()));
+  KVCache cache = m.model->make_cache(n + int64_t(greedy.size()), DType::F32);
   std::vector<float> logits(size_t(n * vocab)), hidden(size_t(n * dim)), mtp_logits(size_t(n * vocab));
   m.model->forward(g.prompt, 0, cache, logits.data(), false, pool, nullptr, hidden.data());
   m.model->mtp_forward(0, std::span(g.prompt).subspan(1), hidden.data(), 0, cache, mtp_logits.data(), false, pool);
