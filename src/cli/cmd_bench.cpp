@@ -200,6 +200,15 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
     r["spec_tokens_per_step"] = spec.spec.tokens_per_step();
     r["spec_decode_tokens_per_s"] = double(spec.tokens.size()) / spec.decode_seconds;
     r["spec_speedup"] = double(spec.tokens.size()) / spec.decode_seconds / decode_tps;
+    // What a drafted step costs against a plain one of this run, and the speedup that allows:
+    // its tokens per step over that cost (issue 20). The DraftGate makes plain steps instead
+    // while drafting does not pay: spec_drafted_step_share says how many steps drafted.
+    const SpecStats& st = spec.spec;
+    const double cost = st.steps ? st.step_seconds / double(st.steps) * decode_tps : 0.0;
+    r["spec_step_cost"] = cost;
+    r["spec_draft_share_of_step"] = st.step_seconds > 0 ? st.draft_seconds / st.step_seconds : 0.0;
+    r["spec_speedup_bound"] = cost > 0 ? st.tokens_per_step() / cost : 0.0;
+    r["spec_drafted_step_share"] = double(st.steps) / double(std::max<int64_t>(1, st.steps + st.plain_steps));
   }
   return r;
 }
@@ -421,6 +430,11 @@ int run(const Opts& o) {
     std::printf("speculative      mtp:%d: acceptance %.1f%%, %.2f tokens/step, %s tok/s (%.2fx plain decode)\n",
                 spec_k, pct * j["spec_acceptance_rate"].get<double>(), j["spec_tokens_per_step"].get<double>(),
                 val("spec_decode_tokens_per_s", "%.1f").c_str(), j["spec_speedup"].get<double>());
+  if (spec_k > 0 && j["spec_step_cost"].get<double>() > 0)
+    std::printf("                 a drafted step costs %.2fx a plain one (%.0f%% of it drafting), so drafting allows "
+                "%.2fx; %.0f%% of steps drafted (the rest plain: acceptance too low to pay)\n",
+                j["spec_step_cost"].get<double>(), pct * j["spec_draft_share_of_step"].get<double>(),
+                j["spec_speedup_bound"].get<double>(), pct * j["spec_drafted_step_share"].get<double>());
   return 0;
 }
 

@@ -86,32 +86,39 @@ void decode_plain(Sequence& seq, Sampler& sampler, Emitter& out, ThreadPool& poo
   }
 }
 
-// Speculative decoding: the pending token x plus k MTP drafts verified in one forward step.
+// Speculative decoding: the pending token x plus k MTP drafts verified in one forward step,
+// while the DraftGate finds drafting pays; plain steps otherwise.
 void decode_speculative(Sequence& seq, Sampler& sampler, int k, const Drafter& drafter, Emitter& out, SpecStats& stats,
                         ThreadPool& pool) {
   const int64_t vocab = seq.model().config().vocab_size;
   int32_t x = sampler.sample(seq.logits());
   if (!out.emit(x)) return;
   std::vector<float> q;
+  DraftGate gate;
   for (;;) {
     const int kk = int(std::min<int64_t>(k, seq.room() - 1));
-    if (kk < 1) {  // no room to verify drafts: finish plainly
+    if (kk < 1 || !gate.draft()) {  // gate closed, or no room to verify drafts: a plain step
       if (seq.room() < 1) return;
+      if (kk >= 1) stats.plain_steps++;
       const int32_t t[1] = {x};
       seq.feed(t, pool);
       x = sampler.sample(seq.logits());
       if (!out.emit(x)) return;
       continue;
     }
+    const auto t0 = Clock::now();
     const int64_t base = seq.pos();
     const std::vector<int32_t> drafts =
         drafter ? drafter(seq, x, kk, q) : mtp_draft(seq, x, kk, sampler, sampler, q, pool);
     DSV3_ASSERT(int(drafts.size()) == kk && q.size() == size_t(kk) * size_t(vocab));
+    stats.draft_seconds += since(t0);
     std::vector<int32_t> verify = {x};
     verify.insert(verify.end(), drafts.begin(), drafts.end());
     seq.feed(verify, pool, /*all_logits=*/true);  // row j predicts the token after verify[j]
 
     const VerifyResult v = accept_drafts(seq, base, drafts, q, sampler, stats);
+    stats.step_seconds += since(t0);
+    gate.record(kk, v.accepted);
     const int m = v.accepted;
     const int32_t next = v.next;
     for (int j = 0; j < m; ++j)

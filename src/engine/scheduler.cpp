@@ -54,6 +54,7 @@ struct Scheduler::Slot {
   std::optional<Sampler> sampler;
   std::optional<StreamDecoder> decoder;
   std::optional<StopMatcher> stops;
+  DraftGate gate;          // whether this job's decode steps draft (speculative_k > 0)
   int64_t prompt_fed = 0;  // prompt tokens fed so far
   int64_t generated = 0;
   int32_t pending = -1;    // sampled token still to be fed (decode phase)
@@ -159,6 +160,7 @@ bool Scheduler::admit() {
     s->sampler.emplace(r.sampling);
     s->decoder.emplace(tok_, r.skip_special);
     s->stops.emplace(r.stop);
+    s->gate = DraftGate();
     s->prompt_fed = best_common;
     s->generated = 0;
     s->pending = -1;
@@ -208,7 +210,8 @@ void Scheduler::decode_step() {
     const int64_t left = s.job->request().max_tokens - s.generated;  // tokens this job may still emit
     // Penalties and bias change the distribution with every accepted token: no drafting.
     const int64_t k_max = s.sampler->params().adjusts_logits() ? 0 : opt_.speculative_k;
-    const int k = int(std::max<int64_t>(0, std::min<int64_t>({k_max, s.seq.room() - 1, left})));
+    int k = int(std::max<int64_t>(0, std::min<int64_t>({k_max, s.seq.room() - 1, left})));
+    if (k > 0 && !s.gate.draft()) k = 0;  // drafting does not pay for this job now: a plain step
     base[i] = s.seq.pos();
     if (k > 0) drafts[i] = mtp_draft(s.seq, s.pending, k, *s.sampler, *s.sampler, q[i], pool_);
     verify[i] = {s.pending};
@@ -228,6 +231,7 @@ void Scheduler::decode_step() {
                                          *s.sampler, st);
     spec_drafted_ += st.drafted;
     spec_accepted_ += st.accepted;
+    s.gate.record(int(st.drafted), int(st.accepted));
     // Draft j was sampled from verify row j, the final token from the row after the last accepted.
     bool running = true;
     for (int j = 0; j < v.accepted && running; ++j) running = emit(s, drafts[i][size_t(j)], s.seq.logits_row(j));

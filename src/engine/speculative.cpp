@@ -21,6 +21,36 @@ AcceptResult speculative_accept(std::span<const float> p, std::span<const float>
   return {false, rng.draw(residual)};
 }
 
+bool DraftGate::draft() {
+  if (open_) return true;
+  if (plain_left_ > 0) {
+    --plain_left_;
+    return false;
+  }
+  return true;  // a probe
+}
+
+void DraftGate::record(int drafted, int accepted) {
+  if (drafted <= 0) return;
+  const double rate = double(accepted) / double(drafted);
+  if (!open_) {  // the probe's outcome
+    if (rate >= min_acceptance_) {
+      open_ = true;
+      acceptance_ = rate;
+      backoff_ = kMinBackoff;
+    } else {
+      backoff_ = std::min(2 * backoff_, kMaxBackoff);
+      plain_left_ = backoff_;
+    }
+    return;
+  }
+  acceptance_ += kWeight * (rate - acceptance_);
+  if (acceptance_ < min_acceptance_) {
+    open_ = false;
+    plain_left_ = backoff_;
+  }
+}
+
 VerifyResult accept_drafts(Sequence& seq, int64_t base, std::span<const int32_t> drafts, std::span<const float> q,
                            Sampler& sampler, SpecStats& stats) {
   const int64_t vocab = seq.model().config().vocab_size;

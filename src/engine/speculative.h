@@ -15,12 +15,49 @@
 namespace dsv3 {
 
 struct SpecStats {
-  int64_t steps = 0;     // verification steps
-  int64_t drafted = 0;   // draft tokens proposed
-  int64_t accepted = 0;  // draft tokens accepted
+  int64_t steps = 0;        // verification steps
+  int64_t drafted = 0;      // draft tokens proposed
+  int64_t accepted = 0;     // draft tokens accepted
+  int64_t plain_steps = 0;  // one-token steps taken while the DraftGate was closed
+  double step_seconds = 0;  // wall time of the verification steps: draft, verify, accept, roll back
+  double draft_seconds = 0;  // the drafting part of step_seconds (MTP catch-up and draft steps)
   double acceptance_rate() const { return drafted ? double(accepted) / double(drafted) : 0.0; }
   // Tokens produced per verification step (accepted drafts + the one the main model adds).
   double tokens_per_step() const { return steps ? double(accepted + steps) / double(steps) : 0.0; }
+};
+
+// Whether a decode step drafts (issue 20: speculation must never slow decoding down). Drafting
+// pays only while enough drafts are accepted to cover a speculative step's extra cost (the MTP
+// block and head, and a verification that reads more experts than one token's); on
+// random-weight models acceptance is ~0. The gate keeps a running acceptance (an exponential
+// average over the last few drafted steps, starting at kPrior) and closes when it drops below
+// `min_acceptance`. While closed, steps are plain; after `backoff` plain steps one probe step
+// drafts: accepted often enough, the gate opens again, else the backoff doubles (kMinBackoff ..
+// kMaxBackoff). It depends on acceptance counts only, never on time, so a seeded run gives the
+// same text every time.
+class DraftGate {
+ public:
+  // Break-even for one draft per step: 1 + a tokens per step against a step that costs ~1.5x a
+  // plain one (bench's spec_step_cost on `medium`), so a >= 0.5.
+  static constexpr double kDefaultMinAcceptance = 0.5;
+  static constexpr double kPrior = 0.75;   // a new sequence drafts at once; two failed steps close the gate
+  static constexpr double kWeight = 0.25;  // weight of the newest step in the running acceptance
+  static constexpr int kMinBackoff = 32, kMaxBackoff = 1024;
+
+  explicit DraftGate(double min_acceptance = kDefaultMinAcceptance) : min_acceptance_(min_acceptance) {}
+  // Called once per decode step: true if this step drafts (then call record), false for a plain step.
+  bool draft();
+  // The outcome of a drafted step: `accepted` of `drafted` draft tokens were accepted.
+  void record(int drafted, int accepted);
+  bool open() const { return open_; }
+  double acceptance() const { return acceptance_; }
+
+ private:
+  double min_acceptance_;
+  double acceptance_ = kPrior;
+  bool open_ = true;
+  int backoff_ = kMinBackoff;
+  int plain_left_ = 0;  // plain steps before the next probe (gate closed)
 };
 
 struct AcceptResult {

@@ -160,6 +160,14 @@ TEST_F(Cli, BenchReportsEveryFigureAndSpeculationMatchesPlainGreedy) {
 #endif
   EXPECT_GT(j["decode_tokens_per_s"].get<double>(), 0);
   EXPECT_GE(j["spec_tokens_per_step"].get<double>(), 1.0);
+  // The cost of a drafted step against a plain one, and the speedup it allows (issue 20).
+  EXPECT_GT(j["spec_step_cost"].get<double>(), 0);
+  EXPECT_NEAR(j["spec_speedup_bound"].get<double>(),
+              j["spec_tokens_per_step"].get<double>() / j["spec_step_cost"].get<double>(), 1e-9);
+  EXPECT_GT(j["spec_draft_share_of_step"].get<double>(), 0);
+  EXPECT_LT(j["spec_draft_share_of_step"].get<double>(), 1);
+  EXPECT_GT(j["spec_drafted_step_share"].get<double>(), 0);
+  EXPECT_LE(j["spec_drafted_step_share"].get<double>(), 1);
   // The bandwidth the decode is compared with: the mean of a measurement just before and one
   // just after it, both reported, with how far they moved apart.
   const double before = j["bandwidth_before_decode_gb_s"].get<double>(), after = j["bandwidth_after_decode_gb_s"].get<double>();

@@ -16,6 +16,41 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The gate closes when the running acceptance falls below the break-even (here after two drafted
+// steps with nothing accepted), stays closed for kMinBackoff plain steps, probes, doubles its
+// backoff after each failed probe up to kMaxBackoff, and opens on a good probe.
+TEST(DraftGate, ClosesOnLowAcceptanceAndProbesWithBackoff) {
+  DraftGate g;
+  EXPECT_TRUE(g.draft());
+  g.record(1, 1);
+  EXPECT_TRUE(g.draft());
+  g.record(1, 0);
+  EXPECT_TRUE(g.open()) << "one miss after a hit keeps drafting";
+  EXPECT_TRUE(g.draft());
+  g.record(1, 0);
+  ASSERT_FALSE(g.open()) << "acceptance " << g.acceptance();
+  auto plain_steps_before_probe = [&g] {
+    int n = 0;
+    while (!g.draft()) ++n;
+    return n;
+  };
+  EXPECT_EQ(plain_steps_before_probe(), DraftGate::kMinBackoff);
+  g.record(2, 0);  // a failed probe
+  EXPECT_FALSE(g.open());
+  EXPECT_EQ(plain_steps_before_probe(), 2 * DraftGate::kMinBackoff);
+  for (int i = 0; i < 10; ++i) {
+    g.record(1, 0);
+    plain_steps_before_probe();
+  }
+  g.record(1, 0);
+  EXPECT_EQ(plain_steps_before_probe(), DraftGate::kMaxBackoff);
+  g.record(2, 2);  // a good probe opens it
+  EXPECT_TRUE(g.open());
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(g.draft());
+  g.record(0, 0);  // nothing drafted: no change
+  EXPECT_TRUE(g.open());
+}
+
 TEST(SpeculativeAccept, OutputIsDistributedAsTheTarget) {
   // Draft from q, apply the rule: the accepted-or-replaced token must follow p exactly.
   const std::vector<float> p = {0.5f, 0.2f, 0.2f, 0.1f, 0.0f}, q = {0.1f, 0.5f, 0.1f, 0.1f, 0.2f};
@@ -130,8 +165,11 @@ TEST_P(SpeculativeGreedy, OracleAndWrongDraftsGiveTheSameTokensAsPlainGreedy) {
     EXPECT_EQ(run(m, k, make([](int) { return false; }), &s), plain) << "oracle, k=" << k;
     EXPECT_GT(s.acceptance_rate(), 0.8) << "oracle drafts must be accepted (the last may run past the end)";
     EXPECT_GT(s.tokens_per_step(), 1.0 + 0.8 * k - 1e-9);
+    EXPECT_EQ(s.plain_steps, 0) << "drafts that are accepted keep the gate open";
     EXPECT_EQ(run(m, k, make([](int) { return true; }), &s), plain) << "always wrong, k=" << k;
     EXPECT_EQ(s.accepted, 0);
+    EXPECT_EQ(s.steps, 2) << "drafts that are never accepted close the gate";
+    EXPECT_GT(s.plain_steps, 0);
     EXPECT_EQ(run(m, k, make([](int i) { return i % 3 == 1; }), &s), plain) << "sometimes wrong, k=" << k;
     EXPECT_GT(s.accepted, 0);
     EXPECT_LT(s.accepted, s.drafted);
