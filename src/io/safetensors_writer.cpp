@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
+#include "core/error.h"
 #include "io/atomic_file.h"
 
 namespace dsv3 {
@@ -21,6 +22,21 @@ uint64_t SafetensorsWriter::data_bytes() const {
 void SafetensorsWriter::write(const std::string& path,
                               const std::function<void(size_t, std::span<uint8_t>)>& fill,
                               const std::map<std::string, std::string>& metadata) const {
+  write_impl(path, [&](size_t i, uint64_t, std::span<uint8_t> dst) { fill(i, dst); }, metadata, 0);
+}
+
+void SafetensorsWriter::write_chunked(const std::string& path,
+                                      const std::function<void(size_t, uint64_t, std::span<uint8_t>)>& fill,
+                                      const std::map<std::string, std::string>& metadata,
+                                      uint64_t chunk_bytes) const {
+  DSV3_CHECK(chunk_bytes > 0 && chunk_bytes % 8 == 0, path, ": chunk size ", chunk_bytes,
+             " is not a positive multiple of 8 bytes");
+  write_impl(path, fill, metadata, chunk_bytes);
+}
+
+void SafetensorsWriter::write_impl(const std::string& path,
+                                   const std::function<void(size_t, uint64_t, std::span<uint8_t>)>& fill,
+                                   const std::map<std::string, std::string>& metadata, uint64_t chunk_bytes) const {
   std::vector<size_t> order(entries_.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
@@ -48,12 +64,18 @@ void SafetensorsWriter::write(const std::string& path,
     for (int i = 0; i < 8; ++i) len[i] = uint8_t(uint64_t(text.size()) >> (8 * i));
     write_all(f, len, 8, path);
     write_all(f, text.data(), text.size(), path);
-    std::vector<uint8_t> buf(largest);
+    // chunk_bytes 0: whole tensors.
+    std::vector<uint8_t> buf(chunk_bytes == 0 ? largest : size_t(std::min<uint64_t>(largest, chunk_bytes)));
     for (size_t i : order) {
       const auto& e = entries_[i];
-      std::span<uint8_t> dst(buf.data(), size_t(e.shape.numel()) * dtype_size(e.dtype));
-      fill(i, dst);
-      write_all(f, dst.data(), dst.size(), path);
+      const uint64_t bytes = uint64_t(e.shape.numel()) * dtype_size(e.dtype);
+      uint64_t at = 0;
+      do {  // an empty tensor gets one empty fill
+        std::span<uint8_t> dst(buf.data(), size_t(std::min<uint64_t>(buf.size(), bytes - at)));
+        fill(i, at, dst);
+        write_all(f, dst.data(), dst.size(), path);
+        at += dst.size();
+      } while (at < bytes);
     }
   }, AtomicWriteOptions{.drop_from_page_cache = true});
 }

@@ -31,7 +31,21 @@ class SafetensorsWriter {
   void write(const std::string& path, const std::function<void(size_t i, std::span<uint8_t> dst)>& fill,
              const std::map<std::string, std::string>& metadata = {{"format", "pt"}}) const;
 
+  // Largest chunk write_chunked asks for: memory stays bounded whatever the tensors' sizes
+  // (DeepSeek-V3's embedding alone is 1.85 GB).
+  static constexpr uint64_t kChunkBytes = uint64_t(64) << 20;
+  // As write, but fill(i, offset, dst) fills bytes [offset, offset + dst.size()) of tensor i;
+  // each tensor's chunks come in order, chunk_bytes each (a positive multiple of 8) but a
+  // tensor's last, so every chunk holds whole elements.
+  void write_chunked(const std::string& path,
+                     const std::function<void(size_t i, uint64_t offset, std::span<uint8_t> dst)>& fill,
+                     const std::map<std::string, std::string>& metadata = {{"format", "pt"}},
+                     uint64_t chunk_bytes = kChunkBytes) const;
+
  private:
+  void write_impl(const std::string& path,
+                  const std::function<void(size_t i, uint64_t offset, std::span<uint8_t> dst)>& fill,
+                  const std::map<std::string, std::string>& metadata, uint64_t chunk_bytes) const;
   struct Entry {
     std::string name;
     DType dtype;

@@ -1,5 +1,6 @@
 #include "model/synth.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -64,13 +65,21 @@ ModelConfig synth_preset(const std::string& name) {
   return c;
 }
 
+ModelConfig cut_layers(ModelConfig c, int64_t layers) {
+  DSV3_CHECK(layers >= 1, "synth: --layers must be at least 1, got ", layers);
+  c.num_hidden_layers = layers;
+  if (c.n_routed_experts > 0 && layers > 1) c.first_k_dense_replace = std::min(c.first_k_dense_replace, layers - 1);
+  return c;
+}
+
 namespace {
 
 // splitmix64: tiny, fast, and good enough for random weights.
 struct Rng {
+  static constexpr uint64_t kIncrement = 0x9e3779b97f4a7c15ull;
   uint64_t s;
   uint64_t next() {
-    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+    uint64_t z = (s += kIncrement);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
@@ -137,10 +146,14 @@ float sigma_of(const TensorSpec& s) {
   }
 }
 
-void fill_item(const Item& it, const ModelConfig& c, uint64_t seed, std::span<uint8_t> dst) {
-  Rng rng{hash_name(seed_name(it.spec) + (it.scale ? "#scale" : ""), seed)};
+// Bytes [offset, offset + dst.size()) of the item, whole elements. Every element takes exactly
+// one draw from the item's generator (norms none), so a chunk starts the generator where the
+// elements before it left it: splitmix64's state after e draws is its seed + e x its increment.
+void fill_item(const Item& it, uint64_t seed, uint64_t offset, std::span<uint8_t> dst) {
+  const uint64_t first = offset / dtype_size(it.dtype);
+  Rng rng{hash_name(seed_name(it.spec) + (it.scale ? "#scale" : ""), seed) + first * Rng::kIncrement};
   const auto& normal = normal_table();
-  const int64_t n = it.shape.numel();
+  const int64_t n = int64_t(dst.size() / dtype_size(it.dtype));
   if (it.scale) {  // scale_inv: sigma / kFp8Sigma with a per-block gain in [0.6, 1.4]
     const float base = sigma_of(it.spec) / kFp8Sigma;
     for (int64_t i = 0; i < n; ++i) {
@@ -199,6 +212,11 @@ void write_synthetic_checkpoint(const ModelConfig& cfg, const SynthOptions& opt)
   const fs::path tmp = out.string() + ".partial";
   fs::remove_all(tmp);
   fs::create_directories(tmp);
+  auto fail_cleanly = [&](auto&&... msg) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    fail(msg...);
+  };
 
   // Items in visiting order, cut into shards of at most shard_bytes.
   std::vector<Item> items;
@@ -226,6 +244,12 @@ void write_synthetic_checkpoint(const ModelConfig& cfg, const SynthOptions& opt)
     shard_size += items[i].bytes();
     total += items[i].bytes();
   }
+  // DeepSeek-V3's own config is ~680 GB in FP8: say so before writing any of it.
+  std::error_code ec;
+  const fs::space_info space = fs::space(tmp, ec);
+  if (!ec && space.available < total + (uint64_t(64) << 20))
+    fail_cleanly("synth: the checkpoint needs ", total / 1e9, " GB but ", out.parent_path().string().empty() ? "." : out.parent_path().string(),
+                 " has ", space.available / 1e9, " GB free (fewer layers: --layers N)");
 
   auto item_name = [&](const Item& it) { return it.spec.name + (it.scale ? "_scale_inv" : ""); };
   nlohmann::ordered_json index;
@@ -240,11 +264,10 @@ void write_synthetic_checkpoint(const ModelConfig& cfg, const SynthOptions& opt)
       w.add(item_name(items[i]), items[i].dtype, items[i].shape);
       index["weight_map"][item_name(items[i])] = fname;
     }
-    w.write((tmp / fname).string(), [&](size_t k, std::span<uint8_t> dst) {
-      const Item& it = items[shards[s][k]];
-      fill_item(it, c, opt.seed, dst);
-      if (progress) progress->advance(it.bytes());
-    });
+    w.write_chunked((tmp / fname).string(), [&](size_t k, uint64_t offset, std::span<uint8_t> dst) {
+      fill_item(items[shards[s][k]], opt.seed, offset, dst);
+      if (progress) progress->advance(dst.size());
+    }, {{"format", "pt"}}, opt.chunk_bytes);
   }
   if (progress) progress->finish();
 

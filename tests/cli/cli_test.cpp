@@ -293,6 +293,24 @@ TEST_F(Cli, BenchRepetitionsReportMediansAndEveryRun) {
   EXPECT_NE(too_long.err.find("exceeds the model's context"), std::string::npos) << too_long.err;
 }
 
+// synth --config writes any config (here the golden tiny-v3's), cut with --layers and
+// --mtp-layers; the result loads and generates.
+TEST_F(Cli, SynthFromAConfigCutToLayers) {
+  const std::string out = ::testing::TempDir() + "/synth_from_config";
+  const auto r = run_command(kBin + " synth --config " + std::string(DSV3_TESTDATA_DIR) +
+                             "/golden/tiny-v3/config.json --layers 2 --mtp-layers 0 --force --out " + out);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(std::ifstream(out + "/config.json"));
+  EXPECT_EQ(j["num_hidden_layers"], 2);
+  EXPECT_EQ(j["first_k_dense_replace"], 1);
+  EXPECT_EQ(j["num_nextn_predict_layers"], 0);
+  const auto g = run_command(kBin + " generate --model " + out + " --prompt-ids 0,5,7 -n 4 --ignore-eos");
+  EXPECT_EQ(g.code, 0) << g.err;
+  const auto both = run_command(kBin + " synth --preset tiny --config " + out + "/config.json --out " + out + "2");
+  EXPECT_NE(both.code, 0);
+  fs::remove_all(out);
+}
+
 TEST_F(Cli, InspectOnTheFull671BConfig) {
   const auto r =
       run_command(kBin + " inspect --json --model " + std::string(DSV3_TESTDATA_DIR) + "/configs/deepseek-v3-671b");

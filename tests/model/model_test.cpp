@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "core/error.h"
 #include "core/thread_pool.h"
@@ -136,6 +138,49 @@ TEST_P(SynthModel, RejectsBadIdsAndFullContext) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Variants, SynthModel, ::testing::Values("fp8", "bf16", "noqlora", "v2"));
+
+std::string file_bytes(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+// synth generates its bytes in bounded chunks (any config, even V3's 1.85 GB embedding): the
+// chunk size must not change a byte of the checkpoint.
+TEST(Synth, ChunkSizeDoesNotChangeTheBytes) {
+  const fs::path a = fs::temp_directory_path() / "synth_chunk_big", b = fs::temp_directory_path() / "synth_chunk_8";
+  for (const auto& [dir, chunk] : {std::pair{a, SynthOptions().chunk_bytes}, std::pair{b, uint64_t(8)}}) {
+    SynthOptions o;
+    o.out_dir = dir.string();
+    o.progress = false;
+    o.seed = 5;
+    o.chunk_bytes = chunk;
+    write_synthetic_checkpoint(synth_preset("tiny"), o);
+  }
+  int files = 0;
+  for (const auto& e : fs::directory_iterator(a)) {
+    EXPECT_TRUE(file_bytes(e.path()) == file_bytes(b / e.path().filename())) << e.path().filename();
+    ++files;
+  }
+  EXPECT_GE(files, 3);
+  fs::remove_all(a);
+  fs::remove_all(b);
+}
+
+// `synth --config V3 --layers 2`: DeepSeek-V3's first layers are dense (first_k_dense_replace 3),
+// so a cut keeps at most layers - 1 of them and the last is a MoE layer.
+TEST(Synth, CutLayersKeepsAMoeLayer) {
+  const ModelConfig v3 =
+      ModelConfig::from_file((fs::path(DSV3_TESTDATA_DIR) / "configs" / "deepseek-v3-671b" / "config.json").string());
+  ASSERT_EQ(v3.first_k_dense_replace, 3);
+  const ModelConfig two = cut_layers(v3, 2);
+  EXPECT_EQ(two.num_hidden_layers, 2);
+  EXPECT_FALSE(two.is_moe_layer(0));
+  EXPECT_TRUE(two.is_moe_layer(1));
+  EXPECT_EQ(two.n_routed_experts, 256);
+  EXPECT_EQ(cut_layers(v3, 5).first_k_dense_replace, 3);
+  EXPECT_EQ(cut_layers(v3, 1).num_hidden_layers, 1);
+  EXPECT_THROW(cut_layers(v3, 0), Error);
+}
 
 }  // namespace
 }  // namespace dsv3
