@@ -15,6 +15,7 @@ Run add_logits(CLI::App& app) {
     std::string model, ids, out;
     int threads = 1;
     bool mtp = false;
+    std::string kv_cache;
     LoadOptions load;
   };
   auto o = std::make_shared<Opts>();
@@ -25,11 +26,12 @@ Run add_logits(CLI::App& app) {
                 "Write the MTP head's logits instead: rows 0..n-2, row i from h[i] and token i+1 (predicts token i+2)");
   add_load_options(cmd, o->load);
   add_threads_option(cmd, o->threads);
+  add_kv_cache_option(cmd, o->kv_cache);
   return [o] {
     const auto ids = parse_ids(o->ids, "--ids");
     LoadedModel m = load_model(o->model, true, o->load);
     ThreadPool pool(o->threads);
-    KVCache cache = m.model->make_cache(int64_t(ids.size()));
+    KVCache cache = m.model->make_cache(int64_t(ids.size()), kv_cache_dtype(o->kv_cache));
     const int64_t vocab = m.config.vocab_size;
     const int64_t n = int64_t(ids.size()), dim = m.config.hidden_size;
     std::vector<float> logits(size_t(n * vocab));

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "engine/sequence.h"
+#include "kernels/variant.h"
 #include "tests/engine/tiny_model.h"
 
 namespace dsv3 {
@@ -74,13 +75,16 @@ TEST(FeedStep, PromptChunksAmongOtherSequencesEqualThePromptAlone) {
     feed_step(std::vector<Sequence*>{&other, &chunked, &late}, std::vector<std::span<const int32_t>>{one, t, one}, pool);
     EXPECT_EQ(chunked.logits(), alone.logits()) << "decode step " << step;
   }
-  // The logits are those of the last token: the same as an ordinary prefill to float
-  // rounding (that one may take the expanded MLA form).
+  // The logits are those of the last token: the same as an ordinary prefill to rounding (that
+  // one may take the expanded MLA form): float32 rounding with the float32 kernels; with BF16
+  // activations the two forms round different products to BF16 (measured up to ~0.007 here),
+  // so the bound there only catches gross errors.
   Sequence plain(*m.model, 64);
   plain.feed(prompt, pool);
   Sequence fs1(*m.model, 64);
   feed_step(std::vector<Sequence*>{&fs1}, std::vector<std::span<const int32_t>>{prompt}, pool);
-  for (size_t i = 0; i < plain.logits().size(); ++i) ASSERT_NEAR(fs1.logits()[i], plain.logits()[i], 1e-4) << i;
+  const double tol = kernels::active().bf16_activations ? 0.1 : 1e-4;
+  for (size_t i = 0; i < plain.logits().size(); ++i) ASSERT_NEAR(fs1.logits()[i], plain.logits()[i], tol) << i;
 }
 
 }  // namespace

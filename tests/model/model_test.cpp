@@ -47,12 +47,12 @@ TEST_P(SynthModel, IncrementalDecodeEqualsFullRecompute) {
   ThreadPool pool(2);
   const std::vector<int32_t> ids = {0, 5, 99, 7, 1000, 3, 42, 17, 256, 511};
   const int64_t n = int64_t(ids.size()), vocab = m.config.vocab_size;
-  KVCache full_cache = m.model->make_cache(n);
+  KVCache full_cache = m.model->make_cache(n, DType::F32);
   std::vector<float> full(static_cast<size_t>(n * vocab));
   m.model->forward(ids, 0, full_cache, full.data(), true, pool);
 
   // Prefill 4 tokens, then one at a time.
-  KVCache cache = m.model->make_cache(n);
+  KVCache cache = m.model->make_cache(n, DType::F32);
   std::vector<float> step(static_cast<size_t>(4 * vocab));
   m.model->forward(std::span(ids).first(4), 0, cache, step.data(), true, pool);
   double worst = 0;
@@ -71,7 +71,7 @@ TEST_P(SynthModel, ThreadCountDoesNotChangeResults) {
   const int64_t vocab = m.config.vocab_size;
   std::vector<float> a(ids.size() * size_t(vocab)), b(a.size());
   ThreadPool one(1), three(3);
-  KVCache ca = m.model->make_cache(6), cb = m.model->make_cache(6);
+  KVCache ca = m.model->make_cache(6, DType::F32), cb = m.model->make_cache(6, DType::F32);
   m.model->forward(ids, 0, ca, a.data(), true, one);
   m.model->forward(ids, 0, cb, b.data(), true, three);
   EXPECT_EQ(a, b);  // every output element is reduced by one thread in a fixed order
@@ -87,7 +87,8 @@ TEST_P(SynthModel, LongContextAbsorbChunksAgreeWithExpandedForm) {
   for (int64_t i = 0; i < n; ++i) ids[size_t(i)] = int32_t((i * 7919 + 13) % vocab);
   std::vector<float> a(static_cast<size_t>(vocab)), b(a.size()), c(a.size());
   ThreadPool one(1), three(3);
-  KVCache ca = m.model->make_cache(n), cb = m.model->make_cache(n), cc = m.model->make_cache(n);
+  KVCache ca = m.model->make_cache(n, DType::F32), cb = m.model->make_cache(n, DType::F32),
+          cc = m.model->make_cache(n, DType::F32);
   m.model->set_mla_form(MLAForm::Absorb);
   m.model->forward(ids, 0, ca, a.data(), false, one);
   m.model->forward(ids, 0, cc, c.data(), false, three);
@@ -110,7 +111,8 @@ TEST_P(SynthModel, ExpandedFormCausalBlocksAgreeAtEveryPositionAndChunk) {
   for (int64_t i = 0; i < n; ++i) ids[size_t(i)] = int32_t((i * 104729 + 7) % vocab);
   std::vector<float> absorb(size_t(n * vocab)), whole(absorb.size()), chunked(absorb.size());
   ThreadPool pool(2);
-  KVCache ca = m.model->make_cache(n), cw = m.model->make_cache(n), cc = m.model->make_cache(n);
+  KVCache ca = m.model->make_cache(n, DType::F32), cw = m.model->make_cache(n, DType::F32),
+          cc = m.model->make_cache(n, DType::F32);
   m.model->set_mla_form(MLAForm::Absorb);
   m.model->forward(ids, 0, ca, absorb.data(), true, pool);
   m.model->set_mla_form(MLAForm::Expanded);
@@ -129,7 +131,7 @@ TEST_P(SynthModel, ExpandedFormCausalBlocksAgreeAtEveryPositionAndChunk) {
 TEST_P(SynthModel, RejectsBadIdsAndFullContext) {
   LoadedModel m = load_model(dir_.string());
   ThreadPool pool(1);
-  KVCache cache = m.model->make_cache(2);
+  KVCache cache = m.model->make_cache(2, DType::F32);
   std::vector<float> logits(static_cast<size_t>(m.config.vocab_size));
   const std::vector<int32_t> bad = {0, int32_t(m.config.vocab_size)};
   EXPECT_THROW(m.model->forward(bad, 0, cache, logits.data(), false, pool), Error);

@@ -106,7 +106,10 @@ class PerplexityCli : public ::testing::Test {
 fs::path* PerplexityCli::root_ = nullptr;
 
 TEST_F(PerplexityCli, TextWithRealTokenizerMatchesReference) {
-  const json j = run_json("--model " + tiny() + " --text " + text() + " --ctx 64 -t 2 --compare-reference");
+  // The float32 kernels (--kernels f32) isolate what the cache and the MLA forms cost; the
+  // default BF16 activations are held to their own bounds below.
+  const json j =
+      run_json("--kernels f32 --model " + tiny() + " --text " + text() + " --ctx 64 -t 2 --compare-reference");
   ASSERT_TRUE(j.contains("ppl")) << j.dump();
   const double ppl = j["ppl"].get<double>(), bpb = j["bits_per_byte"].get<double>();
   EXPECT_TRUE(std::isfinite(ppl));
@@ -120,7 +123,8 @@ TEST_F(PerplexityCli, TextWithRealTokenizerMatchesReference) {
                        j["bytes_scored"].get<double>(), 1e-9 * bpb);
   expect_bf16_cache_agreement(j, "synth tiny + tokenizer, ctx 64, bf16 cache");
   expect_exact_agreement(
-      run_json("--model " + tiny() + " --text " + text() + " --ctx 64 -t 2 --kv-cache f32 --compare-reference"),
+      run_json("--kernels f32 --model " + tiny() + " --text " + text() +
+               " --ctx 64 -t 2 --kv-cache f32 --compare-reference"),
       "synth tiny + tokenizer, ctx 64, f32 cache");
 }
 
@@ -133,20 +137,22 @@ TEST_F(PerplexityCli, SlidingWindowScoresEveryByte) {
 }
 
 TEST_F(PerplexityCli, GoldenIdsMatchReference) {
-  const json j = run_json("--model " + kGolden + " --ids " + ids() + " --ctx 64 -t 2 --compare-reference");
+  const json j = run_json("--kernels f32 --model " + kGolden + " --ids " + ids() + " --ctx 64 -t 2 --compare-reference");
   ASSERT_TRUE(j.contains("ppl")) << j.dump();
   EXPECT_TRUE(j["bits_per_byte"].is_null());
   EXPECT_EQ(j["tokens"].get<int64_t>(), 200);
   expect_bf16_cache_agreement(j, "golden tiny-v3, ctx 64, bf16 cache");
-  const std::string f32 = "--model " + kGolden + " --ids " + ids() + " --ctx 64 -t 2 --kv-cache f32 --compare-reference";
+  const std::string f32 =
+      "--kernels f32 --model " + kGolden + " --ids " + ids() + " --ctx 64 -t 2 --kv-cache f32 --compare-reference";
   expect_exact_agreement(run_json(f32), "golden tiny-v3, ctx 64, f32 cache");
   // Decode path (absorbed MLA, one token per forward call) and chunked prefill.
   expect_exact_agreement(run_json(f32 + " --ubatch 1"), "golden tiny-v3, ctx 64, f32 cache, ubatch 1");
   expect_exact_agreement(run_json(f32 + " --ubatch 5 --stride 16"), "golden tiny-v3, ctx 64 stride 16, f32, ubatch 5");
 }
 
-// --kernels avx512bf16 rounds the activations of BF16/FP8 weights to BF16 (8 significant bits):
-// an opt-in trade of accuracy for speed, not held to the exact-agreement target. Measured on
+// --kernels avx512bf16 (the default where the CPU has AVX-512 BF16) rounds the activations of
+// BF16/FP8 weights to BF16 (8 significant bits), as DeepSeek's inference does: not held to the
+// float32 kernels' exact-agreement target. Measured on
 // golden tiny-v3 (F32 cache): mean KL 7.7e-4 (prefill) and 1.7e-3 (decode path), top-1 agreement
 // 0.98 in both, perplexity within 0.2%. The bounds (mean KL <= 5e-3, >= 95% agreement,
 // perplexity within 1%) catch a wrong scale or a dropped block, which move KL by orders of
@@ -166,9 +172,11 @@ TEST_F(PerplexityCli, Bf16ActivationsStayCloseToTheReference) {
     EXPECT_GE(j["top1_agreement"].get<double>(), 0.95) << extra;
     EXPECT_NEAR(j["ppl"].get<double>(), j["ppl_reference"].get<double>(), 1e-2 * j["ppl_reference"].get<double>());
   }
-  // A trained model's router has wider margins than the random ones: on the embedded KJV model
-  // mean KL is within the float32 target's 1e-3 (measured 1.2e-4 prefill, 1.0e-4 decode path,
-  // one flip in 241 at a 0.006 margin), and top-1 flips only at near-ties.
+  // A trained model's router has wider margins than the random ones: on the embedded KJV model,
+  // with the default BF16 cache too (the defaults), mean KL is within the float32 target's 1e-3
+  // (measured 1.2e-4 prefill, 1.0e-4 decode path with an F32 cache, one flip in 241 at a 0.006
+  // margin), and top-1 flips only at near-ties. docs/kernels.md has the owner's 2e-4 bar
+  // measured on a 20,000-byte text.
   const fs::path kjv = *root_ / "kjv.txt";
   std::ofstream(kjv) << kKjvText;
   const std::string model = (fs::path(DSV3_TESTDATA_DIR).parent_path() / "models" / "dsv3-kjv").string();

@@ -32,7 +32,7 @@ TEST(PerplexitySmall, FastPathMatchesReference) {
     for (int i = 1; i < 129; ++i) ids << ' ' << (i * 7919 + 13) % 32000;
   }
   auto run = [&](const std::string& kv) {
-    const auto r = run_command(std::string(DSV3_BINARY) + " perplexity --model " + opt.out_dir + " --ids " +
+    const auto r = run_command(std::string(DSV3_BINARY) + " --kernels f32 perplexity --model " + opt.out_dir + " --ids " +
                                (root / "ids.txt").string() + " --ctx 64 -t 2 --compare-reference --json --kv-cache " + kv);
     EXPECT_EQ(r.code, 0) << r.err;
     const json j = r.code == 0 ? json::parse(r.out) : json::object({{"kl_mean", 1e9}, {"kl_max", 1e9},

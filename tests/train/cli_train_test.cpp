@@ -77,8 +77,9 @@ TEST(TrainCli, SigintKeepsTheLastCheckpointAndLogitsMatch) {
   const fs::path npy = run / "logits.npy";
   std::string id_list;
   for (int32_t id : ids) id_list += (id_list.empty() ? "" : ",") + std::to_string(id);
-  r = test::run_command(std::string(DSV3_BINARY) + " logits --model " + ckpt.string() + " --ids " + id_list + " --out " +
-                        npy.string() + " -t 1");
+  // The trainer computes in float32: the float32 kernels and cache give its function.
+  r = test::run_command(std::string(DSV3_BINARY) + " --kernels f32 logits --kv-cache f32 --model " + ckpt.string() +
+                        " --ids " + id_list + " --out " + npy.string() + " -t 1");
   ASSERT_EQ(r.code, 0) << r.err;
   const NpyArray a = read_npy_f32(npy.string());
   ASSERT_EQ(a.data.size(), model.logits.size());

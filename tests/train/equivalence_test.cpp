@@ -34,7 +34,7 @@ TEST(Equivalence, TrainerLogitsMatchInference) {
   model.run(Exec{&pool}, tokens.data(), 1, Tn, LossOptions{0.3, 0.0}, 1.0, false);
 
   Transformer tf(c, p.w);
-  KVCache cache = tf.make_cache(Tn);
+  KVCache cache = tf.make_cache(Tn, DType::F32);
   std::vector<float> logits(size_t(Tn * c.vocab_size)), hidden(size_t(Tn * c.hidden_size));
   std::vector<int32_t> in(tokens.begin(), tokens.begin() + Tn);
   tf.forward(in, 0, cache, logits.data(), true, pool, nullptr, hidden.data());

@@ -85,7 +85,7 @@ void check_checkpoint(SaveDType dtype, float tol) {
   model.keep_logits = true;
   model.run(Exec{}, tokens.data(), 1, Tn, LossOptions{0.3, 0}, 1.0, false);
   ThreadPool pool(1);
-  KVCache cache = m.model->make_cache(Tn);
+  KVCache cache = m.model->make_cache(Tn, DType::F32);
   const int64_t V = m.config.vocab_size;
   std::vector<float> logits(size_t(Tn * V)), hidden(size_t(Tn * m.config.hidden_size)), mtp(size_t(Tn * V));
   std::vector<int32_t> in(tokens.begin(), tokens.begin() + Tn), next(tokens.begin() + 1, tokens.begin() + 1 + Tn);
