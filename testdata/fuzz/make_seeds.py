@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of the fuzz targets (fuzz/): small valid and invalid safetensors files
-in safetensors/ and config.json variants in config/. Deterministic; rerun after editing.
+in safetensors/, config.json variants in config/ and GGUF files in gguf/. Deterministic; rerun after editing.
 Each seed stays under 4 KB so the fuzzers start from inputs they can mutate quickly."""
 import json
 import os
@@ -98,6 +98,65 @@ def config_seeds():
     return {k: json.dumps(v, indent=1).encode() for k, v in c.items()}
 
 
+def gguf_bytes(kv, tensors, version=3, alignment=32):
+    """kv: [(key, type id, payload bytes)]; tensors: [(name, ggml type, ne, data)] laid out aligned."""
+    gstr = lambda b: struct.pack("<Q", len(b)) + b
+    out = b"GGUF" + struct.pack("<IQQ", version, len(tensors), len(kv))
+    for key, t, payload in kv:
+        out += gstr(key.encode()) + struct.pack("<I", t) + payload
+    off, blobs = 0, b""
+    for name, t, ne, data in tensors:
+        out += gstr(name.encode()) + struct.pack("<I", len(ne)) + b"".join(struct.pack("<Q", d) for d in ne)
+        out += struct.pack("<IQ", t, off)
+        pad = -len(data) % alignment
+        blobs += data + bytes(pad)
+        off += len(data) + pad
+    out += bytes(-len(out) % alignment)
+    return out + blobs
+
+
+def gguf_seeds():
+    u32 = lambda k, v: (k, 4, struct.pack("<I", v))
+    f32 = lambda k, v: (k, 6, struct.pack("<f", v))
+    gs = lambda s: struct.pack("<Q", len(s)) + s.encode()
+    string = lambda k, v: (k, 8, gs(v))
+    boolean = lambda k, v: (k, 7, bytes([v]))
+    strings = lambda k, v: (k, 9, struct.pack("<IQ", 8, len(v)) + b"".join(gs(x) for x in v))
+    d = "deepseek2."
+    meta = [string("general.architecture", "deepseek2"), u32(d + "block_count", 2), u32(d + "context_length", 64),
+            u32(d + "embedding_length", 32), u32(d + "feed_forward_length", 64), u32(d + "attention.head_count", 2),
+            u32(d + "attention.head_count_kv", 1), f32(d + "rope.freq_base", 10000.0),
+            f32(d + "attention.layer_norm_rms_epsilon", 1e-6), u32(d + "expert_count", 4),
+            u32(d + "expert_used_count", 2), u32(d + "expert_group_count", 2), u32(d + "expert_group_used_count", 1),
+            u32(d + "expert_gating_func", 2), u32(d + "leading_dense_block_count", 1), u32(d + "vocab_size", 8),
+            u32(d + "attention.q_lora_rank", 16), u32(d + "attention.kv_lora_rank", 16),
+            u32(d + "attention.key_length", 24), u32(d + "attention.value_length", 16),
+            u32(d + "attention.key_length_mla", 16), u32(d + "attention.value_length_mla", 8),
+            u32(d + "expert_feed_forward_length", 16), u32(d + "expert_shared_count", 1),
+            f32(d + "expert_weights_scale", 2.5), boolean(d + "expert_weights_norm", 1),
+            u32(d + "rope.dimension_count", 8), string(d + "rope.scaling.type", "yarn"),
+            f32(d + "rope.scaling.factor", 4.0), u32(d + "rope.scaling.original_context_length", 16),
+            f32(d + "rope.scaling.yarn_log_multiplier", 0.1),
+            strings("tokenizer.ggml.tokens", ["a", "b", "ab", "<s>"])]
+    tensors = [("output_norm.weight", 0, [32], bytes(128)), ("token_embd.weight", 30, [32, 8], bytes(512)),
+               ("blk.0.attn_k_b.weight", 8, [32, 16, 2], bytes(32 * 34)), ("blk.1.ffn_up_exps.weight", 12, [256, 1, 1],
+               bytes(144))]
+    s = {"valid_deepseek2": gguf_bytes(meta, tensors),
+         "valid_empty": gguf_bytes([], []),
+         "valid_split_part": gguf_bytes([(("split.no"), 2, struct.pack("<H", 0)), ("split.count", 2, struct.pack("<H", 2)),
+                                         ("split.tensors.count", 5, struct.pack("<i", 2))],
+                                        [("t", 0, [2], bytes(8))]),
+         "version1": gguf_bytes([], [], version=1),
+         "nested_array": gguf_bytes([("a", 9, struct.pack("<IQ", 9, 1) + struct.pack("<IQ", 4, 0))], []),
+         "huge_array": gguf_bytes([("a", 9, struct.pack("<IQ", 4, 1 << 60))], []),
+         "bad_block": gguf_bytes([], [("t", 8, [48], bytes(68))]),
+         "misaligned": gguf_bytes([u32("general.alignment", 64)], [("a", 0, [3], bytes(12)), ("b", 0, [3], bytes(12))]),
+         "old_key_lengths": gguf_bytes([m for m in meta if "_mla" not in m[0]], [])}
+    with open(os.path.join(HERE, "..", "gguf", "kjv", "kjv-Q4_K_M.gguf"), "rb") as f:
+        s["kjv_prefix"] = f.read(4000)  # a real header, cut inside the token list
+    return s
+
+
 def write(dirname, seeds):
     d = os.path.join(HERE, dirname)
     os.makedirs(d, exist_ok=True)
@@ -110,3 +169,4 @@ def write(dirname, seeds):
 if __name__ == "__main__":
     write("safetensors", safetensors_seeds())
     write("config", config_seeds())
+    write("gguf", gguf_seeds())
