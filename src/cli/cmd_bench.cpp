@@ -240,7 +240,7 @@ int run(const Opts& o) {
   j["mlock"] = o.load.mlock;
   j["recache"] = o.load.recache;
   j["load_seconds"] = load_s;
-  j["weights_file_bytes"] = m.checkpoint->file_bytes();
+  j["weights_file_bytes"] = m.file_bytes();
   j["kv_cache"] = o.kv_cache;
   j["prompt_tokens"] = o.prompt_len;
   j["decode_tokens"] = o.gen;
@@ -272,7 +272,7 @@ int run(const Opts& o) {
   // repetitions. Each metric is the median over repetitions; with more than one,
   // "<metric>_runs" lists every run's value.
   const auto t_populate = Clock::now();
-  m.checkpoint->populate();
+  m.populate();
   j["populate_seconds"] = since(t_populate);
   const auto prompt = bench_prompt(o.prompt_len, c.vocab_size, 1);
   // Progress in forward steps (a prefill is one): the warm-up prefill, then per repetition the
@@ -289,10 +289,10 @@ int run(const Opts& o) {
   // How much of the weights the decode will read through huge-page TLB entries: a file mapping
   // gets them only where the page cache holds 2 MiB folios (how the file was written or read
   // decides that), an anonymous copy (--no-mmap) where the kernel honoured MADV_HUGEPAGE.
-  const std::optional<size_t> huge = m.checkpoint->huge_page_bytes();
+  const std::optional<size_t> huge = m.huge_page_bytes();
   if (huge) {
     j["huge_page_bytes"] = *huge;
-    j["huge_page_share"] = double(*huge) / double(std::max<uint64_t>(1, m.checkpoint->file_bytes()));
+    j["huge_page_share"] = double(*huge) / double(std::max<uint64_t>(1, m.file_bytes()));
   } else {
     j["huge_page_bytes"] = nullptr;
     j["huge_page_share"] = nullptr;
@@ -369,9 +369,9 @@ int run(const Opts& o) {
     huge_text = buf;
   }
   std::printf("weights          %s, %.1f MB (%s), loaded in %.2fs, paged in %.2fs; peak RSS %.1f MB\n",
-              j["weights"].get<std::string>().c_str(), double(m.checkpoint->file_bytes()) / 1e6, huge_text.c_str(),
+              j["weights"].get<std::string>().c_str(), double(m.file_bytes()) / 1e6, huge_text.c_str(),
               load_s, j["populate_seconds"].get<double>(), double(resident.bytes) / 1e6);
-  if (huge && o.load.mmap && *huge < m.checkpoint->file_bytes() * 9 / 10 && m.checkpoint->file_bytes() >= (64u << 20))
+  if (huge && o.load.mmap && *huge < m.file_bytes() * 9 / 10 && m.file_bytes() >= (64u << 20))
     std::printf("                 (%.0f%% of the weights are mapped with 4 KiB pages%s)\n",
                 pct * (1 - j["huge_page_share"].get<double>()),
                 // Read back from disk and still small: this filesystem or kernel has no large folios.
@@ -443,7 +443,7 @@ int run(const Opts& o) {
 Run add_bench(CLI::App& app) {
   auto* cmd = app.add_subcommand("bench", "Measure prefill, decode, batched and speculative decode against memory bandwidth");
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--model", o->model, "Checkpoint folder")->required();
+  cmd->add_option("--model", o->model, "Checkpoint folder, or a GGUF file (.gguf; any part of a split set)")->required();
   cmd->add_option("-p,--prompt-len", o->prompt_len, "Prompt tokens for the prefill measurement")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 20))->capture_default_str();
   cmd->add_option("-n,--gen", o->gen, "Tokens to decode")->check(CLI::Range(int64_t(1), int64_t(1) << 20))

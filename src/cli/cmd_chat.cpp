@@ -136,7 +136,7 @@ Run add_chat(CLI::App& app) {
   auto* cmd = app.add_subcommand("chat", "Chat with a model in the terminal (needs the tokenizer files in --model)");
   auto o = std::make_shared<Opts>();
   o->sampling.max_new_tokens = 1024;
-  cmd->add_option("--model", o->model, "Checkpoint folder with tokenizer.json and tokenizer_config.json")->required();
+  cmd->add_option("--model", o->model, "Checkpoint folder with tokenizer.json and tokenizer_config.json, or a GGUF file (.gguf)")->required();
   cmd->add_option("--system", o->system, "System prompt");
   cmd->add_option("--ctx-size,-c", o->ctx_size, "Context size in tokens")->check(CLI::PositiveNumber)
       ->capture_default_str();

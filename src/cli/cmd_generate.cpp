@@ -112,7 +112,7 @@ int run(const Opts& o) {
 Run add_generate(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "Continue prompts: token ids, a text prompt, or a file of prompts");
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--model", o->model, "Checkpoint folder")->required();
+  cmd->add_option("--model", o->model, "Checkpoint folder, or a GGUF file (.gguf; any part of a split set)")->required();
   cmd->add_option("--prompt-ids", o->prompt_ids, "Prompt as token ids, comma-separated; prints the new ids");
   cmd->add_option("--prompt,-p", o->prompt, "Prompt text (answered with the chat template unless --raw)");
   cmd->add_option("--input-file,-f", o->input_file, "File of prompts, one per line, answered in order");

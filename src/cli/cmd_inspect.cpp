@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "io/checkpoint.h"
+#include "io/gguf_names.h"
 #include "io/config.h"
 #include "model/params.h"
 
@@ -25,25 +26,34 @@ Run add_inspect(CLI::App& app) {
   auto* cmd = app.add_subcommand("inspect", "Summarise a checkpoint: architecture, parameters, dtypes, KV-cache size");
   auto model = std::make_shared<std::string>();
   auto json_out = std::make_shared<bool>(false);
-  cmd->add_option("--model", *model, "Checkpoint folder (config.json; weights optional)")->required();
+  cmd->add_option("--model", *model, "Checkpoint folder (config.json; weights optional), or a GGUF file")->required();
   cmd->add_flag("--json", *json_out, "Print one JSON object for scripts");
   return [model, json_out] {
     const std::string dir = *model;
-    const std::string cfg_path = (std::filesystem::path(dir) / "config.json").string();
-    const ModelConfig c = ModelConfig::from_file(cfg_path);
-    bool synthetic = false;
-    {
-      std::ifstream f(cfg_path);
-      synthetic = nlohmann::json::parse(f, nullptr, false).contains("dsv3_synthetic");
-    }
-    const Checkpoint ck = Checkpoint::open(dir, /*weights_required=*/false);
-    const ParamCounts p = count_params(c);
-
+    ModelConfig c;
+    bool synthetic = false, mtp_present = false, weights_mapped = false;
     std::map<std::string, uint64_t> bytes_by_dtype;
-    for (const auto& [name, loc] : ck.tensors())
-      bytes_by_dtype[std::string(dtype_name(loc.entry->dtype))] += loc.entry->end - loc.entry->begin;
-    const std::string mtp_name = "model.layers." + std::to_string(c.num_hidden_layers) + ".eh_proj.weight";
-    const bool mtp_present = ck.has(mtp_name) || ck.index_names().count(mtp_name);
+    if (GgufModel::is_gguf_path(dir)) {  // a GGUF file: config from its metadata, types as ggml names them
+      const GgufModel g = GgufModel::open(dir);
+      c = gguf::config_from_gguf(g);
+      for (const auto& [name, loc] : g.tensors()) bytes_by_dtype[std::string(loc.info->type.name)] += loc.info->nbytes;
+      mtp_present = g.has("blk." + std::to_string(c.num_hidden_layers) + ".nextn.eh_proj.weight");
+      weights_mapped = true;
+    } else {
+      const std::string cfg_path = (std::filesystem::path(dir) / "config.json").string();
+      c = ModelConfig::from_file(cfg_path);
+      {
+        std::ifstream f(cfg_path);
+        synthetic = nlohmann::json::parse(f, nullptr, false).contains("dsv3_synthetic");
+      }
+      const Checkpoint ck = Checkpoint::open(dir, /*weights_required=*/false);
+      for (const auto& [name, loc] : ck.tensors())
+        bytes_by_dtype[std::string(dtype_name(loc.entry->dtype))] += loc.entry->end - loc.entry->begin;
+      const std::string mtp_name = "model.layers." + std::to_string(c.num_hidden_layers) + ".eh_proj.weight";
+      mtp_present = ck.has(mtp_name) || ck.index_names().count(mtp_name);
+      weights_mapped = ck.has_weights();
+    }
+    const ParamCounts p = count_params(c);
     int64_t moe_layers = 0;
     for (int64_t l = 0; l < c.num_hidden_layers; ++l) moe_layers += c.is_moe_layer(l);
 
@@ -67,7 +77,7 @@ Run add_inspect(CLI::App& app) {
     j["kv_lora_rank"] = c.kv_lora_rank;
     j["yarn"] = c.rope_scaling.has_value();
     j["fp8"] = c.fp8;
-    j["weights_mapped"] = ck.has_weights();
+    j["weights_mapped"] = weights_mapped;
     j["bytes_by_dtype"] = bytes_by_dtype;
     if (*json_out) {
       std::printf("%s\n", j.dump(2).c_str());
@@ -95,7 +105,7 @@ Run add_inspect(CLI::App& app) {
     std::printf("KV cache        %lld bytes per token (BF16 latent: %lld layers x (%lld + %lld) x 2)\n",
                 (long long)p.kv_bytes_per_token_bf16, (long long)c.num_hidden_layers, (long long)c.kv_lora_rank,
                 (long long)c.qk_rope_head_dim);
-    if (ck.has_weights()) {
+    if (weights_mapped) {
       std::printf("bytes by dtype ");
       for (const auto& [d, b] : bytes_by_dtype) std::printf(" %s %.1f MB", d.c_str(), double(b) / 1e6);
       std::printf("\n");

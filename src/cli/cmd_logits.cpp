@@ -19,7 +19,7 @@ Run add_logits(CLI::App& app) {
     LoadOptions load;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--model", o->model, "Checkpoint folder")->required();
+  cmd->add_option("--model", o->model, "Checkpoint folder, or a GGUF file (.gguf; any part of a split set)")->required();
   cmd->add_option("--ids", o->ids, "Prompt token ids, comma-separated (e.g. 0,17,42)")->required();
   cmd->add_option("--out", o->out, "Output .npy file, shape [positions, vocab]")->required();
   cmd->add_flag("--mtp", o->mtp,

@@ -322,7 +322,7 @@ Run add_perplexity(CLI::App& app) {
   auto* cmd = app.add_subcommand("perplexity",
                                  "Perplexity and bits per byte of a text, optionally checked against the reference path");
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--model", o->model, "Checkpoint folder")->required();
+  cmd->add_option("--model", o->model, "Checkpoint folder, or a GGUF file (.gguf; any part of a split set)")->required();
   auto* text = cmd->add_option("--text", o->text, "UTF-8 text file, scored as BOS + its tokens");
   auto* ids = cmd->add_option("--ids", o->ids,
                               "File of token ids (whitespace or comma separated), scored as given; no bits per byte");

@@ -79,7 +79,7 @@ Run add_serve(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   o->server.model_name.clear();
   SchedulerOptions& so = o->server.scheduler;
-  cmd->add_option("--model", o->model, "Checkpoint folder with tokenizer.json and tokenizer_config.json")->required();
+  cmd->add_option("--model", o->model, "Checkpoint folder with tokenizer.json and tokenizer_config.json, or a GGUF file (.gguf)")->required();
   cmd->add_option("--chat-template-file", o->chat_template_file,
                   "Jinja chat template to use instead of tokenizer_config.json's (DeepSeek-V3, R1, V3-0324, R1-0528 "
                   "or V3.1, recognised from the text)");

@@ -36,7 +36,7 @@ int for_each_json_line(const std::function<json(const nlohmann::ordered_json&)>&
 
 CLI::App* add_jsonl_command(CLI::App& app, const char* name, const char* help, std::string& model) {
   auto* cmd = app.add_subcommand(name, help);
-  cmd->add_option("--model", model, "Folder with tokenizer.json and tokenizer_config.json (weights not needed)")
+  cmd->add_option("--model", model, "Folder with tokenizer.json and tokenizer_config.json (weights not needed), or a GGUF file")
       ->required();
   static bool jsonl = false;
   cmd->add_flag("--jsonl", jsonl, "JSON lines on stdin and stdout (the only format)")->required();

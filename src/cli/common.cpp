@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "engine/gguf_tokenizer.h"
 #include "io/config.h"
 
 namespace dsv3::cli {
@@ -66,6 +67,7 @@ void add_kv_cache_option(CLI::App* cmd, std::string& kv_cache) {
 DType kv_cache_dtype(const std::string& kv_cache) { return kv_cache == "bf16" ? DType::BF16 : DType::F32; }
 
 Tokenizer load_tokenizer(const std::string& dir) {
+  if (GgufModel::is_gguf_path(dir)) return tokenizer_from_gguf(GgufModel::open(dir).metadata());
   DSV3_CHECK(fs::exists(fs::path(dir) / "tokenizer.json"), dir,
              ": no tokenizer.json (a checkpoint folder with the model's tokenizer files is needed for text)");
   return Tokenizer::from_dir(dir);
@@ -99,6 +101,7 @@ ChatTemplate load_chat_template(const std::string& dir, const std::string& templ
       fail(template_file, ": ", e.what());
     }
   }
+  if (GgufModel::is_gguf_path(dir)) return chat_template_from_gguf(GgufModel::open(dir).metadata());
   DSV3_CHECK(fs::exists(p), dir, ": no tokenizer_config.json (needed for the chat template; --raw skips it)");
   return ChatTemplate::from_tokenizer_config(p);
 }

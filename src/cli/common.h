@@ -29,8 +29,9 @@ void add_load_options(CLI::App* cmd, LoadOptions& load);
 void add_kv_cache_option(CLI::App* cmd, std::string& kv_cache);
 DType kv_cache_dtype(const std::string& kv_cache);
 
-// The tokenizer files of `dir` (tokenizer.json, tokenizer_config.json); throws a clear error
-// naming the folder when they are missing.
+// The tokenizer files of `dir` (tokenizer.json, tokenizer_config.json), or the tokenizer and
+// chat template in a GGUF file's metadata when `dir` is a .gguf file; throws a clear error
+// naming the folder or file when they are missing.
 Tokenizer load_tokenizer(const std::string& dir);
 // load_tokenizer, for running the model of `dir`: throws (one line) when the tokenizer holds
 // ids beyond the model's vocabulary (config.json vocab_size), i.e. belongs to another model.

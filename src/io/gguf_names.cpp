@@ -171,7 +171,8 @@ ModelConfig config_from_metadata(const GgufMetadata& md, bool has_output, bool h
     const double log_mul = md.number(k("rope.scaling.yarn_log_multiplier"), 0.0);
     // llama.cpp's deepseek2 graph scales attention by (1 + log_mul ln factor)^2 and undoes YaRN's
     // own rotation magnitude: HF's mscale == mscale_all_dim, as in every DeepSeek release.
-    const double mscale_all_dim = log_mul / kYarnLogMulPerMscale;
+    // Stored as f32: rounded back to float precision, 0.1f gives mscale_all_dim 1 exactly.
+    const double mscale_all_dim = double(float(log_mul / kYarnLogMulPerMscale));
     j["rope_scaling"] = {
         {"type", "yarn"},
         {"factor", md.number(k("rope.scaling.factor"))},

@@ -39,6 +39,25 @@ void per_head_blocks(int64_t n, int64_t n_heads, int64_t in_width, int64_t out_w
   });
 }
 
+// kv_b_proj's parts for head h (model.py: wkv_b viewed as [n_heads, qk_nope + v_head, rank]):
+// W_uk[h] [qk_nope_head_dim, rank] and W_uv[h] [v_head_dim, rank]. GGUF files split them per head
+// (wk_b holds W_uk[h] transposed, [rank, qk_nope_head_dim]; wv_b holds W_uv[h]); either layout
+// is read in place.
+//   y[t] = W_uk[h]^T x[t]  (q_abs from q_nope), x [nb, qk_nope_head_dim], y [nb, rank]
+void uk_transposed(const ModelConfig& c, const MLAWeights& w, int64_t h, const float* x, float* y, int64_t nb) {
+  const int64_t dn = c.qk_nope_head_dim, dv = c.v_head_dim, rank = c.kv_lora_rank;
+  if (w.has_split_kv_b()) {
+    kernels::linear(w.wk_b.row_slice(h * rank, rank), x, y, nb);
+    return;
+  }
+  std::fill_n(y, nb * rank, 0.0f);
+  kernels::linear_transposed_acc(w.wkv_b.row_slice(h * (dn + dv), dn), x, y, nb);
+}
+Matrix w_uv(const ModelConfig& c, const MLAWeights& w, int64_t h) {
+  const int64_t dn = c.qk_nope_head_dim, dv = c.v_head_dim;
+  return w.has_split_kv_b() ? w.wv_b.row_slice(h * dv, dv) : w.wkv_b.row_slice(h * (dn + dv) + dn, dv);
+}
+
 // Absorb form (model.py attn_impl="absorb", DeepSeek's decode path): per (token, head),
 // q_abs = q_nope W_uk[h] (kv_lora_rank values), scores against the latent cache directly,
 // o = sum_s p_s c_kv[s], head output = W_uv[h] o. Reads only the cache, and each cached row once
@@ -48,16 +67,13 @@ void attend_absorbed(const ModelConfig& c, const MLAWeights& w, int64_t layer, c
   const int64_t n = int64_t(slots.size()), n_heads = c.num_attention_heads, dn = c.qk_nope_head_dim,
                 dr = c.qk_rope_head_dim, dv = c.v_head_dim, dqk = c.qk_head_dim(), rank = c.kv_lora_rank;
   // q_abs for every (token, head), head by head: W_uk[h]^T q_nope for all tokens of a block in
-  // one transposed product, so the head's slice of kv_b_proj is decoded once per block, not
+  // one product (transposed for wkv_b, plain for the split layout's wk_b), so the head's slice of kv_b_proj is decoded once per block, not
   // once per token (a 256-token prompt chunk).                          [n, n_heads, rank]
   std::vector<float> q_abs(static_cast<size_t>(n * n_heads * rank));
   per_head_blocks(
       n, n_heads, dn, rank, [&](int64_t t, int64_t h) { return &q[size_t((t * n_heads + h) * dqk)]; },
       [&](int64_t t, int64_t h) { return &q_abs[size_t((t * n_heads + h) * rank)]; },
-      [&](int64_t h, const float* x, float* y, int64_t nb) {
-        std::fill_n(y, nb * rank, 0.0f);
-        kernels::linear_transposed_acc(w.wkv_b.row_slice(h * (dn + dv), dn), x, y, nb);
-      },
+      [&](int64_t h, const float* x, float* y, int64_t nb) { uk_transposed(c, w, h, x, y, nb); },
       pool);
   // Work items (token, chunk, head group); heads are grouped so there are enough items to keep
   // every thread busy (grouping never changes a head's result, chunking is fixed by length).
@@ -137,9 +153,7 @@ void attend_absorbed(const ModelConfig& c, const MLAWeights& w, int64_t layer, c
   per_head_blocks(
       n, n_heads, rank, dv, [&](int64_t t, int64_t h) { return &part_o[size_t(part(t, h, 0) * rank)]; },
       [&](int64_t t, int64_t h) { return &heads_out[size_t((t * n_heads + h) * dv)]; },
-      [&](int64_t h, const float* x, float* y, int64_t nb) {
-        kernels::linear(w.wkv_b.row_slice(h * (dn + dv) + dn, dv), x, y, nb);
-      },
+      [&](int64_t h, const float* x, float* y, int64_t nb) { kernels::linear(w_uv(c, w, h), x, y, nb); },
       pool);
 }
 
@@ -166,9 +180,26 @@ void attend_expanded(const ModelConfig& c, const MLAWeights& w, int64_t layer, c
       std::copy(row + rank, row + rank + dr, &k_pe[size_t(s * dr)]);
     }
   });
-  // kv[s] = wkv_b c_kv[s]: [len, n_heads, dn + dv]
+  // kv[s] = wkv_b c_kv[s]: [len, n_heads, dn + dv]; one product, or head by head from the
+  // split layout (k_nope = W_uk[h] c_kv through wk_b = W_uk[h]^T).
   std::vector<float> kv(static_cast<size_t>(len * n_heads * (dn + dv)));
-  kernels::linear(w.wkv_b, c_kv.data(), kv.data(), len, pool);
+  if (w.has_wkv_b()) {
+    kernels::linear(w.wkv_b, c_kv.data(), kv.data(), len, pool);
+  } else {
+    per_head_blocks(
+        len, n_heads, rank, dn + dv, [&](int64_t s, int64_t) { return &c_kv[size_t(s * rank)]; },
+        [&](int64_t s, int64_t h) { return &kv[size_t((s * n_heads + h) * (dn + dv))]; },
+        [&](int64_t h, const float* x, float* y, int64_t nb) {
+          std::vector<float> k(static_cast<size_t>(nb * dn)), v(static_cast<size_t>(nb * dv));
+          kernels::linear_transposed_acc(w.wk_b.row_slice(h * rank, rank), x, k.data(), nb);  // W_uk[h] c_kv
+          kernels::linear(w_uv(c, w, h), x, v.data(), nb);
+          for (int64_t t = 0; t < nb; ++t) {
+            std::copy_n(&k[size_t(t * dn)], dn, &y[size_t(t * (dn + dv))]);
+            std::copy_n(&v[size_t(t * dv)], dv, &y[size_t(t * (dn + dv) + dn)]);
+          }
+        },
+        pool);
+  }
   const int64_t stride = n_heads * (dn + dv);
   // Queries go in blocks of kQueryBlock, each against the keys up to its last query's position
   // only (causal: a 512-token prompt in blocks of 128 computes 5/8 of the full window's scores).

@@ -3,9 +3,9 @@
 #include <filesystem>
 #include <optional>
 
-#include "core/progress.h"
-
 #include "core/error.h"
+#include "core/progress.h"
+#include "io/gguf_names.h"
 #include "kernels/ops.h"
 #include "model/mla.h"
 
@@ -147,21 +147,43 @@ void Transformer::mtp_forward(int64_t depth, std::span<const int32_t> next_token
   head(m.head, x.data(), logit_rows_for(n, all_logits), logits, pool);
 }
 
-LoadedModel load_model(const std::string& dir, bool with_mtp, const LoadOptions& load) {
+uint64_t LoadedModel::file_bytes() const { return gguf ? gguf->file_bytes() : checkpoint->file_bytes(); }
+
+void LoadedModel::populate() const {
+  if (gguf) gguf->populate();
+  else checkpoint->populate();
+}
+
+std::optional<size_t> LoadedModel::huge_page_bytes() const {
+  return gguf ? gguf->huge_page_bytes() : checkpoint->huge_page_bytes();
+}
+
+LoadedModel load_model(const std::string& path, bool with_mtp, const LoadOptions& load) {
   LoadedModel m;
-  m.config = ModelConfig::from_file((std::filesystem::path(dir) / "config.json").string());
+  const bool gguf = GgufModel::is_gguf_path(path);
+  if (!gguf) m.config = ModelConfig::from_file((std::filesystem::path(path) / "config.json").string());
   LoadOptions opt = load;
   std::optional<Progress> progress;
   if (!opt.mmap) {  // reading gigabytes takes a while: show it
     uint64_t total = 0;
-    if (std::filesystem::is_directory(dir))
-      for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (gguf) {
+      total = std::filesystem::file_size(path);  // a split set shows its first part's size as the total
+    } else if (std::filesystem::is_directory(path)) {
+      for (const auto& e : std::filesystem::directory_iterator(path))
         if (e.path().extension() == ".safetensors") total += e.file_size();
-    progress.emplace("loading " + std::filesystem::path(dir).filename().string(), total, "B");
+    }
+    progress.emplace("loading " + std::filesystem::path(path).filename().string(), total, "B");
     opt.on_read = [](void* ctx, size_t n) { static_cast<Progress*>(ctx)->advance(n); };
     opt.on_read_ctx = &*progress;
   }
-  m.checkpoint = std::make_unique<Checkpoint>(Checkpoint::open(dir, true, opt));
+  if (gguf) {
+    m.gguf = std::make_unique<GgufModel>(GgufModel::open(path, opt));
+    if (progress) progress->finish();
+    m.config = gguf::config_from_gguf(*m.gguf);
+    m.model = std::make_unique<Transformer>(m.config, load_weights(*m.gguf, m.config, with_mtp));
+    return m;
+  }
+  m.checkpoint = std::make_unique<Checkpoint>(Checkpoint::open(path, true, opt));
   if (progress) progress->finish();
   m.model = std::make_unique<Transformer>(m.config, load_weights(*m.checkpoint, m.config, with_mtp));
   return m;

@@ -9,6 +9,7 @@
 #include "core/thread_pool.h"
 #include "io/checkpoint.h"
 #include "io/config.h"
+#include "io/gguf.h"
 #include "model/kv_cache.h"
 #include "model/mla.h"
 #include "model/moe.h"
@@ -87,15 +88,24 @@ void block_forward(const ModelConfig& c, const BlockWeights& b, const Rope& rope
                    int64_t n, std::span<const TokenSlot> slots, ThreadPool& pool,
                    std::vector<Routing>* routing = nullptr, MLAForm form = MLAForm::Auto);
 
-// A loaded model: the mapped checkpoint and the transformer over its weights.
+// A loaded model: the mapped weight files (a checkpoint folder or a GGUF model, one of the two)
+// and the transformer over their weights.
 struct LoadedModel {
   ModelConfig config;
   std::unique_ptr<Checkpoint> checkpoint;
+  std::unique_ptr<GgufModel> gguf;
   std::unique_ptr<Transformer> model;
+
+  // Total bytes of the weight files; MappedFile::populate on each; the bytes of them mapped
+  // with huge pages now (nullopt where it cannot be read).
+  uint64_t file_bytes() const;
+  void populate() const;
+  std::optional<size_t> huge_page_bytes() const;
 };
-// Loads config, checkpoint and weights; MTP weights are bound when present and `with_mtp`.
-// `load` chooses mapping (default) or reading into huge-page memory (with a progress bar), and
-// locking.
-LoadedModel load_model(const std::string& dir, bool with_mtp = true, const LoadOptions& load = {});
+// Loads config and weights from a checkpoint folder (config.json + safetensors) or a GGUF file
+// (`path` ending in .gguf; the first or any part of a split set); MTP weights are bound when
+// present and `with_mtp`. `load` chooses mapping (default) or reading into huge-page memory
+// (with a progress bar), and locking.
+LoadedModel load_model(const std::string& path, bool with_mtp = true, const LoadOptions& load = {});
 
 }  // namespace dsv3

@@ -9,6 +9,7 @@
 #include "core/tensor.h"
 #include "io/checkpoint.h"
 #include "io/config.h"
+#include "io/gguf.h"
 #include "kernels/matrix.h"
 
 namespace dsv3 {
@@ -24,6 +25,12 @@ struct MLAWeights {
   Matrix kv_norm;   // kv_a_layernorm [1, kv_lora_rank]
   Matrix wkv_b;     // kv_b_proj [n_heads * (qk_nope_head_dim + v_head_dim), kv_lora_rank]
   Matrix wo;        // o_proj [dim, n_heads * v_head_dim]
+  // kv_b_proj as llama.cpp's GGUF files since its MLA support store it, split per head; a
+  // model has wkv_b, or both of these, or all three (mla.cpp uses whichever it has).
+  Matrix wk_b;      // attn_k_b [n_heads * kv_lora_rank, qk_nope_head_dim]: head h's W_uk transposed
+  Matrix wv_b;      // attn_v_b [n_heads * v_head_dim, kv_lora_rank]: head h's W_uv
+  bool has_wkv_b() const { return wkv_b.data != nullptr; }
+  bool has_split_kv_b() const { return wk_b.data != nullptr && wv_b.data != nullptr; }
 };
 
 struct MLPWeights {  // SwiGLU: w2(silu(w1 x) * w3 x)
@@ -90,5 +97,11 @@ void visit_tensors(const ModelConfig& c, bool include_mtp, ModelWeights* w,
 // MTP weights are bound when present (all of them) and `load_mtp`. Tensors the model does not
 // know are an error. Throws dsv3::Error naming the file, the tensor and what is wrong.
 ModelWeights load_weights(const Checkpoint& ck, const ModelConfig& c, bool load_mtp = true);
+
+// The same from a GGUF file of architecture deepseek2 (names in io/gguf_names.h): HF shapes are
+// the file's dims reversed, stacked experts are row ranges of their ffn_*_exps tensor, and
+// kv_b_proj binds as wkv_b (attn_kv_b) and/or wk_b + wv_b (attn_k_b, attn_v_b). Every tensor of
+// the file must be used. Throws dsv3::Error naming the file, the tensor and what is wrong.
+ModelWeights load_weights(const GgufModel& g, const ModelConfig& c, bool load_mtp = true);
 
 }  // namespace dsv3

@@ -65,41 +65,17 @@ void check_supported(const json& j) {
   }
 }
 
-void load_model(const json& j, Tokenizer::Impl& t) {
-  check_supported(j);
-  const json& m = j.at("model");
-  std::unordered_map<std::string, int32_t> vocab;
-  vocab.reserve(m.at("vocab").size());
-  for (const auto& [tok, id] : m.at("vocab").items()) vocab.emplace(tok, id.get<int32_t>());
+std::pair<std::string, std::string> split_merge(const std::string& s) {  // "a b"
+  const size_t sp = s.find(' ');
+  DSV3_CHECK(sp != std::string::npos, "malformed merge \"", s, "\"");
+  return {s.substr(0, sp), s.substr(sp + 1)};
+}
 
-  std::vector<std::pair<std::string, std::string>> merges;
-  merges.reserve(m.at("merges").size());
-  for (const json& mj : m.at("merges")) {
-    if (mj.is_string()) {  // older format: "a b"
-      const std::string s = mj.get<std::string>();
-      const size_t sp = s.find(' ');
-      DSV3_CHECK(sp != std::string::npos, "malformed merge \"", s, "\"");
-      merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
-    } else {
-      merges.emplace_back(mj.at(0).get<std::string>(), mj.at(1).get<std::string>());
-    }
-  }
-  t.bpe = std::make_unique<Bpe>(vocab, merges, m.value("ignore_merges", false));
-
-  std::vector<AddedToken> added;
-  for (const json& a : j.value("added_tokens", json::array())) {
-    AddedToken tok;
-    tok.id = a.at("id").get<int32_t>();
-    tok.content = a.at("content").get<std::string>();
-    tok.special = a.value("special", false);
-    tok.lstrip = a.value("lstrip", false);
-    tok.rstrip = a.value("rstrip", false);
-    tok.single_word = a.value("single_word", false);
-    tok.normalized = a.value("normalized", !tok.special);
-    DSV3_CHECK(tok.id >= 0, "added token \"", tok.content, "\" has a negative id");
-    added.push_back(std::move(tok));
-  }
-
+// Everything but the parsing, shared by tokenizer.json and GGUF vocabularies.
+void assemble(Tokenizer::Impl& t, std::unordered_map<std::string, int32_t> vocab,
+              const std::vector<std::pair<std::string, std::string>>& merges, const std::vector<AddedToken>& added,
+              const json& pre_tokenizer, bool ignore_merges) {
+  t.bpe = std::make_unique<Bpe>(vocab, merges, ignore_merges);
   int32_t n = 0;
   for (const auto& [tok, id] : vocab) {
     DSV3_CHECK(id >= 0, "token \"", tok, "\" has a negative id");
@@ -125,7 +101,71 @@ void load_model(const json& j, Tokenizer::Impl& t) {
     t.bytes[id] = b ? std::move(*b) : *t.tokens[id];
   }
   t.added = AddedVocab(added);
-  t.pre = PreTokenizer(j.value("pre_tokenizer", json()));
+  t.pre = PreTokenizer(pre_tokenizer);
+}
+
+void load_model(const json& j, Tokenizer::Impl& t) {
+  check_supported(j);
+  const json& m = j.at("model");
+  std::unordered_map<std::string, int32_t> vocab;
+  vocab.reserve(m.at("vocab").size());
+  for (const auto& [tok, id] : m.at("vocab").items()) vocab.emplace(tok, id.get<int32_t>());
+
+  std::vector<std::pair<std::string, std::string>> merges;
+  merges.reserve(m.at("merges").size());
+  for (const json& mj : m.at("merges")) {
+    if (mj.is_string()) {  // older format: "a b"
+      merges.push_back(split_merge(mj.get<std::string>()));
+    } else {
+      merges.emplace_back(mj.at(0).get<std::string>(), mj.at(1).get<std::string>());
+    }
+  }
+
+  std::vector<AddedToken> added;
+  for (const json& a : j.value("added_tokens", json::array())) {
+    AddedToken tok;
+    tok.id = a.at("id").get<int32_t>();
+    tok.content = a.at("content").get<std::string>();
+    tok.special = a.value("special", false);
+    tok.lstrip = a.value("lstrip", false);
+    tok.rstrip = a.value("rstrip", false);
+    tok.single_word = a.value("single_word", false);
+    tok.normalized = a.value("normalized", !tok.special);
+    DSV3_CHECK(tok.id >= 0, "added token \"", tok.content, "\" has a negative id");
+    added.push_back(std::move(tok));
+  }
+  assemble(t, std::move(vocab), merges, added, j.value("pre_tokenizer", json()), m.value("ignore_merges", false));
+}
+
+// The pre_tokenizer of the tokenizer.json a GGUF pre-tokenizer name stands for (llama.cpp
+// llama-vocab.cpp: LLAMA_VOCAB_PRE_TYPE_DEEPSEEK3_LLM and _DEEPSEEK_LLM), as Isolated Splits.
+json gguf_pre_tokenizer(const std::string& pre) {
+  std::vector<std::string> patterns;
+  if (pre == "deepseek-v3") {
+    patterns = {
+        R"(\p{N}{1,3})",
+        "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+",
+        R"([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)",
+    };
+  } else if (pre == "deepseek-llm") {
+    patterns = {
+        "[\r\n]",
+        "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-"
+        "ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-"
+        "ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+",
+        "\\s?[!-/:-~！-／：-～‘-‟　-。]+",
+        "\\s+$",
+        "[一-龥ࠀ-一가-퟿]+",
+        "\\p{N}+",
+    };
+  } else {
+    fail("pre-tokenizer '", pre, "' is not supported (deepseek-v3, deepseek-llm)");
+  }
+  json seq = json::array();
+  for (const auto& p : patterns)
+    seq.push_back({{"type", "Split"}, {"pattern", {{"Regex", p}}}, {"behavior", "Isolated"}, {"invert", false}});
+  seq.push_back({{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}});
+  return {{"type", "Sequence"}, {"pretokenizers", seq}};
 }
 
 // bos_token and friends are either a string or an AddedToken object with "content".
@@ -177,6 +217,64 @@ Tokenizer Tokenizer::from_dir(const std::filesystem::path& dir) {
   const auto cfg = dir / "tokenizer_config.json";
   return from_file(dir / "tokenizer.json",
                    std::filesystem::exists(cfg) ? cfg : std::filesystem::path());
+}
+
+Tokenizer Tokenizer::from_vocab(const TokenizerVocab& v, const std::string& what) {
+  // llama.cpp's token types (llama_token_type).
+  constexpr int32_t kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6;
+  auto impl = std::make_shared<Impl>();
+  try {
+    const int32_t n = int32_t(v.tokens.size());
+    DSV3_CHECK(v.tokens.size() < (size_t(1) << 31), "too many tokens");
+    DSV3_CHECK(v.token_types.empty() || v.token_types.size() == v.tokens.size(), "token_type has ",
+               v.token_types.size(), " entries for ", v.tokens.size(), " tokens");
+    std::unordered_map<std::string, int32_t> vocab;
+    std::vector<AddedToken> added;
+    vocab.reserve(v.tokens.size());
+    for (int32_t id = 0; id < n; ++id) {
+      const int32_t type = v.token_types.empty() ? kNormal : v.token_types[size_t(id)];
+      const std::string& tok = v.tokens[size_t(id)];
+      switch (type) {
+        case kNormal: case kUnknown: case kByte:
+          vocab.emplace(tok, id);
+          break;
+        case kControl: case kUserDefined: {
+          vocab.emplace(tok, id);
+          AddedToken a;
+          a.id = id;
+          a.content = tok;
+          a.special = type == kControl;
+          a.normalized = !a.special;  // tokenizers' default for added tokens
+          added.push_back(std::move(a));
+          break;
+        }
+        case kUnused:  // a placeholder the converter wrote for an id the HF tokenizer lacks
+          break;
+        default:
+          fail("token ", id, " has unknown token type ", type);
+      }
+    }
+    std::vector<std::pair<std::string, std::string>> merges;
+    merges.reserve(v.merges.size());
+    for (const std::string& m : v.merges) merges.push_back(split_merge(m));
+    assemble(*impl, std::move(vocab), merges, added, gguf_pre_tokenizer(v.pre), /*ignore_merges=*/false);
+    // Unused ids stay unknown, but keep the table as long as the file's list.
+    if (int32_t(impl->tokens.size()) < n) {
+      impl->tokens.resize(size_t(n));
+      impl->bytes.resize(size_t(n));
+      impl->special.resize(size_t(n), false);
+    }
+    for (const auto& id : {v.bos, v.eos})
+      DSV3_CHECK(!id || (*id >= 0 && *id < n && impl->tokens[size_t(*id)]), "BOS/EOS id ", id.value_or(-1),
+                 " is not a token");
+  } catch (const Error& e) {
+    fail(what, ": ", e.what());
+  }
+  impl->bos = v.bos;
+  impl->eos = v.eos;
+  impl->add_bos = v.add_bos;
+  impl->add_eos = v.add_eos;
+  return Tokenizer(std::move(impl));
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text) const {

@@ -12,6 +12,19 @@
 
 namespace dsv3 {
 
+// A byte-level BPE vocabulary given as lists, as GGUF files carry it (tokenizer.ggml.*, model
+// "gpt2"): what Tokenizer::from_vocab builds a tokenizer from.
+struct TokenizerVocab {
+  std::vector<std::string> tokens;  // id -> byte-level string ("Ġworld")
+  // id -> llama.cpp token type: 1 normal, 2 unknown, 3 control (special added token), 4 user
+  // defined (added token), 5 unused (no such id in the HF tokenizer), 6 byte. Empty: all normal.
+  std::vector<int32_t> token_types;
+  std::vector<std::string> merges;  // "a b", highest priority first
+  std::string pre;                  // pre-tokenizer name: "deepseek-v3" or "deepseek-llm"
+  std::optional<int32_t> bos, eos;
+  bool add_bos = false, add_eos = false;
+};
+
 class Tokenizer {
  public:
   // Loads tokenizer.json and, if a path is given, tokenizer_config.json (for BOS/EOS and
@@ -21,6 +34,10 @@ class Tokenizer {
                              const std::filesystem::path& tokenizer_config_json = {});
   // Loads dir/tokenizer.json and dir/tokenizer_config.json (the latter only if it exists).
   static Tokenizer from_dir(const std::filesystem::path& dir);
+  // Builds the tokenizer a GGUF file describes; the pre-tokenizer name stands for the Split
+  // regexes of that model's tokenizer.json (llama.cpp llama-vocab.cpp). `what` names the source
+  // in errors. Throws dsv3::Error for unknown pre-tokenizers, malformed merges or bad ids.
+  static Tokenizer from_vocab(const TokenizerVocab& v, const std::string& what);
 
   // Token ids of `text` with add_special_tokens=false: added and special tokens written in the
   // text are still recognised. Throws dsv3::Error if `text` is not valid UTF-8 (see

@@ -293,7 +293,7 @@ TEST(GgufNames, MetadataRoundTrips) {
     x->routed_scaling_factor = double(float(x->routed_scaling_factor));
     auto& y = *x->rope_scaling;
     y.factor = double(float(y.factor));
-    y.mscale_all_dim = double(float(float(0.1 * y.mscale_all_dim)) / 0.1);
+    y.mscale_all_dim = double(float(double(float(0.1 * y.mscale_all_dim)) / 0.1));
     y.mscale = y.mscale_all_dim;
   }
   EXPECT_EQ(back.to_json().dump(), c.to_json().dump());
