@@ -160,15 +160,6 @@ std::optional<GgmlType> ggml_type_from_name(std::string_view name) {
   return std::nullopt;
 }
 
-std::optional<DType> dtype_of_ggml(uint32_t id) {
-  switch (id) {
-    case 0: return DType::F32;
-    case 1: return DType::F16;
-    case 30: return DType::BF16;
-    default: return std::nullopt;
-  }
-}
-
 Shape GgufTensorInfo::torch_shape() const {
   Shape s;
   s.rank = ne.rank;

@@ -74,8 +74,7 @@ struct GgmlType {
 // nullopt for ids ggml does not define (or has retired).
 std::optional<GgmlType> ggml_type(uint32_t id);
 std::optional<GgmlType> ggml_type_from_name(std::string_view name);
-// The DType the kernels read a ggml type as; nullopt where the engine has no kernels for it.
-std::optional<DType> dtype_of_ggml(uint32_t id);
+// (The DType the kernels read a ggml type as: dtype_from_ggml_type in core/dtype.h.)
 
 struct GgufTensorInfo {
   std::string name;

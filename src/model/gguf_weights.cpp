@@ -26,8 +26,9 @@ class GgufBinder {
     const Shape shape = t.torch_shape();
     DSV3_CHECK(shape == want, where, " (", hf, "): shape ", shape.str(), " does not match the metadata (expected ",
                want.str(), ")");
-    const auto dt = dtype_of_ggml(t.type.id);
-    DSV3_CHECK(dt.has_value(), where, ": type ", t.type.name, " is not supported");
+    const auto dt = dtype_from_ggml_type(t.type.id);
+    DSV3_CHECK(dt.has_value() && (float_dtype(*dt) || dtype_is_block(*dt)), where, ": type ", t.type.name,
+               " is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K-Q6_K)");
     const bool matrix_kind = kind == TensorKind::Linear || kind == TensorKind::Embedding ||
                              kind == TensorKind::Head || kind == TensorKind::Gate;
     DSV3_CHECK(matrix_kind || float_dtype(*dt), where, ": type ", t.type.name,

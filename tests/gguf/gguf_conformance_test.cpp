@@ -94,7 +94,7 @@ TEST_P(KjvGguf, DefaultKernelsAreCloserThanLlamaCpp) {
 }
 
 // The files whose every tensor type has kernels in this build.
-INSTANTIATE_TEST_SUITE_P(Gguf, KjvGguf, ::testing::Values("kjv-BF16"),
+INSTANTIATE_TEST_SUITE_P(Gguf, KjvGguf, ::testing::Values("kjv-BF16", "kjv-Q8_0", "kjv-Q6_K", "kjv-Q4_K_M"),
                          [](const auto& info) {
                            std::string s = info.param;
                            for (char& c : s)

@@ -98,6 +98,16 @@ TEST(Gguf, TypeTableMatchesGgml) {
   EXPECT_DOUBLE_EQ(bpw("Q6_K"), 6.5625);
   EXPECT_DOUBLE_EQ(bpw("BF16"), 16.0);
   EXPECT_FALSE(ggml_type(4).has_value());  // retired Q4_2
+  // Every type the kernels read has the same blocks in the reader's table.
+  for (uint32_t id = 0; id < 64; ++id) {
+    const auto d = dtype_from_ggml_type(id);
+    if (!d) continue;
+    SCOPED_TRACE(id);
+    ASSERT_TRUE(ggml_type(id).has_value());
+    EXPECT_EQ(ggml_type(id)->block, dtype_block_elems(*d));
+    EXPECT_EQ(size_t(ggml_type(id)->block_bytes), dtype_block_bytes(*d));
+    EXPECT_EQ(ggml_type(id)->name, dtype_name(*d));
+  }
 }
 
 class GgufBadInput : public ::testing::Test {
