@@ -367,7 +367,7 @@ TEST(ServerApi, TokenizeAndDetokenize) {
   EXPECT_NE(d["prompt"].get<std::string>().find("Hello world"), std::string::npos);
   for (const auto& [path, body] : std::vector<std::pair<std::string, json>>{
            {"/tokenize", json::object()}, {"/tokenize", {{"prompt", 5}}}, {"/detokenize", {{"tokens", "abc"}}},
-           {"/detokenize", {{"tokens", {1, -2}}}}, {"/detokenize", {{"tokens", {999999999}}}}}) {
+           {"/detokenize", {{"tokens", {1, -2}}}}, {"/detokenize", {{"tokens", json::array({999999999})}}}}) {
     const HttpResult r = post(s, path, body.dump());
     EXPECT_EQ(r.status, 400) << body << r.body;
     EXPECT_TRUE(json::parse(r.body).contains("error")) << r.body;

@@ -21,11 +21,11 @@ const json kWeather = {{"type", "function"},
                          {"parameters",
                           {{"type", "object"},
                            {"properties", {{"city", {{"type", "string"}}}}},
-                           {"required", {"city"}}}}}}};
+                           {"required", json::array({"city"})}}}}}};
 
 json tool_body(int max_tokens) {
   json b = chat_body("What is the weather in Paris?", max_tokens);
-  b["tools"] = {kWeather};
+  b["tools"] = json::array({kWeather});
   return b;
 }
 
@@ -109,7 +109,7 @@ TEST(ServerTools, BadToolRequestsAre400NamingTheField) {
   const json call = {{"id", "call_1"}, {"type", "function"},
                      {"function", {{"name", "get_weather"}, {"arguments", "{\"city\": \"Paris\"}"}}}};
   const json history = {{{"role", "user"}, {"content", "Weather?"}},
-                        {{"role", "assistant"}, {"content", nullptr}, {"tool_calls", {call}}},
+                        {{"role", "assistant"}, {"content", nullptr}, {"tool_calls", json::array({call})}},
                         {{"role", "tool"}, {"tool_call_id", "call_2"}, {"content", "sunny"}}};
   const std::vector<std::pair<json, std::string>> cases = {
       {{{"tools", "get_weather"}}, "tools"},
@@ -118,11 +118,11 @@ TEST(ServerTools, BadToolRequestsAre400NamingTheField) {
       {{{"tools", {{{"type", "function"}, {"function", {{"name", "bad name!"}}}}}}}, "bad name!"},
       {{{"tools", {kWeather, kWeather}}}, "declared twice"},
       {{{"tools", {{{"type", "function"}, {"function", {{"name", "f"}, {"parameters", "{}"}}}}}}}, "parameters"},
-      {{{"tools", {kWeather}}, {"tool_choice", "always"}}, "tool_choice"},
-      {{{"tools", {kWeather}}, {"tool_choice", {{"type", "function"}, {"function", {{"name", "other"}}}}}}, "other"},
+      {{{"tools", json::array({kWeather})}, {"tool_choice", "always"}}, "tool_choice"},
+      {{{"tools", json::array({kWeather})}, {"tool_choice", {{"type", "function"}, {"function", {{"name", "other"}}}}}}, "other"},
       {{{"tool_choice", "required"}}, "tool_choice"},
-      {{{"tools", {kWeather}}, {"parallel_tool_calls", "yes"}}, "parallel_tool_calls"},
-      {{{"tools", {kWeather}}, {"messages", history}}, "call_2"},
+      {{{"tools", json::array({kWeather})}, {"parallel_tool_calls", "yes"}}, "parallel_tool_calls"},
+      {{{"tools", json::array({kWeather})}, {"messages", history}}, "call_2"},
   };
   for (const auto& [extra, needle] : cases) {
     json b = chat_body("Weather?", 2);
@@ -136,7 +136,7 @@ TEST(ServerTools, BadToolRequestsAre400NamingTheField) {
   ok["messages"] = history;
   ok["messages"][2]["tool_call_id"] = "call_1";
   EXPECT_EQ(post(s, "/v1/chat/completions", ok.dump()).status, 200);
-  ok["tools"] = {kWeather};
+  ok["tools"] = json::array({kWeather});
   EXPECT_EQ(post(s, "/v1/chat/completions", ok.dump()).status, 200);
 }
 
