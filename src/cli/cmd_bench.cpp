@@ -224,7 +224,7 @@ int run(const Opts& o) {
   so.speculative = o.speculative;
   const int spec_k = o.speculative == "off" ? 0 : so.speculative_k();
   auto t_load = Clock::now();
-  LoadedModel m = load_model(o.model, true, o.load);
+  LoadedModel m = load_model_on_all_ranks(o.model, true, o.load);
   const double load_s = since(t_load);
   const ModelConfig& c = m.config;
   DSV3_CHECK(bench_context(o) <= c.max_position_embeddings, "--prompt-len ", o.prompt_len, " + --gen ", o.gen,
@@ -232,6 +232,7 @@ int run(const Opts& o) {
   DSV3_CHECK(spec_k == 0 || m.model->mtp_depth() > 0, o.model,
              ": --speculative needs the checkpoint's MTP module weights; use --speculative off");
   ThreadPool pool(o.threads);
+  if (follow_rank0(m, pool)) return 0;
   nlohmann::ordered_json j;
   j["model"] = o.model;
   j["threads"] = o.threads;

@@ -42,6 +42,7 @@ int run(const Opts& o) {
   const ModelConfig& c = cm.loaded.config;
   const int64_t ctx = std::min(o.ctx_size, c.max_position_embeddings);
   ThreadPool pool(o.threads);
+  if (follow_rank0(cm.loaded, pool)) return 0;
   Sequence seq(*cm.loaded.model, ctx, kv_cache_dtype(o.kv_cache));
 
   struct sigaction sa {};

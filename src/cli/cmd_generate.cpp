@@ -43,7 +43,8 @@ int run(const Opts& o) {
   if (!o.prompt_ids.empty()) {  // token ids in, token ids out: needs no tokenizer
     DSV3_CHECK(o.stop.empty(), "--stop needs text prompts (the tokenizer); use --prompt");
     const auto ids = parse_ids(o.prompt_ids, "--prompt-ids");
-    LoadedModel m = load_model(o.model, true, o.load);
+    LoadedModel m = load_model_on_all_ranks(o.model, true, o.load);
+    if (follow_rank0(m, pool)) return 0;
     Sequence seq(*m.model, o.ctx_size > 0 ? o.ctx_size : int64_t(ids.size()) + g.max_new_tokens,
                  kv_cache_dtype(o.kv_cache));
     const GenerateResult r = generate(seq, ids, nullptr, g, pool);
@@ -70,7 +71,8 @@ int run(const Opts& o) {
   Tokenizer tok = load_model_tokenizer(o.model);
   std::optional<ChatTemplate> tmpl;
   if (!o.raw) tmpl = load_chat_template(o.model);
-  LoadedModel m = load_model(o.model, true, o.load);
+  LoadedModel m = load_model_on_all_ranks(o.model, true, o.load);
+  if (follow_rank0(m, pool)) return 0;
   const bool batch = !o.input_file.empty();
   for (size_t i = 0; i < prompts.size(); ++i) {
     std::string text;

@@ -29,8 +29,9 @@ Run add_logits(CLI::App& app) {
   add_kv_cache_option(cmd, o->kv_cache);
   return [o] {
     const auto ids = parse_ids(o->ids, "--ids");
-    LoadedModel m = load_model(o->model, true, o->load);
+    LoadedModel m = load_model_on_all_ranks(o->model, true, o->load);
     ThreadPool pool(o->threads);
+    if (follow_rank0(m, pool)) return 0;
     KVCache cache = m.model->make_cache(int64_t(ids.size()), kv_cache_dtype(o->kv_cache));
     const int64_t vocab = m.config.vocab_size;
     const int64_t n = int64_t(ids.size()), dim = m.config.hidden_size;

@@ -223,7 +223,7 @@ int run_perplexity(const Opts& o) {
   }
   if (o.reference_worker) return run_reference_worker(o, ids, stride);
 
-  LoadedModel m = load_model(o.model, /*with_mtp=*/false);
+  LoadedModel m = load_model_on_all_ranks(o.model, /*with_mtp=*/false, {});
   DSV3_CHECK(o.ctx <= m.config.max_position_embeddings, "--ctx ", o.ctx, " exceeds the model's context (",
              m.config.max_position_embeddings, " positions)");
   const auto windows = plan_windows(int64_t(ids.size()), o.ctx, stride);
@@ -232,6 +232,7 @@ int run_perplexity(const Opts& o) {
     DSV3_CHECK(ids[i] >= 0 && ids[i] < vocab, "token id ", ids[i], " at position ", i,
                " is outside the model's vocabulary [0, ", vocab, ")");
   ThreadPool pool(o.threads);
+  if (follow_rank0(m, pool)) return 0;
   WindowRunOptions run;
   run.cache_dtype = kv_cache_dtype(o.kv_cache);
   run.ubatch = o.ubatch;

@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "core/collectives.h"
 #include "core/error.h"
 #include "server/server.h"
 
@@ -35,6 +36,11 @@ int run(Opts& o) {
   ChatModel cm = load_chat_model(o.model, o.load, o.chat_template_file);
   const ModelConfig& c = cm.loaded.config;
   SchedulerOptions& so = o.server.scheduler;
+  if (collectives().rank() != 0) {  // under mpirun: rank 0 serves, the others follow its steps
+    ThreadPool pool(so.threads);
+    follow_rank0(cm.loaded, pool);
+    return 0;
+  }
   so.ctx_size = std::min(so.ctx_size, c.max_position_embeddings);
   if (o.server.model_name.empty()) o.server.model_name = std::filesystem::path(o.model).filename().string();
   if (o.server.model_name.empty()) o.server.model_name = std::filesystem::path(o.model).parent_path().filename().string();

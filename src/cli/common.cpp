@@ -1,13 +1,18 @@
 #include "cli/common.h"
 
+#include <pthread.h>
+
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/collectives.h"
 #include "core/error.h"
 #include "engine/gguf_tokenizer.h"
 #include "io/config.h"
+#include "model/lockstep.h"
 
 namespace dsv3::cli {
 
@@ -109,7 +114,23 @@ ChatTemplate load_chat_template(const std::string& dir, const std::string& templ
 ChatModel load_chat_model(const std::string& dir, const LoadOptions& load, const std::string& template_file) {
   Tokenizer tok = load_model_tokenizer(dir);
   ChatTemplate tmpl = load_chat_template(dir, template_file);
-  return ChatModel{load_model(dir, true, load), std::move(tok), std::move(tmpl)};
+  return ChatModel{load_model_on_all_ranks(dir, true, load), std::move(tok), std::move(tmpl)};
+}
+
+LoadedModel load_model_on_all_ranks(const std::string& dir, bool with_mtp, const LoadOptions& load) {
+  return load_model(dir, with_mtp, load, &collectives());
+}
+
+bool follow_rank0(const LoadedModel& m, ThreadPool& pool) {
+  Collectives& comm = collectives();
+  if (comm.rank() == 0) return false;
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  follow(*m.model, comm, pool);
+  return true;
 }
 
 }  // namespace dsv3::cli

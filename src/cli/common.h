@@ -45,6 +45,14 @@ struct ChatModel {
   Tokenizer tokenizer;
   ChatTemplate chat_template;
 };
+// Both load this rank's share of the model when run under mpirun (every rank calls them).
 ChatModel load_chat_model(const std::string& dir, const LoadOptions& load = {}, const std::string& template_file = {});
+LoadedModel load_model_on_all_ranks(const std::string& dir, bool with_mtp, const LoadOptions& load);
+
+// Under mpirun with several ranks, ranks other than 0 run the forward steps rank 0 announces
+// (model/lockstep.h) until rank 0 is done, and return true: the command then returns 0. Only
+// rank 0 decides when the job ends, so the followers block SIGINT and SIGTERM (mpirun passes
+// them to every rank). Rank 0, or one process: returns false at once.
+bool follow_rank0(const LoadedModel& m, ThreadPool& pool);
 
 }  // namespace dsv3::cli

@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <numeric>
+#include <vector>
+#include <algorithm>
 
 #include "core/error.h"
 
@@ -23,6 +25,43 @@ void LocalCollectives::all_gather(const void* send, std::span<const size_t> coun
 }
 
 void LocalCollectives::abort(int code) { std::_Exit(code); }
+
+namespace {
+// Each rank's message in a fixed-size slot (longer ones are cut).
+std::vector<std::string> exchange_messages(Collectives& comm, const std::string& mine) {
+  constexpr size_t kSlot = 1024;
+  std::vector<char> slot(kSlot, '\0'), all(kSlot * size_t(comm.size()));
+  std::memcpy(slot.data(), mine.data(), std::min(mine.size(), kSlot - 1));
+  const std::vector<size_t> counts(size_t(comm.size()), kSlot);
+  comm.all_gather(slot.data(), counts, all.data());
+  std::vector<std::string> out;
+  for (int r = 0; r < comm.size(); ++r) out.emplace_back(&all[size_t(r) * kSlot]);
+  return out;
+}
+}  // namespace
+
+void run_on_all(Collectives& comm, const std::function<void()>& fn) {
+  if (comm.size() == 1) return fn();
+  std::string error;
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    error = comm.describe() + ": " + e.what();
+  }
+  for (const std::string& e : exchange_messages(comm, error))
+    if (!e.empty()) throw JobError(e);
+}
+
+void agree_on(Collectives& comm, const std::string& what, const std::string& value) {
+  if (comm.size() == 1) return;
+  const auto all = exchange_messages(comm, comm.describe() + "\n" + value);
+  const std::string v0 = all[0].substr(all[0].find('\n') + 1);
+  for (const std::string& a : all) {
+    const size_t nl = a.find('\n');
+    if (a.substr(nl + 1) != v0)
+      throw JobError(str_cat(a.substr(0, nl), " has a different ", what, " than rank 0: ", a.substr(nl + 1), " vs ", v0));
+  }
+}
 
 bool launched_by_mpi() {
   return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMIX_RANK") != nullptr ||

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -76,6 +77,15 @@ class LocalCollectives final : public Collectives {
   void barrier() override {}
   [[noreturn]] void abort(int code) override;
 };
+
+// Runs fn on every rank of `comm`; when it throws on any rank, every rank throws a JobError
+// with the message of the lowest failing rank, prefixed by where it ran ("rank 1 (host b,
+// pid 42): ..."). One all_gather of fixed-size messages: what a step that may fail on one rank
+// alone (opening its copy of a checkpoint) needs so that no rank is left waiting.
+void run_on_all(Collectives& comm, const std::function<void()>& fn);
+// Checks that every rank passes the same `value` for `what`; otherwise throws JobError on every
+// rank naming the first differing rank and both values.
+void agree_on(Collectives& comm, const std::string& what, const std::string& value);
 
 // True when this process was started by an MPI launcher (mpirun sets OMPI_COMM_WORLD_SIZE or
 // PMIX_RANK), whatever the build.

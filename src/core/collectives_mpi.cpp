@@ -152,9 +152,10 @@ namespace detail {
 
 std::unique_ptr<Collectives> make_mpi_collectives(int& argc, char**& argv) {
   int provided = 0;
-  // FUNNELED: only the thread that called init calls MPI (the pool's workers never do).
-  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
-  DSV3_CHECK(provided >= MPI_THREAD_FUNNELED, "MPI does not provide MPI_THREAD_FUNNELED (got level ", provided, ")");
+  // SERIALIZED: one thread at a time calls MPI (the thread that runs the model: the main thread,
+  // or the server's scheduler thread); the pool's workers never do.
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
+  DSV3_CHECK(provided >= MPI_THREAD_SERIALIZED, "MPI does not provide MPI_THREAD_SERIALIZED (got level ", provided, ")");
   return std::make_unique<MpiCollectives>();
 }
 

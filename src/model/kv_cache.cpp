@@ -1,6 +1,7 @@
 #include "model/kv_cache.h"
 
 #include <cstring>
+#include <utility>
 
 #include "core/error.h"
 
@@ -12,6 +13,32 @@ KVCache::KVCache(const ModelConfig& c, int64_t n_layers, int64_t max_seq, DType 
   DSV3_CHECK(dtype == DType::F32 || dtype == DType::BF16, "KV cache dtype must be F32 or BF16, got ",
              dtype_name(dtype));
   data_.assign(size_t(n_layers), std::vector<uint8_t>(size_t(max_seq * row_size()) * dtype_size(dtype)));
+}
+
+KVCache::~KVCache() {
+  if (on_release_) on_release_(id_);
+}
+
+KVCache::KVCache(KVCache&& o) noexcept
+    : id_(std::exchange(o.id_, 0)), on_release_(std::exchange(o.on_release_, nullptr)), max_seq_(o.max_seq_),
+      kv_rank_(o.kv_rank_), rope_dim_(o.rope_dim_), dtype_(o.dtype_), data_(std::move(o.data_)) {}
+
+KVCache& KVCache::operator=(KVCache&& o) noexcept {
+  if (this == &o) return *this;
+  if (on_release_) on_release_(id_);
+  id_ = std::exchange(o.id_, 0);
+  on_release_ = std::exchange(o.on_release_, nullptr);
+  max_seq_ = o.max_seq_;
+  kv_rank_ = o.kv_rank_;
+  rope_dim_ = o.rope_dim_;
+  dtype_ = o.dtype_;
+  data_ = std::move(o.data_);
+  return *this;
+}
+
+void KVCache::set_identity(uint64_t id, std::function<void(uint64_t)> on_release) {
+  id_ = id;
+  on_release_ = std::move(on_release);
 }
 
 size_t KVCache::bytes() const { return data_.empty() ? 0 : data_.size() * data_[0].size(); }

@@ -5,6 +5,7 @@
 // per token on V3) halves it; F32 is the exact reference.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "core/dtype.h"
@@ -20,6 +21,11 @@ class KVCache {
  public:
   // n_layers: main layers plus any MTP layers that attend; max_seq: positions held.
   KVCache(const ModelConfig& c, int64_t n_layers, int64_t max_seq, DType dtype = kDefaultCacheDType);
+  ~KVCache();
+  KVCache(KVCache&& o) noexcept;
+  KVCache& operator=(KVCache&& o) noexcept;
+
+  int64_t n_layers() const { return int64_t(data_.size()); }
 
   int64_t max_seq() const { return max_seq_; }
   int64_t kv_lora_rank() const { return kv_rank_; }
@@ -37,7 +43,14 @@ class KVCache {
   // for attention as matrix products through the kernels.
   kernels::Matrix rows(int64_t layer, int64_t pos0, int64_t n) const;
 
+  // Identity in a job over several processes: the other ranks keep a mirror of this cache under
+  // `id` (model/lockstep.h), and `on_release(id)` runs when it is destroyed. 0: none.
+  uint64_t id() const { return id_; }
+  void set_identity(uint64_t id, std::function<void(uint64_t)> on_release);
+
  private:
+  uint64_t id_ = 0;
+  std::function<void(uint64_t)> on_release_;
   int64_t max_seq_, kv_rank_, rope_dim_;
   DType dtype_;
   std::vector<std::vector<uint8_t>> data_;  // [layer][max_seq, kv_lora_rank + rope_dim] of dtype_

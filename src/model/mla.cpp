@@ -11,6 +11,12 @@ namespace dsv3 {
 
 namespace {
 
+// The heads `w` holds: all of them, or this rank's share (model/partition.h: wkv_b, wq_b and wo
+// are cut by head).
+int64_t held_heads(const ModelConfig& c, const MLAWeights& w) {
+  return w.wkv_b.rows / (c.qk_nope_head_dim + c.v_head_dim);
+}
+
 // Positions per attention chunk in the absorb form. Long windows are split into chunks that
 // run in parallel and are merged with a safe softmax (flash-decoding), so one decoding sequence
 // keeps every thread busy. The split depends only on the window length, never on the thread
@@ -64,7 +70,7 @@ Matrix w_uv(const ModelConfig& c, const MLAWeights& w, int64_t h) {
 // for a whole group of heads (all heads share the latent, as in FlashMLA): best for decode.
 void attend_absorbed(const ModelConfig& c, const MLAWeights& w, int64_t layer, const float* q,
                      std::span<const TokenSlot> slots, float scale, float* heads_out, ThreadPool& pool) {
-  const int64_t n = int64_t(slots.size()), n_heads = c.num_attention_heads, dn = c.qk_nope_head_dim,
+  const int64_t n = int64_t(slots.size()), n_heads = held_heads(c, w), dn = c.qk_nope_head_dim,
                 dr = c.qk_rope_head_dim, dv = c.v_head_dim, dqk = c.qk_head_dim(), rank = c.kv_lora_rank;
   // q_abs for every (token, head), head by head: W_uk[h]^T q_nope for all tokens of a block in
   // one product (transposed for wkv_b, plain for the split layout's wk_b), so the head's slice of kv_b_proj is decoded once per block, not
@@ -165,7 +171,7 @@ void attend_absorbed(const ModelConfig& c, const MLAWeights& w, int64_t layer, c
 // scores S = Q_h K_h^T, masked causally, and O_h = P V_h read in place from the expansion.
 void attend_expanded(const ModelConfig& c, const MLAWeights& w, int64_t layer, const float* q,
                      std::span<const TokenSlot> slots, float scale, float* heads_out, ThreadPool& pool) {
-  const int64_t n = int64_t(slots.size()), n_heads = c.num_attention_heads, dn = c.qk_nope_head_dim,
+  const int64_t n = int64_t(slots.size()), n_heads = held_heads(c, w), dn = c.qk_nope_head_dim,
                 dr = c.qk_rope_head_dim, dv = c.v_head_dim, dqk = c.qk_head_dim(), rank = c.kv_lora_rank;
   const KVCache& cache = *slots[0].cache;
   int64_t len = 0;
@@ -260,7 +266,7 @@ bool use_expanded_form(const ModelConfig& c, std::span<const TokenSlot> slots, M
 
 void mla_forward(const ModelConfig& c, const MLAWeights& w, const Rope& rope, int64_t layer, const float* x, int64_t n,
                  std::span<const TokenSlot> slots, float* out, ThreadPool& pool, MLAForm form) {
-  const int64_t n_heads = c.num_attention_heads, dn = c.qk_nope_head_dim, dr = c.qk_rope_head_dim,
+  const int64_t n_heads = held_heads(c, w), dn = c.qk_nope_head_dim, dr = c.qk_rope_head_dim,
                 dv = c.v_head_dim, dqk = c.qk_head_dim(), rank = c.kv_lora_rank;
 
   // q = wq(x) or wq_b(q_norm(wq_a(x)))                                       [n, n_heads, dqk]

@@ -21,6 +21,8 @@ namespace dsv3 {
 // (q_abs[h] = q_nope[h] W_uk[h]; scores = q_abs . c_kv + q_pe . k_pe) and applies its value part
 // after attention, reading only the latent cache (decode); expanded recomputes k_nope and v from
 // c_kv for the whole window (long prefill).
+// With a rank's share of the heads (model/partition.h), `out` is their partial sum through
+// their columns of wo, to be summed over ranks; the cache rows are the same on every rank.
 enum class MLAForm { Auto, Absorb, Expanded };
 
 void mla_forward(const ModelConfig& c, const MLAWeights& w, const Rope& rope, int64_t layer, const float* x, int64_t n,

@@ -196,19 +196,24 @@ void moe_forward(const ModelConfig& c, const MoEWeights& w, const float* x, int6
       },
       ThreadPool::kTokenGrain);
 
-  // Group tokens by expert: for each expert, the tokens that chose it and their weights; and
-  // for each token, the rows of the gathered inputs its experts' results land in, in expert
-  // order (the order model.py's loop adds them in).
+  // Group tokens by expert: for each expert these weights hold (all, or this rank's block),
+  // the tokens that chose it and their weights; and for each token, the rows of the gathered
+  // inputs its experts' results land in, in expert order (the order model.py's loop adds them in).
+  auto held = [&](int32_t e) { return e >= w.experts_begin && e < w.experts_end; };
   std::vector<std::vector<std::pair<int64_t, float>>> by_expert(static_cast<size_t>(n_exp));
+  std::vector<int64_t> token_first(static_cast<size_t>(n + 1), 0);  // token t's entries: [first[t], first[t + 1])
   for (int64_t t = 0; t < n; ++t) {
     const Routing& r = routes[size_t(t)];
-    for (size_t k = 0; k < r.experts.size(); ++k) by_expert[size_t(r.experts[k])].push_back({t, r.weights[k]});
+    token_first[size_t(t + 1)] = token_first[size_t(t)];
+    for (size_t k = 0; k < r.experts.size(); ++k)
+      if (held(r.experts[k])) {
+        by_expert[size_t(r.experts[k])].push_back({t, r.weights[k]});
+        ++token_first[size_t(t + 1)];
+      }
   }
   std::vector<int64_t> offset(size_t(n_exp) + 1, 0);
   for (int64_t e = 0; e < n_exp; ++e) offset[size_t(e) + 1] = offset[size_t(e)] + int64_t(by_expert[size_t(e)].size());
   const int64_t routed_rows = offset[size_t(n_exp)];
-  std::vector<int64_t> token_first(static_cast<size_t>(n + 1), 0);  // token t's entries: [first[t], first[t + 1])
-  for (int64_t t = 0; t < n; ++t) token_first[size_t(t + 1)] = token_first[size_t(t)] + int64_t(routes[size_t(t)].experts.size());
   std::vector<std::pair<int64_t, float>> token_rows(static_cast<size_t>(routed_rows));  // (row, weight)
   {
     std::vector<int64_t> fill(token_first.begin(), token_first.end() - 1);

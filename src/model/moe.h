@@ -28,7 +28,10 @@ struct Routing {
 Routing route(const ModelConfig& c, const float* logits, const float* bias);
 
 // DeepSeekMoE for n tokens: shared experts plus the routed experts of each token. Tokens are
-// grouped by expert so each selected expert runs once per call on all its tokens.
+// grouped by expert so each selected expert runs once per call on all its tokens. With a
+// rank's share of the weights (model/partition.h), routing is computed in full but only the
+// experts the weights hold run, and `out` is this rank's partial sum (with its share of the
+// shared experts), to be summed over ranks.
 // If `routing_out` is non-null it receives each token's Routing (for tests and debugging).
 void moe_forward(const ModelConfig& c, const MoEWeights& w, const float* x, int64_t n, float* out, ThreadPool& pool,
                  std::vector<Routing>* routing_out = nullptr);

@@ -11,8 +11,10 @@
 #include "io/config.h"
 #include "io/gguf.h"
 #include "model/kv_cache.h"
+#include "model/lockstep.h"
 #include "model/mla.h"
 #include "model/moe.h"
+#include "model/partition.h"
 #include "model/rope.h"
 #include "model/weights.h"
 
@@ -28,15 +30,18 @@ struct ForwardTrace {
 
 class Transformer {
  public:
-  Transformer(const ModelConfig& c, const ModelWeights& w);
+  // `w` holds this rank's share of the weights when `part` splits the model over several
+  // ranks (model/partition.h, shard_weights); rank 0 then drives the others (model/lockstep.h).
+  Transformer(const ModelConfig& c, const ModelWeights& w, Partition part = {});
+  ~Transformer();
 
   const ModelConfig& config() const { return c_; }
   const ModelWeights& weights() const { return w_; }
+  const Partition& partition() const { return part_; }
 
   // A cache sized for `max_seq` positions of the main layers and the MTP modules (if loaded).
-  KVCache make_cache(int64_t max_seq, DType dtype = kDefaultCacheDType) const {
-    return KVCache(c_, c_.num_hidden_layers + int64_t(w_.mtp.size()), max_seq, dtype);
-  }
+  // On rank 0 of several, the followers mirror it.
+  KVCache make_cache(int64_t max_seq, DType dtype = kDefaultCacheDType) const;
 
   // Runs tokens at positions [start_pos, start_pos + n), appending to `cache`. Writes logits
   // [n, vocab] (all_logits) or [1, vocab] for the last token only. Positions before start_pos
@@ -61,11 +66,15 @@ class Transformer {
   int64_t mtp_depth() const { return int64_t(w_.mtp.size()); }
   // Which MLA form attention uses (default: chosen per call by operation count).
   void set_mla_form(MLAForm f) { mla_form_ = f; }
+  // Rank 0 of several: tells the followers to stop following (also done on destruction).
+  void release_followers();
 
   // The general step: row i is token tokens[i] at slots[i] (any mix of sequences and
   // positions; a sequence's rows in position order). Every weight is read once for all rows.
   // Logits are computed for the rows listed in `logit_rows` only, [logit_rows.size(), vocab];
-  // `hidden` (optional) receives all rows' final hidden states [n, dim].
+  // `hidden` (optional) receives all rows' final hidden states [n, dim]. On several ranks,
+  // rank 0 announces the step to the others first, and only rank 0 receives logits (the
+  // followers pass null).
   // `form` other than Auto overrides set_mla_form for this call.
   void forward_batch(std::span<const int32_t> tokens, std::span<const TokenSlot> slots,
                      std::span<const int64_t> logit_rows, float* logits, ThreadPool& pool,
@@ -74,9 +83,13 @@ class Transformer {
  private:
   void check_inputs(std::span<const int32_t> tokens, std::span<const TokenSlot> slots) const;
   void head(const Matrix& w, const float* x, std::span<const int64_t> rows, float* logits, ThreadPool& pool) const;
+  // x[t] = embedding row of tokens[t] ([n, dim]), from this rank's vocabulary rows, summed.
+  void embed(const Matrix& e, std::span<const int32_t> tokens, float* x) const;
 
   ModelConfig c_;
   ModelWeights w_;
+  Partition part_;
+  std::unique_ptr<StepDriver> driver_;  // rank 0 of several only
   Rope rope_;
   MLAForm mla_form_ = MLAForm::Auto;
 };
@@ -84,9 +97,12 @@ class Transformer {
 // One decoder block (model.py Block): x = x + attn(attn_norm(x)); x = x + ffn(ffn_norm(x)).
 // x is [n, dim], row i at slots[i]; `cache_layer` is the cache layer the block's attention
 // reads and appends to. Routing of MoE blocks goes to `routing` if non-null.
+// With a rank's share of the weights, the attention and FFN outputs are partial sums, each
+// summed over ranks (part.sum) before its residual add: two reductions per block.
 void block_forward(const ModelConfig& c, const BlockWeights& b, const Rope& rope, int64_t cache_layer, float* x,
                    int64_t n, std::span<const TokenSlot> slots, ThreadPool& pool,
-                   std::vector<Routing>* routing = nullptr, MLAForm form = MLAForm::Auto);
+                   std::vector<Routing>* routing = nullptr, MLAForm form = MLAForm::Auto,
+                   const Partition& part = Partition{});
 
 // A loaded model: the mapped weight files (a checkpoint folder or a GGUF model, one of the two)
 // and the transformer over their weights.
@@ -105,7 +121,12 @@ struct LoadedModel {
 // Loads config and weights from a checkpoint folder (config.json + safetensors) or a GGUF file
 // (`path` ending in .gguf; the first or any part of a split set); MTP weights are bound when
 // present and `with_mtp`. `load` chooses mapping (default) or reading into huge-page memory
-// (with a progress bar), and locking.
-LoadedModel load_model(const std::string& path, bool with_mtp = true, const LoadOptions& load = {});
+// (with a progress bar), and locking. With `comm` of several ranks (every rank calls this): the
+// ranks first agree that they run the same dsv3 version and kernels on the same config and
+// tensor layout, and that the model can be split over them (JobError otherwise, before any
+// weight is touched); each then keeps its share of the weights (shard_weights). An error on
+// any rank is a JobError on all.
+LoadedModel load_model(const std::string& path, bool with_mtp = true, const LoadOptions& load = {},
+                       Collectives* comm = nullptr);
 
 }  // namespace dsv3

@@ -57,6 +57,7 @@ struct Visitor {
       b->is_moe = true;
       moe = &b->moe;
       moe->experts.resize(size_t(c.n_routed_experts));
+      moe->experts_end = c.n_routed_experts;
     }
     emit(m + "gate.weight", {c.n_routed_experts, dim}, TensorKind::Gate, moe ? &moe->gate : nullptr, layer, mtp);
     if (c.has_score_bias())

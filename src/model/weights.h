@@ -3,6 +3,7 @@
 // Shapes are the HF shapes [out, in].
 #pragma once
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -42,7 +43,8 @@ struct MLPWeights {  // SwiGLU: w2(silu(w1 x) * w3 x)
 struct MoEWeights {
   Matrix gate;       // mlp.gate.weight [n_routed_experts, dim]
   Matrix gate_bias;  // mlp.gate.e_score_correction_bias [1, n_routed_experts] (noaux_tc only)
-  std::vector<MLPWeights> experts;
+  std::vector<MLPWeights> experts;  // [n_routed_experts]; only [experts_begin, experts_end) bound
+  int64_t experts_begin = 0, experts_end = 0;  // all experts, or this rank's block (model/partition.h)
   MLPWeights shared;  // n_shared_experts fused: inter = n_shared_experts * moe_intermediate_size
 };
 
@@ -71,6 +73,8 @@ struct ModelWeights {
   Matrix norm;  // model.norm [1, dim]
   Matrix head;  // lm_head [vocab, dim]
   std::vector<MTPWeights> mtp;  // empty when the checkpoint has none
+  // Rank-local copies some views point into (a rank's slices of wo and w2; model/partition.h).
+  std::vector<std::shared_ptr<const void>> storage;
 };
 
 // What a tensor is, for loading rules (which dtypes are allowed) and parameter accounting.
