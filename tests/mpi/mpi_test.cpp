@@ -1,17 +1,56 @@
-// dsv3 under mpirun: the collectives' plumbing, and (with one thread per rank) the same answers
-// from 1, 2 and 3 ranks.
+// dsv3 under mpirun, one thread per rank: the collectives' plumbing; the same answers from 1, 2
+// and 3 ranks (golden logits within the case's TOL, identical greedy ids and MTP drafts, a
+// synthetic FP8 model whose splits fall inside scale blocks); bad layouts, a checkpoint only one
+// rank cannot read, and a rank killed mid-generation end the job with one clear line.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
+#include "io/npy.h"
 #include "tests/cli/run_command.h"
 
 namespace dsv3 {
 namespace {
 
+using nlohmann::json;
 using test::run_command;
+namespace fs = std::filesystem;
+
+const std::string kDsv3 = DSV3_BINARY;
 
 std::string mpirun(int np) { return std::string(DSV3_MPIRUN) + " -np " + std::to_string(np) + " "; }
+std::string golden(const std::string& name) { return std::string(DSV3_TESTDATA_DIR) + "/golden/" + name; }
+
+json expected(const std::string& name) {
+  std::ifstream f(golden(name) + "/expected.json");
+  return json::parse(f);
+}
+double tolerance(const std::string& name) {
+  std::ifstream f(golden(name) + "/TOL");
+  double t = 0;
+  f >> t;
+  return t;
+}
+std::string join(const std::vector<int>& ids) {
+  std::string s;
+  for (size_t i = 0; i < ids.size(); ++i) s += (i ? "," : "") + std::to_string(ids[i]);
+  return s;
+}
+
+// Max |a - b| over a [rows, vocab] npy file and expected rows.
+double max_diff(const std::string& npy, const json& rows) {
+  const NpyArray a = read_npy_f32(npy);
+  double d = 0;
+  size_t k = 0;
+  for (const auto& row : rows)
+    for (const auto& v : row) d = std::max(d, std::abs(double(a.data.at(k++)) - v.get<double>()));
+  EXPECT_EQ(k, a.data.size());
+  return d;
+}
 
 TEST(MpiCollectives, EveryOperationOnOneTwoAndThreeRanks) {
   for (int np : {1, 2, 3}) {
@@ -27,6 +66,147 @@ TEST(MpiCollectives, ProbeAloneIsRankZeroOfOne) {
   const auto r = run_command(DSV3_COLLECTIVES_PROBE);
   EXPECT_EQ(r.code, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("ok rank 0 of 1"), std::string::npos) << r.out;
+}
+
+// tiny-v3: 4 heads (np 3: 2, 1, 1; wo's split falls inside its 128-column scale block), 16
+// experts (6, 5, 5), vocabulary 1024 (342, 341, 341).
+TEST(MpiInference, GoldenLogitsWithinTolOnOneTwoAndThreeRanks) {
+  const json e = expected("tiny-v3");
+  const double tol = tolerance("tiny-v3");
+  std::vector<int> ids = e["prompt_ids"];
+  for (int np : {1, 2, 3}) {
+    const std::string out = (fs::temp_directory_path() / ("logits" + std::to_string(np) + ".npy")).string();
+    const auto r = run_command(mpirun(np) + kDsv3 + " logits -t 1 --model " + golden("tiny-v3") + " --ids " +
+                               join(ids) + " --out " + out);
+    ASSERT_EQ(r.code, 0) << "np " << np << "\n" << r.err;
+    EXPECT_LE(max_diff(out, e["logits"]), tol) << "np " << np;
+  }
+}
+
+// mtp-v3: greedy ids and the MTP module's logits (so its drafts) on 1, 2 and 3 ranks, and
+// speculative decoding (MTP drafts verified by the main model) giving the same ids.
+TEST(MpiInference, GreedyIdsAndMtpDraftsOnOneTwoAndThreeRanks) {
+  const json e = expected("mtp-v3");
+  const double tol = tolerance("mtp-v3");
+  std::vector<int> ids = e["prompt_ids"], greedy = e["greedy"];
+  for (int np : {1, 2, 3}) {
+    const auto g = run_command(mpirun(np) + kDsv3 + " generate -t 1 --model " + golden("mtp-v3") + " --prompt-ids " +
+                               join(ids) + " -n " + std::to_string(greedy.size()) + " --ignore-eos");
+    ASSERT_EQ(g.code, 0) << "np " << np << "\n" << g.err;
+    EXPECT_EQ(g.out, join(greedy) + "\n") << "np " << np;
+    const auto s = run_command(mpirun(np) + kDsv3 + " generate -t 1 --model " + golden("mtp-v3") + " --prompt-ids " +
+                               join(ids) + " -n " + std::to_string(greedy.size()) + " --ignore-eos --speculative mtp:2");
+    ASSERT_EQ(s.code, 0) << "np " << np << "\n" << s.err;
+    EXPECT_EQ(s.out, join(greedy) + "\n") << "np " << np;
+    const std::string out = (fs::temp_directory_path() / ("mtp" + std::to_string(np) + ".npy")).string();
+    const auto m = run_command(mpirun(np) + kDsv3 + " logits -t 1 --mtp --model " + golden("mtp-v3") + " --ids " +
+                               join(ids) + " --out " + out);
+    ASSERT_EQ(m.code, 0) << "np " << np << "\n" << m.err;
+    EXPECT_LE(max_diff(out, e["mtp_logits"]), tol) << "np " << np;
+    // The drafts: the argmax of each MTP row.
+    const NpyArray a = read_npy_f32(out);
+    const size_t vocab = size_t(a.shape[1]);
+    std::vector<int> drafts;
+    for (size_t r = 0; r < size_t(a.shape[0]); ++r) {
+      const float* row = &a.data[r * vocab];
+      drafts.push_back(int(std::max_element(row, row + vocab) - row));
+    }
+    if (np == 1) {
+      std::ofstream(fs::temp_directory_path() / "drafts1") << join(drafts);
+    } else {
+      std::ifstream f(fs::temp_directory_path() / "drafts1");
+      std::string one;
+      f >> one;
+      EXPECT_EQ(join(drafts), one) << "np " << np;
+    }
+  }
+}
+
+// A synthetic FP8 model (dsv3 synth --preset tiny): np 3 cuts q_b_proj, kv_b_proj, the
+// vocabulary and the shared expert inside 128x128 scale blocks. Logits within 1e-4 of one
+// process's and the same greedy ids.
+TEST(MpiInference, SyntheticFp8UnevenSplitsMatchOneProcess) {
+  const std::string dir = (fs::temp_directory_path() / "synth_fp8").string();
+  const auto s = run_command(kDsv3 + " synth --preset tiny --dtype fp8 --out " + dir);
+  ASSERT_EQ(s.code, 0) << s.err;
+  const std::string ids = "0,5,17,300,42,1000,7,64,900,3";
+  std::string ids1;
+  for (int np : {1, 3}) {
+    const std::string out = (fs::temp_directory_path() / ("synth" + std::to_string(np) + ".npy")).string();
+    const auto r = run_command(mpirun(np) + kDsv3 + " logits -t 1 --model " + dir + " --ids " + ids + " --out " + out);
+    ASSERT_EQ(r.code, 0) << "np " << np << "\n" << r.err;
+    const auto g = run_command(mpirun(np) + kDsv3 + " generate -t 1 --model " + dir + " --prompt-ids " + ids +
+                               " -n 12 --ignore-eos");
+    ASSERT_EQ(g.code, 0) << "np " << np << "\n" << g.err;
+    if (np == 1) {
+      ids1 = g.out;
+      continue;
+    }
+    EXPECT_EQ(g.out, ids1);
+    const NpyArray a = read_npy_f32(out), b = read_npy_f32((fs::temp_directory_path() / "synth1.npy").string());
+    ASSERT_EQ(a.data.size(), b.data.size());
+    double d = 0;
+    for (size_t i = 0; i < a.data.size(); ++i) d = std::max(d, std::abs(double(a.data[i]) - b.data[i]));
+    EXPECT_LE(d, 1e-4);
+  }
+}
+
+int count_lines_with(const std::string& s, const std::string& what) {
+  int n = 0;
+  for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) ++n;
+  return n;
+}
+
+TEST(MpiFaults, MoreRanksThanHeadsIsOneClearErrorBeforeLoading) {
+  const auto r = run_command(mpirun(5) + kDsv3 + " generate -t 1 --model " + golden("tiny-v3") + " --prompt-ids 0,1");
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(count_lines_with(r.err, "dsv3: error: cannot split this model over 5 ranks: it has only 4 attention heads"), 1)
+      << r.err;
+}
+
+// A copy of the checkpoint that only rank 1 reads is truncated (two machines, two copies).
+TEST(MpiFaults, DamagedShardReadByOneRankIsOneClearError) {
+  const fs::path bad = fs::temp_directory_path() / "damaged";
+  fs::create_directories(bad);
+  for (const char* f : {"config.json", "model.safetensors"})
+    fs::copy_file(golden("tiny-v3") + "/" + f, bad / f, fs::copy_options::overwrite_existing);
+  fs::resize_file(bad / "model.safetensors", 100000);
+  const std::string run = kDsv3 + " generate -t 1 --prompt-ids 0,1 -n 2 --model ";
+  const auto r = run_command(std::string(DSV3_MPIRUN) + " -np 1 " + run + golden("tiny-v3") + " : -np 1 " + run +
+                             bad.string());
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(count_lines_with(r.err, "dsv3: error: rank 1 of 2"), 1) << r.err;
+  EXPECT_NE(r.err.find("file truncated?"), std::string::npos) << r.err;
+}
+
+// SIGKILL of rank 1 during a long generation: mpirun exits non-zero within 10 s, naming rank 1.
+TEST(MpiFaults, KillingAFollowerMidGenerationEndsTheJob) {
+  const fs::path dir = fs::temp_directory_path();
+  const std::string script =
+      "(" + mpirun(2) + kDsv3 + " generate -t 1 --model " + golden("tiny-v3") +
+      " --prompt-ids 0,1,2 -n 4000 --ignore-eos >/dev/null 2>" + (dir / "err").string() + "; echo $? >" +
+      (dir / "rc").string() + ") & "
+      "for i in $(seq 100); do sleep 0.1; m=$(pgrep -f '^" + std::string(DSV3_MPIRUN).substr(0, 40) + ".*-n 4000' | head -1); "
+      "[ -n \"$m\" ] && r1=$(for c in $(pgrep -P $m); do grep -qz OMPI_COMM_WORLD_RANK=1 /proc/$c/environ && echo $c; done) "
+      "&& [ -n \"$r1\" ] && break; done; sleep 2; "
+      "kill -9 $r1; t0=$(date +%s%N); while [ ! -s " + (dir / "rc").string() + " ]; do sleep 0.1; "
+      "[ $(( ($(date +%s%N) - t0) / 1000000 )) -gt 30000 ] && break; done; "
+      "echo \"elapsed_ms=$(( ($(date +%s%N) - t0) / 1000000 )) rc=$(cat " + (dir / "rc").string() + ")\"";
+  const auto r = run_command("bash -c '" + [&] {
+    std::string q;
+    for (char c : script) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q;
+  }() + "'");
+  std::ifstream f(dir / "err");
+  const std::string err((std::istreambuf_iterator<char>(f)), {});
+  const size_t at = r.out.find("elapsed_ms=");
+  ASSERT_NE(at, std::string::npos) << r.out << r.err;
+  const long ms = std::stol(r.out.substr(at + 11));
+  const int rc = std::stoi(r.out.substr(r.out.find("rc=") + 3));
+  EXPECT_LT(ms, 10000) << r.out;
+  EXPECT_NE(rc, 0) << r.out;
+  EXPECT_NE(err.find("rank 1"), std::string::npos) << err;
+  EXPECT_NE(err.find("signal 9"), std::string::npos) << err;
 }
 
 }  // namespace
