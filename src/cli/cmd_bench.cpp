@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "core/collectives.h"
 #include "core/error.h"
 #include "core/fma_peak.h"
 #include "core/progress.h"
@@ -299,9 +300,20 @@ int run(const Opts& o) {
     j["huge_page_share"] = nullptr;
   }
   std::vector<nlohmann::ordered_json> runs;
+  Collectives& comm = collectives();
+  comm.reset_counters();
   for (int rep = 0; rep < o.repetitions; ++rep)
     runs.push_back(measure_once(o, m, pool, spec_k, prompt, wb, cache_bytes, prefill_intensity, resident, progress));
   progress.finish();
+  // Under mpirun: rank 0's time inside collectives over all repetitions (waiting for slower
+  // ranks included), per forward step (docs/distributed.md).
+  j["mpi_ranks"] = comm.size();
+  if (comm.size() > 1) {
+    const double steps = double(o.repetitions * steps_per_run);
+    j["collective_seconds"] = comm.seconds();
+    j["collective_calls"] = comm.calls();
+    j["collective_ms_per_step"] = 1e3 * comm.seconds() / steps;
+  }
   // The median of `key` over the runs into `out` (with "<key>_runs"); `at` picks the object of
   // a run that holds it.
   auto summarise = [&](nlohmann::ordered_json& out, const std::string& key, auto at) {

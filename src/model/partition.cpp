@@ -43,19 +43,18 @@ namespace {
 // Columns [c0, c0 + n) of w as a matrix of their own, in memory kept alive by `storage`.
 Matrix column_slice(const Matrix& w, int64_t c0, int64_t n, std::vector<std::shared_ptr<const void>>& storage) {
   DSV3_ASSERT(c0 >= 0 && n > 0 && c0 + n <= w.cols && w.row0 == 0);
-  Matrix m = w;
-  m.cols = n;
-  m.row0 = 0;
-  if (w.quantized() && c0 % w.block_cols != 0) {
-    // Inside a scale block: its columns would need two scales per block row. F32 holds every
-    // dequantized FP8 value exactly.
+  const bool splits_fp8_block = w.quantized() && c0 % w.block_cols != 0;
+  const bool splits_ggml_block = !dtype_whole_blocks(w.dtype, c0) || !dtype_whole_blocks(w.dtype, n);
+  if (splits_fp8_block || splits_ggml_block) {
+    // Inside a scale block (or a ggml block): the slice would need two scales per block row.
+    // F32 holds every dequantized value exactly.
     auto buf = std::make_shared<std::vector<float>>(size_t(w.rows * n));
     std::vector<float> row(static_cast<size_t>(w.cols));
     for (int64_t r = 0; r < w.rows; ++r) {
       kernels::dequant_row(w, r, row.data());
       std::copy(&row[size_t(c0)], &row[size_t(c0 + n)], &(*buf)[size_t(r * n)]);
     }
-    m = Matrix{};
+    Matrix m;
     m.dtype = DType::F32;
     m.rows = w.rows;
     m.cols = n;
@@ -63,14 +62,15 @@ Matrix column_slice(const Matrix& w, int64_t c0, int64_t n, std::vector<std::sha
     storage.push_back(buf);
     return m;
   }
-  const size_t es = dtype_size(w.dtype);
-  auto buf = std::make_shared<std::vector<uint8_t>>(size_t(w.rows * n) * es);
+  Matrix m = w;
+  m.cols = n;
+  const size_t skip = dtype_row_bytes(w.dtype, c0), len = m.row_bytes(), stride = w.row_bytes();
+  auto buf = std::make_shared<std::vector<uint8_t>>(size_t(w.rows) * len);
   const uint8_t* src = static_cast<const uint8_t*>(w.data);
-  for (int64_t r = 0; r < w.rows; ++r)
-    std::memcpy(&(*buf)[size_t(r * n) * es], src + size_t(r * w.cols + c0) * es, size_t(n) * es);
+  for (int64_t r = 0; r < w.rows; ++r) std::memcpy(&(*buf)[size_t(r) * len], src + size_t(r) * stride + skip, len);
   m.data = buf->data();
   storage.push_back(buf);
-  if (w.quantized()) {
+  if (w.quantized()) {  // the scale columns of the slice's blocks
     const int64_t b0 = c0 / w.block_cols, nb = (n + w.block_cols - 1) / w.block_cols,
                   brows = (w.rows + w.block_rows - 1) / w.block_rows;
     auto sc = std::make_shared<std::vector<float>>(size_t(brows * nb));
