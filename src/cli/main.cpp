@@ -105,6 +105,7 @@ int fail_job(const char* what) {
   std::fprintf(stderr, "dsv3: %s: error: %s\n", c.describe().c_str(), what);
   std::fflush(stderr);
   c.abort(1);
+  return 1;  // not reached (abort ends the process)
 }
 
 }  // namespace
