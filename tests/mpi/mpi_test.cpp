@@ -20,7 +20,10 @@ using nlohmann::json;
 using test::run_command;
 namespace fs = std::filesystem;
 
-const std::string kDsv3 = DSV3_BINARY;
+// The golden tolerances are a float32 engine's: float32 kernels and an F32 latent cache (the
+// defaults round activations and the cache to BF16).
+const std::string kDsv3 = std::string(DSV3_BINARY) + " --kernels f32";
+const std::string kF32Cache = " --kv-cache f32";
 
 std::string mpirun(int np) { return std::string(DSV3_MPIRUN) + " -np " + std::to_string(np) + " "; }
 std::string golden(const std::string& name) { return std::string(DSV3_TESTDATA_DIR) + "/golden/" + name; }
@@ -76,7 +79,7 @@ TEST(MpiInference, GoldenLogitsWithinTolOnOneTwoAndThreeRanks) {
   std::vector<int> ids = e["prompt_ids"];
   for (int np : {1, 2, 3}) {
     const std::string out = (fs::temp_directory_path() / ("logits" + std::to_string(np) + ".npy")).string();
-    const auto r = run_command(mpirun(np) + kDsv3 + " logits -t 1 --model " + golden("tiny-v3") + " --ids " +
+    const auto r = run_command(mpirun(np) + kDsv3 + " logits -t 1" + kF32Cache + " --model " + golden("tiny-v3") + " --ids " +
                                join(ids) + " --out " + out);
     ASSERT_EQ(r.code, 0) << "np " << np << "\n" << r.err;
     EXPECT_LE(max_diff(out, e["logits"]), tol) << "np " << np;
@@ -90,16 +93,16 @@ TEST(MpiInference, GreedyIdsAndMtpDraftsOnOneTwoAndThreeRanks) {
   const double tol = tolerance("mtp-v3");
   std::vector<int> ids = e["prompt_ids"], greedy = e["greedy"];
   for (int np : {1, 2, 3}) {
-    const auto g = run_command(mpirun(np) + kDsv3 + " generate -t 1 --model " + golden("mtp-v3") + " --prompt-ids " +
+    const auto g = run_command(mpirun(np) + kDsv3 + " generate -t 1" + kF32Cache + " --model " + golden("mtp-v3") + " --prompt-ids " +
                                join(ids) + " -n " + std::to_string(greedy.size()) + " --ignore-eos");
     ASSERT_EQ(g.code, 0) << "np " << np << "\n" << g.err;
     EXPECT_EQ(g.out, join(greedy) + "\n") << "np " << np;
-    const auto s = run_command(mpirun(np) + kDsv3 + " generate -t 1 --model " + golden("mtp-v3") + " --prompt-ids " +
+    const auto s = run_command(mpirun(np) + kDsv3 + " generate -t 1" + kF32Cache + " --model " + golden("mtp-v3") + " --prompt-ids " +
                                join(ids) + " -n " + std::to_string(greedy.size()) + " --ignore-eos --speculative mtp:2");
     ASSERT_EQ(s.code, 0) << "np " << np << "\n" << s.err;
     EXPECT_EQ(s.out, join(greedy) + "\n") << "np " << np;
     const std::string out = (fs::temp_directory_path() / ("mtp" + std::to_string(np) + ".npy")).string();
-    const auto m = run_command(mpirun(np) + kDsv3 + " logits -t 1 --mtp --model " + golden("mtp-v3") + " --ids " +
+    const auto m = run_command(mpirun(np) + kDsv3 + " logits -t 1 --mtp" + kF32Cache + " --model " + golden("mtp-v3") + " --ids " +
                                join(ids) + " --out " + out);
     ASSERT_EQ(m.code, 0) << "np " << np << "\n" << m.err;
     EXPECT_LE(max_diff(out, e["mtp_logits"]), tol) << "np " << np;
@@ -127,15 +130,15 @@ TEST(MpiInference, GreedyIdsAndMtpDraftsOnOneTwoAndThreeRanks) {
 // process's and the same greedy ids.
 TEST(MpiInference, SyntheticFp8UnevenSplitsMatchOneProcess) {
   const std::string dir = (fs::temp_directory_path() / "synth_fp8").string();
-  const auto s = run_command(kDsv3 + " synth --preset tiny --dtype fp8 --out " + dir);
+  const auto s = run_command(std::string(DSV3_BINARY) + " synth --preset tiny --dtype fp8 --out " + dir);
   ASSERT_EQ(s.code, 0) << s.err;
   const std::string ids = "0,5,17,300,42,1000,7,64,900,3";
   std::string ids1;
   for (int np : {1, 3}) {
     const std::string out = (fs::temp_directory_path() / ("synth" + std::to_string(np) + ".npy")).string();
-    const auto r = run_command(mpirun(np) + kDsv3 + " logits -t 1 --model " + dir + " --ids " + ids + " --out " + out);
+    const auto r = run_command(mpirun(np) + kDsv3 + " logits -t 1" + kF32Cache + " --model " + dir + " --ids " + ids + " --out " + out);
     ASSERT_EQ(r.code, 0) << "np " << np << "\n" << r.err;
-    const auto g = run_command(mpirun(np) + kDsv3 + " generate -t 1 --model " + dir + " --prompt-ids " + ids +
+    const auto g = run_command(mpirun(np) + kDsv3 + " generate -t 1" + kF32Cache + " --model " + dir + " --prompt-ids " + ids +
                                " -n 12 --ignore-eos");
     ASSERT_EQ(g.code, 0) << "np " << np << "\n" << g.err;
     if (np == 1) {
@@ -158,7 +161,7 @@ int count_lines_with(const std::string& s, const std::string& what) {
 }
 
 TEST(MpiFaults, MoreRanksThanHeadsIsOneClearErrorBeforeLoading) {
-  const auto r = run_command(mpirun(5) + kDsv3 + " generate -t 1 --model " + golden("tiny-v3") + " --prompt-ids 0,1");
+  const auto r = run_command(mpirun(5) + kDsv3 + " generate -t 1" + kF32Cache + " --model " + golden("tiny-v3") + " --prompt-ids 0,1");
   EXPECT_NE(r.code, 0);
   EXPECT_EQ(count_lines_with(r.err, "dsv3: error: cannot split this model over 5 ranks: it has only 4 attention heads"), 1)
       << r.err;
@@ -183,7 +186,7 @@ TEST(MpiFaults, DamagedShardReadByOneRankIsOneClearError) {
 TEST(MpiFaults, KillingAFollowerMidGenerationEndsTheJob) {
   const fs::path dir = fs::temp_directory_path();
   const std::string script =
-      "(" + mpirun(2) + kDsv3 + " generate -t 1 --model " + golden("tiny-v3") +
+      "(" + mpirun(2) + kDsv3 + " generate -t 1" + kF32Cache + " --model " + golden("tiny-v3") +
       " --prompt-ids 0,1,2 -n 4000 --ignore-eos >/dev/null 2>" + (dir / "err").string() + "; echo $? >" +
       (dir / "rc").string() + ") & "
       "for i in $(seq 100); do sleep 0.1; m=$(pgrep -f '^" + std::string(DSV3_MPIRUN).substr(0, 40) + ".*-n 4000' | head -1); "
