@@ -1,7 +1,10 @@
 // The single-process collectives, and the process-wide instance.
 #include "core/collectives.h"
 
+#include <pthread.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <cstdlib>
 #include <cstring>
@@ -91,7 +94,16 @@ void init_collectives(int& argc, char**& argv) {
                " ranks, but this dsv3 was built without MPI (configure with -DDSV3_MPI=ON after scripts/setup)");
     return;
   }
+  // Open MPI starts threads of its own in MPI_Init. They must not take the process's SIGINT and
+  // SIGTERM (the default action ends the process; `serve` waits for them with sigwait to shut
+  // down cleanly), so they start with those signals blocked; this thread then unblocks them.
+  sigset_t stop, old;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, &old);
   process_collectives = detail::make_mpi_collectives(argc, argv);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
 void finalize_collectives() {

@@ -212,5 +212,40 @@ TEST(MpiFaults, KillingAFollowerMidGenerationEndsTheJob) {
   EXPECT_NE(err.find("signal 9"), std::string::npos) << err;
 }
 
+// `serve` under mpirun -np 2 (rank 0 serves HTTP, rank 1 follows): a completion is answered; then
+// either SIGTERM to rank 0 stops every rank cleanly (exit 0), or SIGKILL of rank 1 ends the job
+// non-zero within 10 s.
+std::string serve_script(const std::string& model, int port, const std::string& signal, int rank) {
+  const fs::path dir = fs::temp_directory_path();
+  const std::string out = (dir / ("serve" + std::to_string(port))).string();
+  return "{ (" + mpirun(2) + std::string(DSV3_BINARY) + " serve -t 1 --model " + model + " --port " +
+         std::to_string(port) + " >" + out + " 2>&1; echo rc=$? >>" + out + ") & "
+         "for i in $(seq 300); do grep -q listening " + out + " 2>/dev/null && break; sleep 0.2; done; "
+         "m=$(pgrep -f \"^" + std::string(DSV3_MPIRUN).substr(0, 30) + ".*--port " + std::to_string(port) + "\" | head -1); "
+         "r=$(for c in $(pgrep -P $m); do grep -qz OMPI_COMM_WORLD_RANK=" + std::to_string(rank) + " /proc/$c/environ && echo $c; done); "
+         "curl -s -m 60 http://127.0.0.1:" + std::to_string(port) + "/v1/completions -H 'Content-Type: application/json' "
+         "-d '{\"prompt\":\"Hello\",\"max_tokens\":4,\"temperature\":0}'; echo; "
+         "kill -" + signal + " $r; t0=$(date +%s%N); "
+         "while ! grep -q rc= " + out + "; do sleep 0.1; [ $(( ($(date +%s%N) - t0) / 1000000 )) -gt 30000 ] && break; done; "
+         "echo \"elapsed_ms=$(( ($(date +%s%N) - t0) / 1000000 ))\"; cat " + out + "; }";
+}
+
+TEST(MpiServe, AnswersOverHttpAndStopsCleanlyOnSigtermToRankZero) {
+  const std::string model = (fs::temp_directory_path() / "serve_model").string();
+  ASSERT_EQ(run_command(std::string(DSV3_BINARY) + " synth --preset tiny --out " + model + " --tokenizer " +
+                        DSV3_TOKENIZER_DIR).code, 0);
+  const auto a = run_command(serve_script(model, 18911, "TERM", 0));
+  EXPECT_NE(a.out.find("\"finish_reason\""), std::string::npos) << a.out << a.err;
+  EXPECT_NE(a.out.find("dsv3 serve: stopped"), std::string::npos) << a.out;
+  EXPECT_NE(a.out.find("rc=0"), std::string::npos) << a.out;
+  const auto k = run_command(serve_script(model, 18912, "9", 1));
+  EXPECT_NE(k.out.find("\"finish_reason\""), std::string::npos) << k.out << k.err;
+  const size_t at = k.out.find("elapsed_ms=");
+  ASSERT_NE(at, std::string::npos) << k.out;
+  EXPECT_LT(std::stol(k.out.substr(at + 11)), 10000) << k.out;
+  EXPECT_EQ(k.out.find("rc=0"), std::string::npos) << k.out;
+  EXPECT_NE(k.out.find("rank 1"), std::string::npos) << k.out;
+}
+
 }  // namespace
 }  // namespace dsv3
