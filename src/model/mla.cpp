@@ -11,11 +11,9 @@ namespace dsv3 {
 
 namespace {
 
-// The heads `w` holds: all of them, or this rank's share (model/partition.h: wkv_b, wq_b and wo
-// are cut by head).
-int64_t held_heads(const ModelConfig& c, const MLAWeights& w) {
-  return w.wkv_b.rows / (c.qk_nope_head_dim + c.v_head_dim);
-}
+// The heads `w` holds: all of them, or this rank's share (model/partition.h: wq_b, kv_b_proj in
+// either layout and wo are cut by head). Counted from wo, the one tensor every layout has.
+int64_t held_heads(const ModelConfig& c, const MLAWeights& w) { return w.wo.cols / c.v_head_dim; }
 
 // Positions per attention chunk in the absorb form. Long windows are split into chunks that
 // run in parallel and are merged with a safe softmax (flash-decoding), so one decoding sequence

@@ -103,7 +103,11 @@ struct Sharder {
       a.wq = a.wq.row_slice(h.begin * dqk, h.size() * dqk);
     else
       a.wq_b = a.wq_b.row_slice(h.begin * dqk, h.size() * dqk);
-    a.wkv_b = a.wkv_b.row_slice(h.begin * dkv, h.size() * dkv);
+    if (a.has_wkv_b()) a.wkv_b = a.wkv_b.row_slice(h.begin * dkv, h.size() * dkv);
+    if (a.has_split_kv_b()) {  // GGUF's attn_k_b [heads * rank, dn] and attn_v_b [heads * dv, rank]
+      a.wk_b = a.wk_b.row_slice(h.begin * c.kv_lora_rank, h.size() * c.kv_lora_rank);
+      a.wv_b = a.wv_b.row_slice(h.begin * dv, h.size() * dv);
+    }
     a.wo = column_slice(a.wo, h.begin * dv, h.size() * dv, storage);
     if (!b.is_moe) return mlp(b.mlp);
     MoEWeights& moe = b.moe;
