@@ -3,9 +3,10 @@
 // `dsv3 serve` child process on a free loopback port that is always stopped, even when a test
 // fails or this process is killed.
 //
-// Options (after the script name): --dsv3 BIN --tokenizer DIR --workdir DIR
+// Options (after the script name): --dsv3 BIN --tokenizer DIR --workdir DIR [--mpirun CMD]
 //   BIN: the dsv3 binary; DIR (tokenizer): third_party/npm/deepseek_v3; workdir: the test's
-//   binary folder (build/tests/server), where the model and the artifacts go.
+//   binary folder (build/tests/server), where the model and the artifacts go; CMD: the mpirun
+//   command line (with its options, split at spaces) for tests of a server under mpirun.
 import { spawn, spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
 import fs from "node:fs";
@@ -18,8 +19,9 @@ export function options() {
   const o = {};
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i++) {
-    const m = /^--(dsv3|tokenizer|workdir)$/.exec(argv[i]);
-    if (!m || i + 1 >= argv.length) throw new Error(`usage: ${process.argv[1]} --dsv3 BIN --tokenizer DIR --workdir DIR (at '${argv[i]}')`);
+    const m = /^--(dsv3|tokenizer|workdir|mpirun)$/.exec(argv[i]);
+    if (!m || i + 1 >= argv.length)
+      throw new Error(`usage: ${process.argv[1]} --dsv3 BIN --tokenizer DIR --workdir DIR [--mpirun CMD] (at '${argv[i]}')`);
     o[m[1]] = argv[++i];
   }
   for (const k of ["dsv3", "tokenizer", "workdir"])
@@ -64,16 +66,18 @@ export function tinyModel(o) {
 }
 
 // Starts `dsv3 serve --model MODEL --port 0 ARGS...` and resolves to { url, port, log(), stop() }
-// once it prints its port. stop() sends SIGTERM and resolves to the exit code (SIGKILL and -1
-// after `graceMs`). The server runs under a small sh guard that holds a pipe from this process:
+// once it prints its port; `launcher` goes before it (e.g. ["mpirun", ..., "-np", "2"]).
+// stop() sends SIGTERM and resolves to the exit code (SIGKILL and -1 after `graceMs`); under
+// mpirun, the SIGTERM goes to mpirun, which passes it on to the ranks, SIGKILLs them a second
+// later and exits 1 by its own rule: stop a served job cleanly with stopRank0() instead. The server runs under a small sh guard that holds a pipe from this process:
 // when the pipe closes (stop(), or this process exits or is killed, even by SIGKILL) the guard
 // sends the server SIGTERM, so no server outlives its test.
-export async function startServer(o, model, args = [], { startMs = 120000 } = {}) {
+export async function startServer(o, model, args = [], { startMs = 120000, launcher = [] } = {}) {
   // fd 3 of the guard is the read end of our stdin pipe; `read` returns at EOF.
   const guard = 'exec 3<&0 </dev/null; "$@" 3<&- & pid=$!; ' +
                 '(read -r _ <&3; kill -TERM "$pid" 2>/dev/null) & reader=$!; exec 3<&-; ' +
                 'wait "$pid"; rc=$?; kill "$reader" 2>/dev/null; exit "$rc"';
-  const child = spawn("sh", ["-c", guard, "sh", o.dsv3, "serve", "--model", model,
+  const child = spawn("sh", ["-c", guard, "sh", ...launcher, o.dsv3, "serve", "--model", model,
                              "--host", "127.0.0.1", "--port", "0", ...args],
                       { stdio: ["pipe", "inherit", "pipe"] });
   let log = "";
@@ -94,6 +98,17 @@ export async function startServer(o, model, args = [], { startMs = 120000 } = {}
     port,
     url: `http://127.0.0.1:${port}`,
     log: () => log,
+    // Under an mpirun launcher: SIGTERM to rank 0 alone, as docs/distributed.md tells users to
+    // stop a served job (rank 0 drains and tells the followers to leave); resolves to mpirun's
+    // exit code (-1 after `graceMs`).
+    stopRank0(graceMs = 60000) {
+      const pid = descendants(child.pid).find((p) => environ(p).includes("OMPI_COMM_WORLD_RANK=0"));
+      if (pid === undefined) throw new Error(`no rank 0 under the launcher (pid ${child.pid}):\n${log}`);
+      process.kill(pid, "SIGTERM");
+      let timer;
+      const late = new Promise((resolve) => { timer = setTimeout(() => resolve(-1), graceMs); });
+      return Promise.race([exited, late]).finally(() => clearTimeout(timer));
+    },
     // Stops the server (SIGTERM through the guard: its pipe is closed) and returns its exit code.
     stop(graceMs = 60000) {
       if (stopped) return stopped;
@@ -105,6 +120,32 @@ export async function startServer(o, model, args = [], { startMs = 120000 } = {}
       return stopped;
     },
   };
+}
+
+// The processes below `pid` (from /proc's parent links) and one's environment (NUL-separated).
+function descendants(pid) {
+  const parent = new Map();
+  for (const d of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${d}/stat`, "utf8");
+      parent.set(Number(d), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+    } catch {}  // gone meanwhile
+  }
+  const out = [];
+  for (let frontier = [pid]; frontier.length;) {
+    const next = [...parent].filter(([, pp]) => frontier.includes(pp)).map(([p]) => p);
+    out.push(...next);
+    frontier = next;
+  }
+  return out;
+}
+function environ(pid) {
+  try {
+    return fs.readFileSync(`/proc/${pid}/environ`, "latin1").split("\0");
+  } catch {
+    return [];
+  }
 }
 
 // Ends this process with a failure after `ms` (a hung test must not wait for ctest's timeout;
