@@ -27,6 +27,7 @@ struct Tokenizer::Impl {
   std::vector<std::optional<std::string>> tokens;  // id -> vocabulary string
   std::vector<std::string> bytes;                  // id -> bytes it decodes to
   std::vector<bool> special;
+  std::vector<bool> added_token;  // id is an added token (special or not)
   std::optional<int32_t> bos, eos;
   bool add_bos = false, add_eos = false;
 };
@@ -85,6 +86,7 @@ void assemble(Tokenizer::Impl& t, std::unordered_map<std::string, int32_t> vocab
   t.tokens.assign(n, std::nullopt);
   t.bytes.assign(n, {});
   t.special.assign(n, false);
+  t.added_token.assign(n, false);
   t.ids = vocab;
   for (const auto& [tok, id] : vocab) t.tokens[id] = tok;
   // Added tokens take precedence in both directions (AddedVocabulary is asked first).
@@ -92,6 +94,7 @@ void assemble(Tokenizer::Impl& t, std::unordered_map<std::string, int32_t> vocab
     t.tokens[a.id] = a.content;
     t.ids[a.content] = a.id;
     t.special[a.id] = a.special;
+    t.added_token[a.id] = true;
   }
   // The ByteLevel decoder maps a token's characters back to bytes; a token with any other
   // character (e.g. "<｜User｜>") is copied as its own UTF-8 text.
@@ -339,6 +342,10 @@ std::string_view Tokenizer::token_bytes(int32_t id) const {
 
 bool Tokenizer::is_special(int32_t id) const {
   return id >= 0 && id < vocab_size() && impl_->special[id];
+}
+
+bool Tokenizer::is_added(int32_t id) const {
+  return id >= 0 && id < vocab_size() && impl_->added_token[id];
 }
 
 std::optional<int32_t> Tokenizer::bos_id() const { return impl_->bos; }

@@ -60,6 +60,8 @@ class Tokenizer {
   // The bytes `id` decodes to (may be a partial UTF-8 character); empty if unknown.
   std::string_view token_bytes(int32_t id) const;
   bool is_special(int32_t id) const;
+  // An added token (tokenizer.json's added_tokens, special or not: chat and tool-call markers).
+  bool is_added(int32_t id) const;
 
   std::optional<int32_t> bos_id() const;
   std::optional<int32_t> eos_id() const;

@@ -1,0 +1,138 @@
+#include "engine/token_mask.h"
+
+#include <algorithm>
+#include <bit>
+#include <limits>
+#include <numeric>
+
+#include "engine/generate.h"
+
+namespace dsv3 {
+
+VocabTrie::VocabTrie(const Tokenizer& tok, int32_t n_vocab) : n_vocab_(n_vocab), bytes_(size_t(n_vocab)) {
+  DSV3_CHECK(n_vocab > 0, "empty vocabulary");
+  std::vector<int32_t> ids;
+  for (int32_t id = 0; id < n_vocab; ++id) {
+    if (tok.is_added(id)) continue;
+    const std::string_view b = tok.token_bytes(id);
+    if (b.empty()) continue;
+    DSV3_CHECK(b.size() <= std::numeric_limits<uint16_t>::max(), "token ", id, " is too long");
+    bytes_[size_t(id)] = std::string(b);
+    ids.push_back(id);
+  }
+  // Sorted byte strings give the trie's preorder: a prefix comes before its extensions.
+  std::sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) { return bytes_[size_t(a)] < bytes_[size_t(b)]; });
+  token_ids_ = ids;
+  nodes_.push_back({0, 0, 0, 0, 0});
+  std::vector<uint32_t> path = {0};  // node index at each depth of the previous token
+  std::string_view prev;
+  for (size_t k = 0; k < ids.size(); ++k) {
+    const std::string_view s = bytes_[size_t(ids[k])];
+    size_t common = 0;
+    while (common < s.size() && common < prev.size() && s[common] == prev[common]) ++common;
+    path.resize(common + 1);
+    for (size_t d = common; d < s.size(); ++d) {
+      path.push_back(uint32_t(nodes_.size()));
+      nodes_.push_back({0, uint32_t(k), uint32_t(k), uint16_t(d + 1), uint8_t(s[d])});
+    }
+    Node& end = nodes_[path[s.size()]];
+    if (end.tok_begin == end.tok_end) end.tok_begin = uint32_t(k);
+    end.tok_end = uint32_t(k + 1);
+    max_depth_ = std::max(max_depth_, int32_t(s.size()));
+    prev = s;
+  }
+  // skip: the first later node that is not deeper (the end of the subtree).
+  std::vector<uint32_t> open;
+  for (uint32_t i = 0; i < nodes_.size(); ++i) {
+    while (!open.empty() && nodes_[open.back()].depth >= nodes_[i].depth) nodes_[open.back()].skip = i, open.pop_back();
+    open.push_back(i);
+  }
+  for (uint32_t i : open) nodes_[i].skip = uint32_t(nodes_.size());
+}
+
+int64_t TokenMask::count() const {
+  int64_t n = 0;
+  for (uint64_t w : bits) n += std::popcount(w);
+  return n;
+}
+
+TokenMask compute_token_mask(const VocabTrie& trie, const JsonAutomaton& state, std::span<const int32_t> eos) {
+  TokenMask m(trie.n_vocab());
+  for (int32_t e : eos)
+    if (e >= 0 && e < trie.n_vocab() && state.can_end()) m.set(e);
+  // states[d]: the automaton after the first d bytes of the current node's path.
+  thread_local std::vector<JsonAutomaton> states;
+  states.assign(size_t(trie.max_depth()) + 1, state);
+  const auto& nodes = trie.nodes();
+  const auto& ids = trie.token_ids();
+  size_t i = 1;
+  while (i < nodes.size()) {
+    const VocabTrie::Node& n = nodes[i];
+    if (!states[n.depth - 1].step(n.byte, states[n.depth])) {
+      i = n.skip;
+      continue;
+    }
+    for (uint32_t k = n.tok_begin; k < n.tok_end; ++k) m.set(ids[k]);
+    ++i;
+  }
+  return m;
+}
+
+TokenConstraint::TokenConstraint(std::shared_ptr<const VocabTrie> trie, std::shared_ptr<const JsonGrammar> grammar,
+                                 std::vector<int32_t> eos)
+    : trie_(std::move(trie)), eos_(std::move(eos)), state_(std::move(grammar)), cache_(std::make_shared<Cache>()) {}
+
+bool TokenConstraint::is_eos(int32_t token) const { return std::find(eos_.begin(), eos_.end(), token) != eos_.end(); }
+
+bool TokenConstraint::allows(int32_t token) const {
+  cache_->stats.checks++;
+  if (is_eos(token)) return state_.can_end();
+  const std::string_view b = trie_->bytes(token);
+  if (b.empty()) return false;
+  JsonAutomaton next = state_;
+  return next.advance(b);
+}
+
+void TokenConstraint::accept(int32_t token) {
+  if (is_eos(token)) {
+    DSV3_ASSERT(state_.can_end());
+    return;
+  }
+  DSV3_ASSERT(state_.advance(trie_->bytes(token)));
+}
+
+const TokenMask& TokenConstraint::mask() {
+  auto& masks = cache_->masks;
+  if (auto it = masks.find(state_); it != masks.end()) {
+    cache_->stats.masks_cached++;
+    return it->second;
+  }
+  // A 129k-token mask is 16 KB; a few hundred states bound a request's cache to a few MB.
+  if (masks.size() >= 256) masks.clear();
+  cache_->stats.masks_computed++;
+  return masks.emplace(state_, compute_token_mask(*trie_, state_, eos_)).first->second;
+}
+
+int32_t sample_constrained(Sampler& sampler, std::span<const float> logits, TokenConstraint& c) {
+  const int32_t t = sampler.sample(logits);
+  if (c.allows(t)) return t;
+  const TokenMask& m = c.mask();
+  const size_t n = std::min(logits.size(), size_t(m.bits.size() * 64));
+  if (!sampler.greedy()) {
+    std::vector<float> p = sampler.probabilities(logits);
+    double kept = 0;
+    for (size_t i = 0; i < p.size(); ++i) {
+      if (i >= n || !m.test(int32_t(i))) p[i] = 0;
+      kept += p[i];
+    }
+    if (kept > 0) return sampler.draw(p);
+  }
+  std::vector<float> masked(logits.size(), -std::numeric_limits<float>::infinity());
+  bool any = false;
+  for (size_t i = 0; i < n; ++i)
+    if (m.test(int32_t(i))) masked[i] = logits[i], any = true;
+  if (!any) return -1;
+  return sampler.sample(masked);
+}
+
+}  // namespace dsv3
