@@ -19,7 +19,9 @@ enum StringPhase : uint8_t { S_START, S_BODY, S_ESC, S_HEX, S_UTF8, S_PAIR_BSLAS
 enum NumberPhase : uint8_t { N_START, N_MINUS, N_ZERO, N_INT, N_DOT, N_FRAC, N_EXP, N_EXP_SIGN, N_EXP_DIGITS };
 enum LiteralPhase : uint8_t { L_MATCH };
 
-bool is_ws(uint8_t b) { return b == ' ' || b == '\t' || b == '\n' || b == '\r'; }
+// Whitespace the automaton generates: no carriage returns (see JsonFrame::ws for the bounds).
+bool is_ws(uint8_t b) { return b == ' ' || b == '\t' || b == '\n'; }
+constexpr uint8_t kNewlineSeen = 0x80;  // JsonFrame::ws: the run already has its one newline
 bool is_digit(uint8_t b) { return b >= '0' && b <= '9'; }
 bool is_hex(uint8_t b) { return is_digit(b) || (b >= 'a' && b <= 'f') || (b >= 'A' && b <= 'F'); }
 
@@ -128,7 +130,11 @@ void JsonAutomaton::feed(Stack& st, uint8_t b, JsonAutomaton& out) const {
   JsonFrame& f = st.back();
   // A whitespace byte in a phase that allows a run of it.
   auto space = [&]() {
-    if (f.ws >= kJsonMaxWhitespace) return;
+    if ((f.ws & ~kNewlineSeen) >= kJsonMaxWhitespace) return;
+    if (b == '\n') {
+      if (f.ws & kNewlineSeen) return;
+      f.ws |= kNewlineSeen;
+    }
     f.ws++;
     emit(st, out);
   };
@@ -507,6 +513,14 @@ bool JsonAutomaton::finished() const {
     if (ends_[i] - begin != 1 || frames_[begin].phase != R_DONE) return false;
   }
   return !ends_.empty();
+}
+
+int64_t JsonAutomaton::string_room() const {
+  if (ends_.size() != 1 || frames_.size() < 2) return -1;
+  const JsonFrame& f = frames_.back();
+  const JsonNode& n = g_->nodes[size_t(f.node)];
+  if (n.kind != Kind::String || f.phase != S_BODY) return -1;
+  return n.max_length == std::numeric_limits<int64_t>::max() ? n.max_length : n.max_length - f.a;
 }
 
 size_t JsonAutomaton::hash() const {

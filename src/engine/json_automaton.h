@@ -18,7 +18,10 @@ namespace dsv3 {
 struct JsonFrame {
   int32_t node = 0;   // grammar node, or kRootNode
   uint8_t phase = 0;  // where in the value (per kind)
-  uint8_t ws = 0;     // bytes of the current whitespace run
+  // The current whitespace run: its length (low 7 bits, at most kJsonMaxWhitespace) and, in
+  // the top bit, whether it had its one newline. Pretty-printing needs no more, and a model that
+  // likes blank lines (dsv3-kjv does) cannot fill every gap with them.
+  uint8_t ws = 0;
   uint8_t x = 0, y = 0;  // per phase: UTF-8 bytes left and range, \u digits, integer sign
   int64_t a = 0;      // property index / item count / characters / digits
   int64_t v = 0;      // literal-trie node / integer magnitude
@@ -44,6 +47,12 @@ class JsonAutomaton {
   bool can_end() const;
   // Complete, and no byte may follow: end of generation is the only way on.
   bool finished() const;
+
+  // Inside a string's body with one stack (no escape or character half done): how many more
+  // characters the string may take (INT64_MAX when unbounded); -1 otherwise. Any run of plain
+  // characters (no quote, backslash or control byte) up to that many leaves the state as it
+  // is but for the count, which is what the token mask's fast path relies on.
+  int64_t string_room() const;
 
   size_t hash() const;
   bool operator==(const JsonAutomaton& o) const { return frames_ == o.frames_ && ends_ == o.ends_; }

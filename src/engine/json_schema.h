@@ -90,7 +90,9 @@ JsonGrammar compile_json_schema(const nlohmann::ordered_json& schema);
 JsonGrammar json_object_grammar();
 
 // Bounds that keep every generation finite and every state small.
-inline constexpr int kJsonMaxWhitespace = 20;  // bytes in one run of whitespace (indentation to depth ~10)
+// One run of whitespace between tokens: at most this many bytes of space, tab and one newline
+// (indentation to depth ~10; as llama.cpp's JSON grammar).
+inline constexpr int kJsonMaxWhitespace = 20;
 inline constexpr int kJsonMaxDepth = 32;       // nested values
 inline constexpr int kJsonMaxDigits = 16;      // digits of an integer part or a fraction
 // Two exponent digits keep every number a finite double (at most 16 + 99 decimal places).

@@ -6,6 +6,7 @@
 #include "engine/sequence.h"
 #include "engine/speculative.h"
 #include "engine/stop_matcher.h"
+#include "engine/token_mask.h"
 #include "tokenizer/stream_decoder.h"
 
 namespace dsv3 {
@@ -55,6 +56,7 @@ struct Scheduler::Slot {
   std::optional<StreamDecoder> decoder;
   std::optional<StopMatcher> stops;
   DraftGate gate;          // whether this job's decode steps draft (speculative_k > 0)
+  std::optional<TokenConstraint> constraint;  // structured output
   int64_t prompt_fed = 0;  // prompt tokens fed so far
   int64_t generated = 0;
   int32_t pending = -1;    // sampled token still to be fed (decode phase)
@@ -161,6 +163,11 @@ bool Scheduler::admit() {
     s->decoder.emplace(tok_, r.skip_special);
     s->stops.emplace(r.stop);
     s->gate = DraftGate();
+    s->constraint.reset();
+    if (r.grammar) {
+      const auto& eos = model_.config().eos_token_ids;
+      s->constraint.emplace(vocab_trie(), r.grammar, std::vector<int32_t>(eos.begin(), eos.end()));
+    }
     s->prompt_fed = best_common;
     s->generated = 0;
     s->pending = -1;
@@ -214,6 +221,7 @@ void Scheduler::decode_step() {
     if (k > 0 && !s.gate.draft()) k = 0;  // drafting does not pay for this job now: a plain step
     base[i] = s.seq.pos();
     if (k > 0) drafts[i] = mtp_draft(s.seq, s.pending, k, *s.sampler, *s.sampler, q[i], pool_);
+    if (s.constraint) drafts[i].resize(size_t(allowed_prefix(*s.constraint, drafts[i])));
     verify[i] = {s.pending};
     verify[i].insert(verify[i].end(), drafts[i].begin(), drafts[i].end());
   }
@@ -227,15 +235,22 @@ void Scheduler::decode_step() {
       continue;
     }
     SpecStats st;
-    const VerifyResult v = accept_drafts(s.seq, base[i], drafts[i], std::span(q[i]).first(drafts[i].size() * size_t(vocab)),
-                                         *s.sampler, st);
+    const VerifyResult v =
+        s.constraint ? accept_drafts_constrained(s.seq, base[i], drafts[i], *s.sampler, *s.constraint, st)
+                     : accept_drafts(s.seq, base[i], drafts[i], std::span(q[i]).first(drafts[i].size() * size_t(vocab)),
+                                     *s.sampler, st);
     spec_drafted_ += st.drafted;
     spec_accepted_ += st.accepted;
     s.gate.record(int(st.drafted), int(st.accepted));
     // Draft j was sampled from verify row j, the final token from the row after the last accepted.
     bool running = true;
     for (int j = 0; j < v.accepted && running; ++j) running = emit(s, drafts[i][size_t(j)], s.seq.logits_row(j));
-    if (running && emit(s, v.next, s.seq.logits_row(v.accepted))) s.pending = v.next;
+    if (!running) continue;
+    if (v.next < 0) {
+      release(s, "error", "structured output: no token of the vocabulary continues the value here");
+      continue;
+    }
+    if (emit(s, v.next, s.seq.logits_row(v.accepted))) s.pending = v.next;
   }
 }
 
@@ -283,8 +298,15 @@ void Scheduler::mixed_step(bool with_decode) {
 }
 
 void Scheduler::on_logits(Slot& s) {
-  const int32_t t = s.sampler->sample(s.seq.logits());
+  const int32_t t =
+      s.constraint ? sample_constrained(*s.sampler, s.seq.logits(), *s.constraint) : s.sampler->sample(s.seq.logits());
+  if (t < 0) return release(s, "error", "structured output: no token of the vocabulary continues the value here");
   if (emit(s, t, s.seq.logits().data())) s.pending = t;
+}
+
+std::shared_ptr<const VocabTrie> Scheduler::vocab_trie() {
+  if (!trie_) trie_ = std::make_shared<const VocabTrie>(tok_, int32_t(model_.config().vocab_size));
+  return trie_;
 }
 
 bool Scheduler::emit(Slot& s, int32_t t, const float* logits) {
@@ -301,16 +323,22 @@ bool Scheduler::emit(Slot& s, int32_t t, const float* logits) {
   }
   LogprobEntry* lpp = lp ? &*lp : nullptr;
   const auto& eos = model_.config().eos_token_ids;
-  if (r.stop_at_eos && std::find(eos.begin(), eos.end(), t) != eos.end()) {
+  const bool is_eos = std::find(eos.begin(), eos.end(), t) != eos.end();
+  // Under a grammar, EOS comes only once the value is complete, and it ends the job even with
+  // ignore_eos (nothing else may follow).
+  if (is_eos && (r.stop_at_eos || s.constraint)) {
     s.job->append({}, 1, lpp);
     release(s, "stop");
     return false;
   }
+  if (s.constraint) s.constraint->accept(t);
   std::string text = s.decoder->put(t);
   std::optional<TokenPiece> piece;
   if (r.token_pieces) piece = TokenPiece{t, text};
   s.job->append(s.stops->push(text), 1, lpp, piece ? &*piece : nullptr);
-  if (s.stops->stopped()) {
+  // A complete value that nothing may follow: the EOS the next step would be forced to take
+  // is not worth a forward pass.
+  if (s.stops->stopped() || (s.constraint && s.constraint->finished())) {
     release(s, "stop");
     return false;
   }

@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "engine/json_schema.h"
 #include "engine/sampler.h"
 #include "model/transformer.h"
 #include "tokenizer/tokenizer.h"
@@ -33,6 +34,9 @@ struct GenRequest {
   // Also hand out each token's id with the text the stream decoder released for it, before
   // stop-string matching (JobOutput::pieces): tool-call parsing keys on marker token ids.
   bool token_pieces = false;
+  // Structured output: the generated text is a value of this grammar (engine/token_mask.h),
+  // and the job ends with "stop" as soon as the value is complete; null: free text.
+  std::shared_ptr<const JsonGrammar> grammar;
 };
 
 // A generated token and the text the stream decoder released with it (whole UTF-8 characters;
@@ -120,6 +124,8 @@ struct SchedulerOptions {
   bool prefix_cache = true;
 };
 
+class VocabTrie;
+
 class Scheduler {
  public:
   // Allocates max_batch KV caches and starts the scheduler thread. `model` and `tok` must
@@ -159,6 +165,7 @@ class Scheduler {
   void mixed_step(bool with_decode);  // prompt chunks (+ decode tokens) in one forward pass
   void decode_step();              // one speculative step: draft, then verify in one batch
   void release(Slot& s, const char* reason, std::string error = {});
+  std::shared_ptr<const VocabTrie> vocab_trie();  // built on the first structured request
 
   const Transformer& model_;
   const Tokenizer& tok_;
@@ -166,6 +173,7 @@ class Scheduler {
   ThreadPool pool_;                           // used by the scheduler thread only
   std::vector<std::unique_ptr<Slot>> slots_;  // scheduler thread only
   uint64_t admissions_ = 0;                   // scheduler thread only
+  std::shared_ptr<const VocabTrie> trie_;     // scheduler thread only
 
   std::mutex mu_;
   std::condition_variable cv_, idle_cv_;

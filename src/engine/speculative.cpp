@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "engine/token_mask.h"
 
 namespace dsv3 {
 
@@ -71,6 +72,36 @@ VerifyResult accept_drafts(Sequence& seq, int64_t base, std::span<const int32_t>
   stats.drafted += k;
   stats.accepted += m;
   // Keep x and the accepted drafts; roll back the rejected positions.
+  seq.truncate(base + 1 + m);
+  seq.select_logits_row(m);
+  return {m, next};
+}
+
+int allowed_prefix(const TokenConstraint& c, std::span<const int32_t> drafts) {
+  TokenConstraint state = c;
+  int n = 0;
+  for (int32_t d : drafts) {
+    if (state.is_eos(d) || !state.allows(d)) break;
+    state.accept(d);
+    ++n;
+  }
+  return n;
+}
+
+VerifyResult accept_drafts_constrained(Sequence& seq, int64_t base, std::span<const int32_t> drafts, Sampler& sampler,
+                                       TokenConstraint c, SpecStats& stats) {
+  const int64_t vocab = seq.model().config().vocab_size;
+  const int k = int(drafts.size());
+  int m = 0;
+  int32_t next = -1;
+  for (; m <= k; ++m) {
+    next = sample_constrained(sampler, std::span(seq.logits_row(m), size_t(vocab)), c);
+    if (m == k || next != drafts[size_t(m)]) break;
+    c.accept(next);
+  }
+  stats.steps++;
+  stats.drafted += k;
+  stats.accepted += m;
   seq.truncate(base + 1 + m);
   seq.select_logits_row(m);
   return {m, next};

@@ -14,6 +14,8 @@
 
 namespace dsv3 {
 
+class TokenConstraint;  // engine/token_mask.h
+
 struct SpecStats {
   int64_t steps = 0;        // verification steps
   int64_t drafted = 0;      // draft tokens proposed
@@ -87,6 +89,19 @@ struct VerifyResult {
 };
 VerifyResult accept_drafts(Sequence& seq, int64_t base, std::span<const int32_t> drafts, std::span<const float> q,
                            Sampler& sampler, SpecStats& stats);
+
+// Under a grammar (structured output): how many leading drafts the constraint allows in turn
+// (the first one it rejects ends the run; an EOS draft too: verification adds it). `c` is the
+// state after the pending token.
+int allowed_prefix(const TokenConstraint& c, std::span<const int32_t> drafts);
+// accept_drafts for a constrained sequence: row j's token is drawn by sample_constrained and a
+// draft is kept while it equals that draw. The result is distributed exactly as plain
+// constrained sampling (the drafts only decide how many rows are used; greedy: the same tokens
+// as without speculation); for temperature > 0 it accepts less often than the ratio rule,
+// which would need the mask of every row. `c` (a copy: its cache is shared) is the state after
+// the pending token. next is -1 when the grammar allows no token at all.
+VerifyResult accept_drafts_constrained(Sequence& seq, int64_t base, std::span<const int32_t> drafts, Sampler& sampler,
+                                       TokenConstraint c, SpecStats& stats);
 
 // Drafts up to k tokens after the pending token `x` (sampled, not yet fed) of `seq`: first
 // brings the MTP cache up to date (rows mtp_pos .. pos-1, row pos-1 paired with x), then applies

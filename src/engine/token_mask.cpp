@@ -9,45 +9,101 @@
 
 namespace dsv3 {
 
-VocabTrie::VocabTrie(const Tokenizer& tok, int32_t n_vocab) : n_vocab_(n_vocab), bytes_(size_t(n_vocab)) {
+ByteTrie::ByteTrie(std::span<const int32_t> ids, const std::vector<std::string>& bytes)
+    : token_ids(ids.begin(), ids.end()) {
+  nodes.push_back({0, 0, 0, 0, 0});
+  std::vector<uint32_t> path = {0};  // node index at each depth of the previous token
+  std::string_view prev;
+  for (size_t k = 0; k < ids.size(); ++k) {
+    const std::string_view s = bytes[size_t(ids[k])];
+    size_t common = 0;
+    while (common < s.size() && common < prev.size() && s[common] == prev[common]) ++common;
+    path.resize(common + 1);
+    for (size_t d = common; d < s.size(); ++d) {
+      path.push_back(uint32_t(nodes.size()));
+      nodes.push_back({0, uint32_t(k), uint32_t(k), uint16_t(d + 1), uint8_t(s[d])});
+    }
+    Node& end = nodes[path[s.size()]];
+    if (end.tok_begin == end.tok_end) end.tok_begin = uint32_t(k);
+    end.tok_end = uint32_t(k + 1);
+    max_depth = std::max(max_depth, int32_t(s.size()));
+    prev = s;
+  }
+  // skip: the first later node that is not deeper (the end of the subtree).
+  std::vector<uint32_t> open;
+  for (uint32_t i = 0; i < nodes.size(); ++i) {
+    while (!open.empty() && nodes[open.back()].depth >= nodes[i].depth) nodes[open.back()].skip = i, open.pop_back();
+    open.push_back(i);
+  }
+  for (uint32_t i : open) nodes[i].skip = uint32_t(nodes.size());
+}
+
+namespace {
+
+// Characters of `s` if it is plain JSON string content (whole UTF-8 characters, RFC 3629, with
+// no quote, backslash or control byte), else -1.
+int32_t plain_chars(std::string_view s) {
+  int32_t chars = 0;
+  for (size_t i = 0; i < s.size(); ++chars) {
+    const auto b = uint8_t(s[i]);
+    if (b < 0x80) {
+      if (b < 0x20 || b == '"' || b == '\\') return -1;
+      ++i;
+      continue;
+    }
+    size_t len;
+    uint8_t lo = 0x80, hi = 0xBF;
+    if (b >= 0xC2 && b <= 0xDF) len = 2;
+    else if (b >= 0xE0 && b <= 0xEF) len = 3, lo = b == 0xE0 ? 0xA0 : 0x80, hi = b == 0xED ? 0x9F : 0xBF;
+    else if (b >= 0xF0 && b <= 0xF4) len = 4, lo = b == 0xF0 ? 0x90 : 0x80, hi = b == 0xF4 ? 0x8F : 0xBF;
+    else return -1;
+    if (i + len > s.size()) return -1;
+    for (size_t k = 1; k < len; ++k) {
+      const auto c = uint8_t(s[i + k]);
+      if (c < (k == 1 ? lo : 0x80) || c > (k == 1 ? hi : 0xBF)) return -1;
+    }
+    i += len;
+  }
+  return chars;
+}
+
+std::vector<int32_t> vocab_ids(const Tokenizer& tok, int32_t n_vocab, std::vector<std::string>& bytes) {
   DSV3_CHECK(n_vocab > 0, "empty vocabulary");
+  bytes.assign(size_t(n_vocab), {});
   std::vector<int32_t> ids;
   for (int32_t id = 0; id < n_vocab; ++id) {
     if (tok.is_added(id)) continue;
     const std::string_view b = tok.token_bytes(id);
     if (b.empty()) continue;
     DSV3_CHECK(b.size() <= std::numeric_limits<uint16_t>::max(), "token ", id, " is too long");
-    bytes_[size_t(id)] = std::string(b);
+    bytes[size_t(id)] = std::string(b);
     ids.push_back(id);
   }
   // Sorted byte strings give the trie's preorder: a prefix comes before its extensions.
-  std::sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) { return bytes_[size_t(a)] < bytes_[size_t(b)]; });
-  token_ids_ = ids;
-  nodes_.push_back({0, 0, 0, 0, 0});
-  std::vector<uint32_t> path = {0};  // node index at each depth of the previous token
-  std::string_view prev;
-  for (size_t k = 0; k < ids.size(); ++k) {
-    const std::string_view s = bytes_[size_t(ids[k])];
-    size_t common = 0;
-    while (common < s.size() && common < prev.size() && s[common] == prev[common]) ++common;
-    path.resize(common + 1);
-    for (size_t d = common; d < s.size(); ++d) {
-      path.push_back(uint32_t(nodes_.size()));
-      nodes_.push_back({0, uint32_t(k), uint32_t(k), uint16_t(d + 1), uint8_t(s[d])});
+  std::sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) { return bytes[size_t(a)] < bytes[size_t(b)]; });
+  return ids;
+}
+
+std::vector<int32_t> not_plain_ids(std::span<const int32_t> ids, const std::vector<std::string>& bytes) {
+  std::vector<int32_t> out;
+  for (int32_t id : ids)
+    if (plain_chars(bytes[size_t(id)]) < 0) out.push_back(id);
+  return out;
+}
+
+}  // namespace
+
+VocabTrie::VocabTrie(const Tokenizer& tok, int32_t n_vocab)
+    : n_vocab_(n_vocab),
+      all_(vocab_ids(tok, n_vocab, bytes_), bytes_),
+      not_plain_(not_plain_ids(all_.token_ids, bytes_), bytes_) {
+  plain_bits_.assign((size_t(n_vocab) + 63) / 64, 0);
+  for (int32_t id : all_.token_ids)
+    if (const int32_t c = plain_chars(bytes_[size_t(id)]); c >= 0) {
+      plain_.push_back({c, id});
+      plain_bits_[size_t(id) >> 6] |= uint64_t(1) << (id & 63);
     }
-    Node& end = nodes_[path[s.size()]];
-    if (end.tok_begin == end.tok_end) end.tok_begin = uint32_t(k);
-    end.tok_end = uint32_t(k + 1);
-    max_depth_ = std::max(max_depth_, int32_t(s.size()));
-    prev = s;
-  }
-  // skip: the first later node that is not deeper (the end of the subtree).
-  std::vector<uint32_t> open;
-  for (uint32_t i = 0; i < nodes_.size(); ++i) {
-    while (!open.empty() && nodes_[open.back()].depth >= nodes_[i].depth) nodes_[open.back()].skip = i, open.pop_back();
-    open.push_back(i);
-  }
-  for (uint32_t i : open) nodes_[i].skip = uint32_t(nodes_.size());
+  std::sort(plain_.begin(), plain_.end());
 }
 
 int64_t TokenMask::count() const {
@@ -56,25 +112,49 @@ int64_t TokenMask::count() const {
   return n;
 }
 
-TokenMask compute_token_mask(const VocabTrie& trie, const JsonAutomaton& state, std::span<const int32_t> eos) {
-  TokenMask m(trie.n_vocab());
-  for (int32_t e : eos)
-    if (e >= 0 && e < trie.n_vocab() && state.can_end()) m.set(e);
+namespace {
+
+// Sets the tokens of `trie` that the automaton accepts from `state` (one preorder walk that
+// skips the subtree of every prefix it refuses).
+void walk(const ByteTrie& trie, const JsonAutomaton& state, TokenMask& m) {
   // states[d]: the automaton after the first d bytes of the current node's path.
   thread_local std::vector<JsonAutomaton> states;
-  states.assign(size_t(trie.max_depth()) + 1, state);
-  const auto& nodes = trie.nodes();
-  const auto& ids = trie.token_ids();
+  states.assign(size_t(trie.max_depth) + 1, state);
+  const auto& nodes = trie.nodes;
   size_t i = 1;
   while (i < nodes.size()) {
-    const VocabTrie::Node& n = nodes[i];
+    const ByteTrie::Node& n = nodes[i];
     if (!states[n.depth - 1].step(n.byte, states[n.depth])) {
       i = n.skip;
       continue;
     }
-    for (uint32_t k = n.tok_begin; k < n.tok_end; ++k) m.set(ids[k]);
+    for (uint32_t k = n.tok_begin; k < n.tok_end; ++k) m.set(trie.token_ids[k]);
     ++i;
   }
+}
+
+}  // namespace
+
+TokenMask compute_token_mask(const VocabTrie& trie, const JsonAutomaton& state, std::span<const int32_t> eos) {
+  TokenMask m(trie.n_vocab());
+  for (int32_t e : eos)
+    if (e >= 0 && e < trie.n_vocab() && state.can_end()) m.set(e);
+  // Inside a string's body, plain content keeps the state (but for the count): set those
+  // tokens that fit at once and walk only the rest (quotes, escapes, partial characters).
+  if (const int64_t room = state.string_room(); room >= 0) {
+    const auto& plain = trie.plain_by_chars();
+    if (!plain.empty() && room >= plain.back().first) {
+      for (size_t w = 0; w < m.bits.size(); ++w) m.bits[w] |= trie.plain_bits()[w];
+    } else {
+      for (const auto& [chars, id] : plain) {
+        if (chars > room) break;
+        m.set(id);
+      }
+    }
+    walk(trie.not_plain(), state, m);
+    return m;
+  }
+  walk(trie.all(), state, m);
   return m;
 }
 

@@ -17,6 +17,24 @@
 
 namespace dsv3 {
 
+// A set of tokens' byte strings as a trie stored in preorder. Node i > 0 extends its parent
+// (the last node before it with depth - 1) by `byte`; the nodes of its subtree are
+// i + 1 .. skip - 1; the tokens whose bytes end there are token_ids[tok_begin .. tok_end).
+struct ByteTrie {
+  struct Node {
+    uint32_t skip;
+    uint32_t tok_begin, tok_end;
+    uint16_t depth;
+    uint8_t byte;
+  };
+  std::vector<Node> nodes;
+  std::vector<int32_t> token_ids;
+  int32_t max_depth = 0;
+
+  // `ids` sorted by their bytes.
+  ByteTrie(std::span<const int32_t> ids, const std::vector<std::string>& bytes);
+};
+
 class VocabTrie {
  public:
   // Tokens [0, n_vocab) that decode to bytes, except the tokenizer's added tokens (special or
@@ -28,26 +46,22 @@ class VocabTrie {
   std::string_view bytes(int32_t id) const {
     return id >= 0 && id < n_vocab_ ? std::string_view(bytes_[size_t(id)]) : std::string_view();
   }
-  int32_t max_depth() const { return max_depth_; }
-
-  // Node i > 0 extends its parent (the last node before it with depth - 1) by `byte`; the
-  // nodes of its subtree are i + 1 .. skip - 1; the tokens whose bytes end here are
-  // token_ids[tok_begin .. tok_end).
-  struct Node {
-    uint32_t skip;
-    uint32_t tok_begin, tok_end;
-    uint16_t depth;
-    uint8_t byte;
-  };
-  const std::vector<Node>& nodes() const { return nodes_; }
-  const std::vector<int32_t>& token_ids() const { return token_ids_; }
+  // Every token.
+  const ByteTrie& all() const { return all_; }
+  // The tokens that are not plain string content (see plain_by_chars): what is left to walk
+  // inside a string's body.
+  const ByteTrie& not_plain() const { return not_plain_; }
+  // Tokens whose bytes are whole UTF-8 characters with no quote, backslash or control byte, as
+  // (characters, id), fewest characters first; and all of them as a mask.
+  const std::vector<std::pair<int32_t, int32_t>>& plain_by_chars() const { return plain_; }
+  const std::vector<uint64_t>& plain_bits() const { return plain_bits_; }
 
  private:
   int32_t n_vocab_;
-  int32_t max_depth_ = 0;
   std::vector<std::string> bytes_;
-  std::vector<Node> nodes_;
-  std::vector<int32_t> token_ids_;
+  std::vector<std::pair<int32_t, int32_t>> plain_;
+  std::vector<uint64_t> plain_bits_;
+  ByteTrie all_, not_plain_;
 };
 
 // A set of token ids as bits.

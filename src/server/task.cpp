@@ -9,6 +9,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "server/structured.h"
 #include "tokenizer/utf8.h"
 
 namespace dsv3::server {
@@ -317,11 +318,7 @@ CompletionTask parse_chat_request(const std::string& body, const TaskContext& ct
                 "missing_required_parameter");
     norm.push_back(std::move(n));
   }
-  if (const json* rf = opt(j, "response_format")) {
-    if (!rf->is_object() || !rf->contains("type") || (*rf)["type"] != "text")
-      throw bad("Only response_format {\"type\": \"text\"} is supported (no JSON mode or schemas).", "response_format",
-                "unsupported_parameter");
-  }
+  t.gen.grammar = parse_response_format(j, body);
   const bool thinking = thinking_requested(j);
   t.tools = parse_tools(j, body, ctx, thinking);
   t.gen.token_pieces = t.tools.parse();
@@ -347,7 +344,9 @@ CompletionTask parse_chat_request(const std::string& body, const TaskContext& ct
     throw bad(str_cat("Invalid 'messages': ", e.what()), "messages", "invalid_value");
   }
   t.gen.prompt = encode(ctx, prompt, /*add_special=*/false);  // the template wrote the BOS
-  t.starts_in_reasoning = prompt_opens_think(prompt);
+  // A prompt that opened "<think>" still gets the structured answer from the first token on: the
+  // grammar leaves no room for reasoning, so all of it is content.
+  t.starts_in_reasoning = prompt_opens_think(prompt) && !t.gen.grammar;
   parse_max_tokens(j, t, ctx.ctx_size, ctx.ctx_size);
   return t;
 }

@@ -63,7 +63,12 @@ TEST(JsonAutomaton, WhitespaceRunsAreBounded) {
   auto g = object_mode();
   EXPECT_TRUE(accepts(g, "{" + std::string(kJsonMaxWhitespace, ' ') + "}"));
   EXPECT_FALSE(prefix_ok(g, "{" + std::string(kJsonMaxWhitespace + 1, ' ')));
-  EXPECT_TRUE(accepts(g, "{\"a\":" + std::string(kJsonMaxWhitespace, '\n') + "1" + std::string(kJsonMaxWhitespace, '\t') + "}"));
+  EXPECT_TRUE(accepts(g, "{\"a\":\n" + std::string(kJsonMaxWhitespace - 1, ' ') + "1" + std::string(kJsonMaxWhitespace, '\t') + "}"));
+  // One newline per run, no carriage returns.
+  EXPECT_TRUE(accepts(g, "{\n  \"a\": 1,\n  \"b\": [\n    2\n  ]\n}"));
+  EXPECT_FALSE(prefix_ok(g, "{\n\n"));
+  EXPECT_FALSE(prefix_ok(g, "{ \n \n"));
+  EXPECT_FALSE(prefix_ok(g, "{\r\n"));
 }
 
 TEST(JsonAutomaton, DepthAndDigitsAreBounded) {

@@ -59,18 +59,24 @@ TEST(VocabTrie, HoldsEveryNonAddedTokenOnce) {
   const Tokenizer& tok = deepseek();
   const int32_t n_vocab = 129280;  // DeepSeek-V3's embedding rows: more than the tokenizer's ids
   VocabTrie trie(tok, n_vocab);
-  std::vector<int> seen(size_t(n_vocab), 0);
-  for (int32_t id : trie.token_ids()) seen[size_t(id)]++;
+  std::vector<int> seen(size_t(n_vocab), 0), not_plain(size_t(n_vocab), 0), plain(size_t(n_vocab), 0);
+  for (int32_t id : trie.all().token_ids) seen[size_t(id)]++;
+  for (int32_t id : trie.not_plain().token_ids) not_plain[size_t(id)]++;
+  for (const auto& [chars, id] : trie.plain_by_chars()) plain[size_t(id)]++;
   for (int32_t id = 0; id < n_vocab; ++id) {
     const bool expect = id < tok.vocab_size() && !tok.is_added(id) && !tok.token_bytes(id).empty();
     ASSERT_EQ(seen[size_t(id)], expect ? 1 : 0) << id;
+    ASSERT_EQ(plain[size_t(id)] + not_plain[size_t(id)], seen[size_t(id)]) << id;  // a partition
   }
+  EXPECT_GT(trie.plain_by_chars().size(), 100000u);  // most tokens are plain string content
   // Walking each node's path reproduces the bytes of the tokens that end there.
-  std::string path;
-  for (const VocabTrie::Node& n : std::span(trie.nodes()).subspan(1)) {
-    path.resize(n.depth - 1);
-    path += char(n.byte);
-    for (uint32_t k = n.tok_begin; k < n.tok_end; ++k) ASSERT_EQ(trie.bytes(trie.token_ids()[k]), path);
+  for (const ByteTrie* t : {&trie.all(), &trie.not_plain()}) {
+    std::string path;
+    for (const ByteTrie::Node& n : std::span(t->nodes).subspan(1)) {
+      path.resize(n.depth - 1);
+      path += char(n.byte);
+      for (uint32_t k = n.tok_begin; k < n.tok_end; ++k) ASSERT_EQ(trie.bytes(t->token_ids[k]), path);
+    }
   }
 }
 
