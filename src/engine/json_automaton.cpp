@@ -108,8 +108,11 @@ void JsonAutomaton::emit(const Stack& st, JsonAutomaton& out) const {
 }
 
 void JsonAutomaton::push_value(Stack& st, int32_t node, uint8_t b, JsonAutomaton& out) const {
-  if (st.size() > size_t(kJsonMaxDepth)) return;
   const JsonNode& n = g_->nodes[size_t(node)];
+  // A container opens only where its elements still fit under the depth bound: otherwise
+  // "{\"k\":" at the last level would be a dead end that no byte continues.
+  const bool container = n.kind == Kind::Object || n.kind == Kind::Array;
+  if (st.size() > size_t(kJsonMaxDepth) || (container && st.size() == size_t(kJsonMaxDepth))) return;
   if (n.kind == Kind::AnyOf) {
     for (size_t i = 0; i < n.alternatives.size(); ++i) {
       if (i + 1 == n.alternatives.size()) return push_value(st, n.alternatives[i], b, out);
@@ -306,7 +309,10 @@ void JsonAutomaton::feed(Stack& st, uint8_t b, JsonAutomaton& out) const {
             if (d >= 12) return;
             f.y = d >= 8 ? 2 : 0;
           }
-          if (++f.x == 4) to(f.y == 2 ? S_PAIR_BSLASH : S_BODY);
+          if (++f.x == 4) {
+            to(f.y == 2 ? S_PAIR_BSLASH : S_BODY);
+            if (f.phase == S_BODY) f.x = f.y = 0;  // equal body states compare equal (mask cache)
+          }
           return emit(st, out);
         case S_PAIR_BSLASH:
           if (b == '\\') to(S_PAIR_U), emit(st, out);
@@ -322,7 +328,7 @@ void JsonAutomaton::feed(Stack& st, uint8_t b, JsonAutomaton& out) const {
           if (!is_hex(b)) return;
           if (f.x == 0 && !(b == 'd' || b == 'D')) return;
           if (f.x == 1 && !((b >= 'c' && b <= 'f') || (b >= 'C' && b <= 'F'))) return;
-          if (++f.x == 4) to(S_BODY);
+          if (++f.x == 4) to(S_BODY), f.x = f.y = 0;
           return emit(st, out);
       }
       return;

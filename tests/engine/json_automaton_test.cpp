@@ -76,6 +76,13 @@ TEST(JsonAutomaton, DepthAndDigitsAreBounded) {
   std::string deep = "{\"a\":";
   for (int i = 0; i < kJsonMaxDepth; ++i) deep += "[";
   EXPECT_FALSE(prefix_ok(g, deep));
+  // At the depth bound no prefix is a dead end: containers stop opening, scalars still fit.
+  for (const char* open : {"{\"k\":", "["}) {
+    std::string nest = "{\"k\":";
+    while (prefix_ok(g, nest + open)) nest += open;
+    EXPECT_TRUE(prefix_ok(g, nest + "1")) << nest;
+    EXPECT_FALSE(prefix_ok(g, nest + "{")) << nest;
+  }
   EXPECT_TRUE(accepts(g, "{\"a\":" + std::string(kJsonMaxDigits, '9') + "." + std::string(kJsonMaxDigits, '9') + "}"));
   EXPECT_FALSE(prefix_ok(g, "{\"a\":" + std::string(kJsonMaxDigits + 1, '9')));
   EXPECT_TRUE(accepts(g, "{\"a\":9999999999999999e+99}"));
@@ -161,6 +168,19 @@ TEST(JsonSchema, PropertiesInDeclaredOrderRequiredAndOptional) {
   EXPECT_FALSE(accepts(g, R"({"name":1,"tags":[]})"));
   EXPECT_FALSE(accepts(g, R"({"name":"x","age":3.5,"tags":[]})"));
   EXPECT_FALSE(prefix_ok(g, R"({"nam ")"));
+}
+
+TEST(JsonAutomaton, StringStatesAfterEscapesEqualPlainOnes) {
+  // The mask cache keys on the state: "\u0041" and "\ud83d\ude00" leave the body as a plain
+  // character does.
+  auto g = schema(R"({"type": "string"})");
+  JsonAutomaton plain(g), esc(g), pair(g);
+  ASSERT_TRUE(plain.advance("\"ab"));
+  ASSERT_TRUE(esc.advance("\"\\u0041b"));
+  ASSERT_TRUE(pair.advance("\"\\ud83d\\ude00b"));
+  EXPECT_TRUE(plain == esc);
+  EXPECT_TRUE(plain == pair);
+  EXPECT_EQ(plain.hash(), pair.hash());
 }
 
 TEST(JsonSchema, EscapedPropertyNames) {
