@@ -133,9 +133,9 @@ void JsonAutomaton::feed(Stack& st, uint8_t b, JsonAutomaton& out) const {
   JsonFrame& f = st.back();
   // A whitespace byte in a phase that allows a run of it.
   auto space = [&]() {
-    if ((f.ws & ~kNewlineSeen) >= kJsonMaxWhitespace) return;
+    if ((f.ws & ~kNewlineSeen) >= g_->max_whitespace) return;
     if (b == '\n') {
-      if (f.ws & kNewlineSeen) return;
+      if (!g_->newlines || (f.ws & kNewlineSeen)) return;
       f.ws |= kNewlineSeen;
     }
     f.ws++;
@@ -151,7 +151,7 @@ void JsonAutomaton::feed(Stack& st, uint8_t b, JsonAutomaton& out) const {
   };
   if (f.node == kRootNode) {
     if (f.phase != R_START) return;
-    if (is_ws(b)) return space();
+    if (is_ws(b)) return g_->leading_whitespace ? space() : void();
     to(R_DONE);
     return push_value(st, g_->root, b, out);
   }
@@ -433,6 +433,14 @@ void JsonAutomaton::feed(Stack& st, uint8_t b, JsonAutomaton& out) const {
       const auto& node = n.literals.nodes[size_t(c)];
       if (node.terminal >= 0 && node.next.empty()) st.pop_back();  // nothing can follow
       return emit(st, out);
+    }
+    case Kind::Sequence: {
+      // phase: the next item. The last one takes the sequence's place (a repetition through an
+      // AnyOf that holds the sequence again stays at one depth).
+      const int32_t item = n.sequence[f.phase];
+      if (size_t(f.phase) + 1 == n.sequence.size()) st.pop_back();
+      else to(uint8_t(f.phase + 1));
+      return push_value(st, item, b, out);
     }
     case Kind::AnyOf:
       DSV3_ASSERT(false);  // expanded by push_value

@@ -314,19 +314,60 @@ class Compiler {
 
 }  // namespace
 
+struct JsonGrammarBuilder::Impl : Compiler {};
+
+JsonGrammarBuilder::JsonGrammarBuilder() : impl_(std::make_shared<Impl>()) { impl_->g.key_string = impl_->plain_string(); }
+
+int32_t JsonGrammarBuilder::schema(const nlohmann::ordered_json& schema, const std::string& path) {
+  return impl_->schema(schema, path);
+}
+
+int32_t JsonGrammarBuilder::free_object() {
+  return impl_->g.nodes[size_t(impl_->any())].alternatives[0];  // the any node's object
+}
+
+int32_t JsonGrammarBuilder::literal(const std::vector<std::string>& alternatives) {
+  JsonNode n;
+  n.kind = Kind::Literal;
+  for (size_t i = 0; i < alternatives.size(); ++i) n.literals.insert(alternatives[i], int32_t(i));
+  return impl_->add(std::move(n));
+}
+
+int32_t JsonGrammarBuilder::sequence(std::vector<int32_t> items) {
+  DSV3_ASSERT(!items.empty() && items.size() <= 255);  // JsonFrame::phase counts them
+  JsonNode n;
+  n.kind = Kind::Sequence;
+  n.sequence = std::move(items);
+  return impl_->add(std::move(n));
+}
+
+int32_t JsonGrammarBuilder::any_of(std::vector<int32_t> alternatives) {
+  JsonNode n;
+  n.alternatives = std::move(alternatives);
+  return impl_->add(std::move(n));
+}
+
+void JsonGrammarBuilder::set_alternatives(int32_t node, std::vector<int32_t> alternatives) {
+  JsonNode& n = impl_->g.nodes[size_t(node)];
+  DSV3_ASSERT(n.kind == Kind::AnyOf);
+  n.alternatives = std::move(alternatives);
+}
+
+JsonGrammar JsonGrammarBuilder::finish(int32_t root) && {
+  impl_->g.root = root;
+  return std::move(impl_->g);
+}
+
 JsonGrammar compile_json_schema(const nlohmann::ordered_json& schema) {
-  Compiler c;
-  c.g.key_string = c.plain_string();
-  c.g.root = c.schema(schema, "");
-  return std::move(c.g);
+  JsonGrammarBuilder b;
+  const int32_t root = b.schema(schema);
+  return std::move(b).finish(root);
 }
 
 JsonGrammar json_object_grammar() {
-  Compiler c;
-  c.g.key_string = c.plain_string();
-  const int32_t any = c.any();
-  c.g.root = c.g.nodes[size_t(any)].alternatives[0];  // the free object
-  return std::move(c.g);
+  JsonGrammarBuilder b;
+  const int32_t root = b.free_object();
+  return std::move(b).finish(root);
 }
 
 }  // namespace dsv3

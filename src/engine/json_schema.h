@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -38,7 +39,9 @@ struct LiteralTrie {
 };
 
 struct JsonNode {
-  enum class Kind : uint8_t { Object, Array, String, Number, Integer, Literal, AnyOf };
+  // Sequence is not JSON: grammars that spell text around JSON values (a tool call's markers,
+  // name and arguments) put pieces one after another.
+  enum class Kind : uint8_t { Object, Array, String, Number, Integer, Literal, AnyOf, Sequence };
   Kind kind = Kind::AnyOf;
 
   // Object: the declared properties, emitted in their declared order (as llama.cpp's and
@@ -70,12 +73,54 @@ struct JsonNode {
 
   // AnyOf: alternatives (also a list of types, and the "any JSON value" node).
   std::vector<int32_t> alternatives;
+
+  // Sequence: nodes matched one after another (at least one). The last is matched in the
+  // sequence's place, so a sequence that ends in an AnyOf holding the sequence again repeats
+  // without growing the stack.
+  std::vector<int32_t> sequence;
 };
+
+// Bounds that keep every generation finite and every state small.
+// One run of whitespace between tokens: at most this many bytes of space, tab and one newline
+// (indentation to depth ~10; as llama.cpp's JSON grammar).
+inline constexpr int kJsonMaxWhitespace = 20;
+inline constexpr int kJsonMaxDepth = 32;       // nested values
+inline constexpr int kJsonMaxDigits = 16;      // digits of an integer part or a fraction
+// Two exponent digits keep every number a finite double (at most 16 + 99 decimal places).
+inline constexpr int kJsonMaxExponentDigits = 2;
 
 struct JsonGrammar {
   std::vector<JsonNode> nodes;
   int32_t root = -1;
   int32_t key_string = -1;  // a plain String node: the keys of free-key objects
+  // Whitespace between JSON tokens: bytes per run (at most kJsonMaxWhitespace), whether a run
+  // may hold its one newline, and whether any may come before the value.
+  int32_t max_whitespace = kJsonMaxWhitespace;
+  bool newlines = true;
+  bool leading_whitespace = true;
+};
+
+// Builds one grammar from pieces: JSON schemas, byte-string literals, sequences and
+// alternatives (tool-call grammars are schemas inside fixed text). Node ids index
+// JsonGrammar::nodes.
+class JsonGrammarBuilder {
+ public:
+  JsonGrammarBuilder();
+  // A schema as compile_json_schema reads it; `path` prefixes SchemaError::path. Throws SchemaError.
+  int32_t schema(const nlohmann::ordered_json& schema, const std::string& path = "");
+  // Any JSON object (OpenAI's JSON mode).
+  int32_t free_object();
+  // Exactly one of these byte strings (an empty one among them: the piece may be left out).
+  int32_t literal(const std::vector<std::string>& alternatives);
+  int32_t sequence(std::vector<int32_t> items);
+  int32_t any_of(std::vector<int32_t> alternatives);
+  // Alternatives filled in later, for a node that refers to itself (a repetition).
+  void set_alternatives(int32_t any_of_node, std::vector<int32_t> alternatives);
+  JsonGrammar finish(int32_t root) &&;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
 };
 
 // {"type": "object", ...}-style schemas. Supported: type (a name or a list of names: object,
@@ -88,14 +133,5 @@ struct JsonGrammar {
 JsonGrammar compile_json_schema(const nlohmann::ordered_json& schema);
 // OpenAI's JSON mode (response_format {"type": "json_object"}): any JSON object.
 JsonGrammar json_object_grammar();
-
-// Bounds that keep every generation finite and every state small.
-// One run of whitespace between tokens: at most this many bytes of space, tab and one newline
-// (indentation to depth ~10; as llama.cpp's JSON grammar).
-inline constexpr int kJsonMaxWhitespace = 20;
-inline constexpr int kJsonMaxDepth = 32;       // nested values
-inline constexpr int kJsonMaxDigits = 16;      // digits of an integer part or a fraction
-// Two exponent digits keep every number a finite double (at most 16 + 99 decimal places).
-inline constexpr int kJsonMaxExponentDigits = 2;
 
 }  // namespace dsv3

@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "engine/generate.h"
+#include "engine/tool_call_grammar.h"
 
 namespace dsv3 {
 
@@ -71,14 +72,26 @@ std::vector<int32_t> vocab_ids(const Tokenizer& tok, int32_t n_vocab, std::vecto
   DSV3_CHECK(n_vocab > 0, "empty vocabulary");
   bytes.assign(size_t(n_vocab), {});
   std::vector<int32_t> ids;
+  const auto markers = tool_marker_bytes(tok);
   for (int32_t id = 0; id < n_vocab; ++id) {
     if (tok.is_added(id)) continue;
     const std::string_view b = tok.token_bytes(id);
     if (b.empty()) continue;
+    // Byte-level vocabularies hold every byte, 0xF8..0xFC too: those tokens can never be part of
+    // UTF-8 text, and must not pass for the markers.
+    if (std::any_of(b.begin(), b.end(), [](char c) { return uint8_t(c) >= uint8_t(kToolMarkerBytes[0]) &&
+                                                             uint8_t(c) <= uint8_t(kToolMarkerBytes[4]); }))
+      continue;
     DSV3_CHECK(b.size() <= std::numeric_limits<uint16_t>::max(), "token ", id, " is too long");
     bytes[size_t(id)] = std::string(b);
     ids.push_back(id);
   }
+  // The tool-call markers, one byte each, for forced tool calls (engine/tool_call_grammar.h).
+  for (const auto& [id, byte] : markers)
+    if (id < n_vocab) {
+      bytes[size_t(id)] = std::string(1, byte);
+      ids.push_back(id);
+    }
   // Sorted byte strings give the trie's preorder: a prefix comes before its extensions.
   std::sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) { return bytes[size_t(a)] < bytes[size_t(b)]; });
   return ids;

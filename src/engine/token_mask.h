@@ -38,7 +38,9 @@ struct ByteTrie {
 class VocabTrie {
  public:
   // Tokens [0, n_vocab) that decode to bytes, except the tokenizer's added tokens (special or
-  // not: chat and tool-call markers never appear inside JSON).
+  // not: chat markers never appear inside JSON) and tokens holding a byte 0xF8..0xFC (never in
+  // UTF-8 text); and the five tool-call markers as those bytes, one each (kToolMarkerBytes:
+  // forced tool calls spell them; no JSON value takes them).
   VocabTrie(const Tokenizer& tok, int32_t n_vocab);
 
   int32_t n_vocab() const { return n_vocab_; }

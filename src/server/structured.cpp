@@ -1,5 +1,7 @@
 #include "server/structured.h"
 
+#include "engine/tool_call_grammar.h"
+
 namespace dsv3::server {
 
 namespace {
@@ -38,6 +40,20 @@ std::shared_ptr<const JsonGrammar> parse_response_format(const json& request, co
   } catch (const SchemaError& e) {
     throw bad(str_cat("Invalid 'response_format.json_schema.schema': ", e.what()),
               "response_format.json_schema.schema" + (e.path.empty() ? std::string() : e.path), "unsupported_schema");
+  }
+}
+
+std::shared_ptr<const JsonGrammar> forced_tool_calls(const ToolTask& tools) {
+  if (!tools.parse() || (tools.choice != ToolChoice::kRequired && tools.choice != ToolChoice::kFunction)) return nullptr;
+  try {
+    return std::make_shared<const JsonGrammar>(tool_call_grammar(
+        tools.syntax, tools.tools, tools.choice == ToolChoice::kFunction ? tools.function : "", tools.parallel));
+  } catch (const SchemaError& e) {
+    // e.path: "tools[i].function.parameters/properties/x/format".
+    const auto slash = e.path.find('/');
+    throw bad(str_cat("Invalid '", e.path.substr(0, slash), "' for a forced tool call (tool_choice '",
+                      tools.choice == ToolChoice::kRequired ? "required" : tools.function, "'): ", e.what()),
+              e.path, "unsupported_schema");
   }
 }
 

@@ -322,6 +322,9 @@ CompletionTask parse_chat_request(const std::string& body, const TaskContext& ct
   const bool thinking = thinking_requested(j);
   t.tools = parse_tools(j, body, ctx, thinking);
   t.gen.token_pieces = t.tools.parse();
+  // tool_choice "required" or a named function: the answer is calls, whatever response_format
+  // asked of a text answer.
+  if (auto calls = forced_tool_calls(t.tools)) t.gen.grammar = std::move(calls);
   parse_common(j, t, ctx.tokenizer.vocab_size());
   // logprobs: true with top_logprobs alternatives (0..20), as OpenAI's chat API.
   const bool logprobs = boolean(j, "logprobs", false);

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "engine/token_mask.h"
+#include "engine/tool_call_grammar.h"
 
 namespace dsv3 {
 namespace {
@@ -59,12 +60,18 @@ TEST(VocabTrie, HoldsEveryNonAddedTokenOnce) {
   const Tokenizer& tok = deepseek();
   const int32_t n_vocab = 129280;  // DeepSeek-V3's embedding rows: more than the tokenizer's ids
   VocabTrie trie(tok, n_vocab);
+  const auto markers = tool_marker_bytes(tok);  // the tool-call markers, one byte each
+  ASSERT_EQ(markers.size(), 5u);
+  for (const auto& [id, byte] : markers) EXPECT_EQ(trie.bytes(id), std::string(1, byte));
   std::vector<int> seen(size_t(n_vocab), 0), not_plain(size_t(n_vocab), 0), plain(size_t(n_vocab), 0);
   for (int32_t id : trie.all().token_ids) seen[size_t(id)]++;
   for (int32_t id : trie.not_plain().token_ids) not_plain[size_t(id)]++;
   for (const auto& [chars, id] : trie.plain_by_chars()) plain[size_t(id)]++;
   for (int32_t id = 0; id < n_vocab; ++id) {
-    const bool expect = id < tok.vocab_size() && !tok.is_added(id) && !tok.token_bytes(id).empty();
+    const bool marker = std::any_of(markers.begin(), markers.end(), [&](const auto& m) { return m.first == id; });
+    const std::string_view b = tok.token_bytes(id);
+    const bool not_utf8 = std::any_of(b.begin(), b.end(), [](char c) { return uint8_t(c) >= 0xF8 && uint8_t(c) <= 0xFC; });
+    const bool expect = marker || (id < tok.vocab_size() && !tok.is_added(id) && !b.empty() && !not_utf8);
     ASSERT_EQ(seen[size_t(id)], expect ? 1 : 0) << id;
     ASSERT_EQ(plain[size_t(id)] + not_plain[size_t(id)], seen[size_t(id)]) << id;  // a partition
   }
@@ -116,6 +123,20 @@ TEST(TokenMask, MatchesTheSlowReferenceOnTheKjvVocabulary) {
 TEST(TokenMask, MatchesTheSlowReferenceOnTheDeepSeekVocabulary) {
   check_masks_along(deepseek(), 129280, schema(kSchema),
                     R"({"name":"pear \"é\"","kind":"fruit","count":12,"price":-1.25e2,"tags":["a"],"ok":true})", 7);
+}
+
+TEST(TokenMask, MatchesTheSlowReferenceOnAForcedToolCall) {
+  // The markers are tokens of their own; the arguments follow the tool's schema.
+  const std::vector<ToolDefinition> tools = {{"lookup", std::nullopt, kSchema}, {"noop", std::nullopt, "{}"}};
+  const std::string m(kToolMarkerBytes, 5);
+  for (const ChatTemplateKind kind : {ChatTemplateKind::kDeepSeekV3, ChatTemplateKind::kDeepSeekV31}) {
+    const ToolCallSyntax syn = tool_call_syntax(kind);
+    auto g = std::make_shared<const JsonGrammar>(tool_call_grammar(syn, tools, "", true));
+    const std::string args = R"({"name":"fig","kind":"fruit","count":2,"tags":[],"ok":false})";
+    const std::string call = syn.name_first ? str_cat(m[1], "lookup", m[2], args, m[3])
+                                            : str_cat(m[1], "function", m[2], "lookup\n```json\n", args, "\n```", m[3]);
+    check_masks_along(deepseek(), 129280, g, str_cat(m[0], call, syn.call_separator, call, m[4]), 5);
+  }
 }
 
 TEST(TokenMask, CachesMasksPerState) {

@@ -154,6 +154,66 @@ TEST(ServerTools, V31RefusesToolsWithThinkingOn) {
   EXPECT_EQ(post(s, "/v1/chat/completions", b.dump()).status, 200);
 }
 
+// tool_choice "required" / a named function: the random-weight model calls the tool, in the
+// format of either template, with arguments of the tool's schema, whole and streamed.
+TEST(ServerTools, ForcedCallsFollowTheSchemaInBothFormats) {
+  const json lookup = json::parse(R"({"type": "function", "function": {"name": "lookup", "parameters": {
+    "type": "object", "properties": {"word": {"type": "string", "minLength": 1, "maxLength": 6},
+    "n": {"type": "integer", "minimum": 0, "maximum": 9}}, "required": ["word", "n"], "additionalProperties": false}}})");
+  auto check_args = [](const std::string& args) {
+    json a;
+    ASSERT_NO_THROW(a = json::parse(args)) << args;
+    ASSERT_TRUE(a.is_object() && a.size() == 2) << args;
+    EXPECT_TRUE(a["word"].is_string() && a["n"].is_number_integer() && a["n"] >= 0 && a["n"] <= 9) << args;
+  };
+  for (const ChatTemplate* tmpl : {static_cast<const ChatTemplate*>(nullptr), &v31_template()}) {
+    TestServer s(small_options(2, 1024), tmpl);
+    json b = tool_body(120);
+    b["tools"] = json::array({lookup});  // bounded arguments (get_weather's city is not)
+    b["parallel_tool_calls"] = false;
+    b["temperature"] = 1;
+    b["seed"] = 5;
+    b["tool_choice"] = tmpl ? json("required") : json{{"type", "function"}, {"function", {{"name", "lookup"}}}};
+    const HttpResult r = post(s, "/v1/chat/completions", b.dump());
+    ASSERT_EQ(r.status, 200) << r.body;
+    const json c = json::parse(r.body)["choices"][0];
+    EXPECT_EQ(c["finish_reason"], "tool_calls") << r.body;
+    EXPECT_TRUE(c["message"]["content"].is_null()) << r.body;
+    ASSERT_EQ(c["message"]["tool_calls"].size(), 1u) << r.body;
+    const json call = c["message"]["tool_calls"][0]["function"];
+    EXPECT_EQ(call["name"], "lookup");
+    check_args(call["arguments"].get<std::string>());
+    b["stream"] = true;
+    b["tool_choice"] = json{{"type", "function"}, {"function", {{"name", "lookup"}}}};
+    const HttpResult st = post(s, "/v1/chat/completions", b.dump());
+    std::string args, finish;
+    for (const std::string& d : sse_data(st.body)) {
+      if (d == "[DONE]") continue;
+      const json ch = json::parse(d)["choices"][0];
+      EXPECT_FALSE(ch["delta"].contains("content") && ch["delta"]["content"].is_string() &&
+                   !ch["delta"]["content"].get<std::string>().empty()) << d;
+      for (const json& t : ch["delta"].value("tool_calls", json::array())) args += t["function"]["arguments"].get<std::string>();
+      if (ch["finish_reason"].is_string()) finish = ch["finish_reason"];
+    }
+    EXPECT_EQ(finish, "tool_calls") << st.body;
+    check_args(args);
+  }
+}
+
+TEST(ServerTools, ForcedCallsWithASchemaOutsideTheSubsetAre400) {
+  TestServer s(small_options(1, 512));
+  json b = tool_body(4);
+  b["tools"][0]["function"]["parameters"]["properties"]["city"]["pattern"] = "^[A-Z]";
+  EXPECT_EQ(post(s, "/v1/chat/completions", b.dump()).status, 200);  // "auto": only shown to the model
+  b["tool_choice"] = "required";
+  const HttpResult r = post(s, "/v1/chat/completions", b.dump());
+  ASSERT_EQ(r.status, 400) << r.body;
+  const json e = json::parse(r.body)["error"];
+  EXPECT_EQ(e["code"], "unsupported_schema");
+  EXPECT_EQ(e["param"], "tools[0].function.parameters/properties/city/pattern");
+  EXPECT_NE(e["message"].get<std::string>().find("'pattern'"), std::string::npos) << r.body;
+}
+
 // --- ToolCallStream on real token ids ------------------------------------------------------
 
 struct Assembled {

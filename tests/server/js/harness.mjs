@@ -65,6 +65,11 @@ export function tinyModel(o) {
   return dir;
 }
 
+// The trained model embedded in the repository (models/dsv3-kjv, a 2048-token vocabulary).
+export function kjvModel() {
+  return path.resolve(here, "../../../models/dsv3-kjv");
+}
+
 // Starts `dsv3 serve --model MODEL --port 0 ARGS...` and resolves to { url, port, log(), stop() }
 // once it prints its port; `launcher` goes before it (e.g. ["mpirun", ..., "-np", "2"]).
 // stop() sends SIGTERM and resolves to the exit code (SIGKILL and -1 after `graceMs`); under
