@@ -91,10 +91,18 @@ void register_all() {
   const DType types[] = {DType::Q8_0, DType::Q6_K, DType::Q5_K, DType::Q4_K, DType::Q3_K,
                          DType::Q2_K, DType::Q5_0, DType::Q4_0, DType::Q4_1, DType::Q5_1};
   for (const Variant* v : compiled_variants()) {
-    if (!missing_cpu_feature(*v).empty() || v->bf16_activations) continue;  // avx512bf16: avx512's for these
+    if (!missing_cpu_feature(*v).empty()) continue;
     const std::string vn = v->name;
     for (DType t : types) {
       const std::string tn(dtype_name(t));
+      // The GEMM (n >= 24; avx512bf16 runs avx512's) with the weights in L2, one thread: its
+      // compute rate, against the int16 dot-product peak (dsv3 bench's int16_dot_peak).
+      if (vn != "scalar")
+        benchmark::RegisterBenchmark(("gemm/ggml/" + tn + "/256x7168/n:96/threads:1/" + vn).c_str(), linear_bench, v, t,
+                                     256, 7168, 96, 1, size_t(0))
+            ->UseRealTime()
+            ->MinTime(0.3);
+      if (v->bf16_activations) continue;  // avx512bf16: avx512's decode kernels for these
       if (vn != "scalar") {
         // L2-resident ceiling: 48 x 7168, one thread.
         for (int64_t n : {1, 4})

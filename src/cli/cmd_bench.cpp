@@ -103,6 +103,15 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
     r["fma_peak_gflop_per_s"] = peak;
     r["prefill_fma_peak_share"] = r["prefill_gflop_per_s"].get<double>() / peak;
   }
+  // GGUF block formats multiply int16 activations with VPMADDWD (kernels/avx512/qgemm.h): their
+  // prefill against that instruction's peak too.
+  if (dtype_is_block(m.model->weights().head.dtype)) {
+    const double dot = int16_dot_peak_gflops_per_core(kernels::active_variant(), o.threads, int64_t(40) << 20) * o.threads;
+    if (dot > 0) {
+      r["int16_dot_peak_gflop_per_s"] = dot;
+      r["prefill_int16_dot_peak_share"] = r["prefill_gflop_per_s"].get<double>() / dot;
+    }
+  }
   r["time_to_first_token_s"] = prefill_s;  // the first token is sampled from the prefill's logits
   resident.sample();
 
@@ -407,6 +416,9 @@ int run(const Opts& o) {
     std::printf(" = %.0f%% of the %.0f GFLOP/s %s peak", pct * j["prefill_fma_peak_share"].get<double>(),
                 j["fma_peak_gflop_per_s"].get<double>(),
                 j["kernels"].get<std::string>() == "avx512bf16" ? "BF16 dot-product" : "FMA");
+  if (j.contains("int16_dot_peak_gflop_per_s"))
+    std::printf(", %.0f%% of the %.0f GFLOP/s int16 dot-product peak of the block formats' kernels",
+                pct * j["prefill_int16_dot_peak_share"].get<double>(), j["int16_dot_peak_gflop_per_s"].get<double>());
   std::printf(", time to first token %ss)\n", val("time_to_first_token_s", "%.3f").c_str());
   const double decode_tps = j["decode_tokens_per_s"].get<double>();
   std::printf("decode           %s tok/s; reads %.1f MB per token (weights %.1f + cache %.2f) = %.2f GB/s = %.0f%% "

@@ -124,6 +124,53 @@ TEST(GgmlLinear, EveryVariantAgainstTheDequantizedWeights) {
   }
 }
 
+// The SIMD variants' int16 arithmetic (the decode tiles for few tokens, the GEMM from
+// gemm_min_tokens on) bit for bit against its scalar twin, scalar::linear_rows_int16; and the
+// GEMM's contracts on shapes that cut its panels (32 rows), register tiles (4 rows x 3 tokens),
+// token tiles (12) and column passes (1024) anywhere: every token as if alone, any thread
+// count, a prompt in chunks. Activations include a zero token, one with a huge entry, one
+// with a NaN (its outputs NaN, the others untouched) and two of one sign (the minima's sums round).
+TEST(GgmlLinear, Int16KernelsEqualTheirScalarTwin) {
+  for (DType t : kBlockTypes) {
+    const int64_t cols = dtype_block_elems(t) == 32 ? 1120 : 1280, rows = 71, n = 41;
+    const BlockWeight w = make_block_weight(t, rows, cols, 17);
+    std::vector<float> x = random_x(n * cols, 23);
+    std::fill(x.begin() + 3 * cols, x.begin() + 4 * cols, 0.0f);
+    x[size_t(5 * cols + 7)] = 3e4f;
+    x[size_t(9 * cols + 300)] = NAN;
+    // Tokens of one sign: sums of xi large enough that the minima's float products and sums round.
+    for (int64_t c = 0; c < cols; ++c) x[size_t(11 * cols + c)] = 1 + std::fabs(x[size_t(11 * cols + c)]);
+    for (int64_t c = 0; c < cols; ++c) x[size_t(30 * cols + c)] = -2 - std::fabs(x[size_t(30 * cols + c)]);
+    for (const Variant* v : runnable_variants()) {
+      if (v == &scalar::variant()) continue;
+      const int lanes = std::string(v->name) == "avx2" ? 8 : 16;
+      const std::string what = std::string(v->name) + " " + std::string(dtype_name(t));
+      std::vector<float> twin(size_t(n * rows));
+      scalar::linear_rows_int16(w.m, x.data(), twin.data(), n, 0, rows, lanes);
+      auto same = [&](const std::vector<float>& y, int64_t t0, int64_t nt, const std::string& how) {
+        for (int64_t tk = 0; tk < nt; ++tk)
+          for (int64_t r = 0; r < rows; ++r) {
+            const float a = y[size_t(tk * rows + r)], b = twin[size_t((t0 + tk) * rows + r)];
+            ASSERT_TRUE(std::memcmp(&a, &b, sizeof a) == 0 || (std::isnan(a) && std::isnan(b)))
+                << what << " " << how << " token " << t0 + tk << " row " << r << ": " << a << " vs twin " << b;
+          }
+      };
+      for (int threads : {0, 1, 2, 3}) same(run(*v, w.m, x, n, threads), 0, n, "threads " + std::to_string(threads));
+      for (int64_t tk : {0, 3, 5, 9, 11, 40}) {
+        const std::vector<float> xt(x.begin() + tk * cols, x.begin() + (tk + 1) * cols);
+        same(run(*v, w.m, xt, 1, 0), tk, 1, "alone");
+      }
+      for (int64_t c0 = 0, c = 0; c0 < n; c0 += c) {  // chunks of 25 and 16 tokens (both GEMM and tiles)
+        c = c0 == 0 ? 25 : n - c0;
+        const std::vector<float> xc(x.begin() + c0 * cols, x.begin() + (c0 + c) * cols);
+        same(run(*v, w.m, xc, c, 2), c0, c, "chunk");
+      }
+      for (int64_t r = 0; r < rows; ++r) ASSERT_TRUE(std::isnan(twin[size_t(9 * rows + r)])) << what;
+      ASSERT_TRUE(std::isfinite(twin[size_t(8 * rows)])) << what;
+    }
+  }
+}
+
 TEST(GgmlLinear, DequantRowRangeOnPartialBlocks) {
   for (DType t : kBlockTypes) {
     const int64_t cols = 768, rows = 3;

@@ -209,7 +209,7 @@ int64_t vecs(const Matrix& w) { return ceil_div(w.cols, kVecCols); }
 
 bool gemm_supports(const Matrix& w) {
   if (w.cols == 0) return false;
-  if (w.dtype == DType::F32 || w.dtype == DType::F16) return variant().gemm->supports(w);
+  if (w.dtype == DType::F32 || w.dtype == DType::F16 || dtype_is_block(w.dtype)) return variant().gemm->supports(w);
   return bf16_supported(w);
 }
 bool is_bf16_path(const Matrix& w) { return w.dtype == DType::BF16 || w.dtype == DType::F8_E4M3; }
@@ -393,7 +393,7 @@ void gemm_rows(const Matrix& w, const float* xp, float* y, int64_t t0, int64_t t
   switch (w.dtype) {
     case DType::BF16: return gemm_rows_typed<DType::BF16>(w, xp, y, t0, t1, r0, r1, scratch);
     case DType::F8_E4M3: return gemm_rows_typed<DType::F8_E4M3>(w, xp, y, t0, t1, r0, r1, scratch);
-    default: return variant().gemm->rows(w, xp, y, t0, t1, r0, r1, scratch);
+    default: return variant().gemm->rows(w, xp, y, t0, t1, r0, r1, scratch);  // F32, F16, ggml block formats
   }
 }
 

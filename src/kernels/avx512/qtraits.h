@@ -50,6 +50,9 @@ struct Q {
   static I32 zero32() { return _mm512_setzero_si512(); }
   static I32 dot(I16 w, I16 x) { return _mm512_madd_epi16(w, x); }
   static I32 add32(I32 a, I32 b) { return _mm512_add_epi32(a, b); }
+  // acc + dot(w, x): the block GEMM's step (avx512/qgemm.h). VNNI's VPDPWSSD, the same in one
+  // instruction, ran slower there on this Zen 5 (docs/kernels.md).
+  static I32 dot_acc(I32 acc, I16 w, I16 x) { return _mm512_add_epi32(acc, _mm512_madd_epi16(w, x)); }
   static F cvt(I32 v) { return _mm512_cvtepi32_ps(v); }
   static F zero() { return _mm512_setzero_ps(); }
   static F set1(float v) { return _mm512_set1_ps(v); }
