@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <optional>
+#include <time.h>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -77,6 +78,12 @@ double cache_bytes_per_position(const ModelConfig& c, DType kv) {
 // Prompt tokens of each batched-decode sequence.
 constexpr int64_t kBatchPrompt = 8;
 
+double process_cpu_seconds() {
+  timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
+
 // One repetition: prefill (and the FMA peak measured after it), decode between two bandwidth
 // measurements, batched and speculative decode. The per-run metrics.
 nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadPool& pool, int spec_k,
@@ -90,8 +97,9 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
   nlohmann::ordered_json r;
   Sequence seq(*m.model, ctx, kv);
   auto t0 = Clock::now();
+  const double cpu0 = process_cpu_seconds();
   seq.feed(prompt, pool);
-  const double prefill_s = since(t0);
+  const double prefill_s = since(t0), prefill_cpu_s = process_cpu_seconds() - cpu0;
   progress.advance(1);
   r["prefill_tokens_per_s"] = double(o.prompt_len) / prefill_s;
   // Model FLOPs (engine/bench.h: prefill_flops) against the FMA peak of the kernels' ISA on
@@ -99,9 +107,14 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
   // BF16 dot products, twice the float32 FMA's multiply-adds).
   r["prefill_gflop_per_s"] = prefill_flops(c, o.prompt_len) / prefill_s / 1e9;
   const double peak = fma_peak_gflops_per_core(kernels::active_variant(), o.threads, int64_t(40) << 20) * o.threads;
+  // The same per second of this process's CPU time (the pool's spinning included), against one
+  // core's peak: on a machine shared with other work, wall-clock shares understate the kernels.
+  const double per_cpu = prefill_flops(c, o.prompt_len) / prefill_cpu_s / 1e9;
+  r["prefill_gflop_per_cpu_s"] = per_cpu;
   if (peak > 0) {
     r["fma_peak_gflop_per_s"] = peak;
     r["prefill_fma_peak_share"] = r["prefill_gflop_per_s"].get<double>() / peak;
+    r["prefill_fma_peak_share_cpu"] = per_cpu / (peak / o.threads);
   }
   // GGUF block formats multiply int16 activations with VPMADDWD (kernels/avx512/qgemm.h): their
   // prefill against that instruction's peak too.
@@ -110,6 +123,7 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
     if (dot > 0) {
       r["int16_dot_peak_gflop_per_s"] = dot;
       r["prefill_int16_dot_peak_share"] = r["prefill_gflop_per_s"].get<double>() / dot;
+      r["prefill_int16_dot_peak_share_cpu"] = per_cpu / (dot / o.threads);
     }
   }
   r["time_to_first_token_s"] = prefill_s;  // the first token is sampled from the prefill's logits
@@ -420,6 +434,13 @@ int run(const Opts& o) {
     std::printf(", %.0f%% of the %.0f GFLOP/s int16 dot-product peak of the block formats' kernels",
                 pct * j["prefill_int16_dot_peak_share"].get<double>(), j["int16_dot_peak_gflop_per_s"].get<double>());
   std::printf(", time to first token %ss)\n", val("time_to_first_token_s", "%.3f").c_str());
+  if (j.contains("prefill_fma_peak_share_cpu")) {
+    std::printf("                 per CPU-second: %s GFLOP/s = %.0f%% of one core's peak",
+                val("prefill_gflop_per_cpu_s", "%.1f").c_str(), pct * j["prefill_fma_peak_share_cpu"].get<double>());
+    if (j.contains("prefill_int16_dot_peak_share_cpu"))
+      std::printf(", %.0f%% of its int16 dot-product peak", pct * j["prefill_int16_dot_peak_share_cpu"].get<double>());
+    std::printf(" (robust to sharing the cores)\n");
+  }
   const double decode_tps = j["decode_tokens_per_s"].get<double>();
   std::printf("decode           %s tok/s; reads %.1f MB per token (weights %.1f + cache %.2f) = %.2f GB/s = %.0f%% "
               "of read bandwidth\n",

@@ -188,25 +188,32 @@ TEST(GgmlLinear, DequantRowRangeOnPartialBlocks) {
 }
 
 TEST(GgmlLinear, TransposedAccumulate) {
-  for (DType t : kBlockTypes) {
-    const int64_t cols = 256, rows = 19, n = 3;
-    const BlockWeight w = make_block_weight(t, rows, cols, 9);
-    const std::vector<float> x = random_x(n * rows, 4), y0 = random_x(n * cols, 8);
-    for (const Variant* v : runnable_variants()) {
-      std::vector<float> y = y0;
-      v->linear_transposed_acc(w.m, x.data(), y.data(), n);
-      for (int64_t tk = 0; tk < n; ++tk)
-        for (int64_t c = 0; c < cols; ++c) {
-          double ref = y0[size_t(tk * cols + c)], mag = std::fabs(ref);
-          for (int64_t r = 0; r < rows; ++r) {
-            const double p = double(x[size_t(tk * rows + r)]) * w.dense[size_t(r * cols + c)];
-            ref += p;
-            mag += std::fabs(p);
+  for (DType t : kBlockTypes)
+    for (auto [rows, n] : {std::pair<int64_t, int64_t>{19, 3}, {150, 11}}) {  // 150: the SIMD code's 64-row chunks
+      const int64_t cols = 256;
+      const BlockWeight w = make_block_weight(t, rows, cols, 9);
+      const std::vector<float> x = random_x(n * rows, 4), y0 = random_x(n * cols, 8);
+      for (const Variant* v : runnable_variants()) {
+        std::vector<float> y = y0;
+        v->linear_transposed_acc(w.m, x.data(), y.data(), n);
+        for (int64_t tk = 0; tk < n; ++tk) {
+          for (int64_t c = 0; c < cols; ++c) {
+            double ref = y0[size_t(tk * cols + c)], mag = std::fabs(ref);
+            for (int64_t r = 0; r < rows; ++r) {
+              const double p = double(x[size_t(tk * rows + r)]) * w.dense[size_t(r * cols + c)];
+              ref += p;
+              mag += std::fabs(p);
+            }
+            ASSERT_NEAR(y[size_t(tk * cols + c)], ref, 1e-5 * mag) << v->name << " " << dtype_name(t) << " col " << c;
           }
-          ASSERT_NEAR(y[size_t(tk * cols + c)], ref, 1e-5 * mag) << v->name << " " << dtype_name(t) << " col " << c;
+          // Each token alone gets the bits it gets in the batch.
+          std::vector<float> yt(y0.begin() + tk * cols, y0.begin() + (tk + 1) * cols);
+          v->linear_transposed_acc(w.m, x.data() + tk * rows, yt.data(), 1);
+          for (int64_t c = 0; c < cols; ++c)
+            ASSERT_EQ(yt[size_t(c)], y[size_t(tk * cols + c)]) << v->name << " " << dtype_name(t) << " token " << tk;
         }
+      }
     }
-  }
 }
 
 }  // namespace
