@@ -237,6 +237,19 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
   return r;
 }
 
+// Each rank's bytes of the weight files held in its own mappings (io residency's Rss: what
+// that rank touched, whatever the shared page cache holds), gathered on rank 0 in rank order;
+// every rank calls it, the followers after their last step. 0 where smaps cannot be read.
+std::vector<uint64_t> gather_resident(const LoadedModel& m) {
+  Collectives& comm = collectives();
+  const std::optional<Residency> r = m.residency();
+  const uint64_t mine = r ? r->resident : 0;
+  std::vector<uint64_t> all(size_t(comm.size()));
+  const std::vector<size_t> counts(size_t(comm.size()), sizeof(uint64_t));
+  comm.gather(&mine, counts, all.data(), 0);
+  return all;
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
@@ -256,7 +269,17 @@ int run(const Opts& o) {
   DSV3_CHECK(spec_k == 0 || m.model->mtp_depth() > 0, o.model,
              ": --speculative needs the checkpoint's MTP module weights; use --speculative off");
   ThreadPool pool(o.threads);
-  if (follow_rank0(m, pool)) return 0;
+  // Warm-up: every page of this rank's weights mapped now (a decode step may route to experts
+  // the prompt did not, and would pay their page faults inside the measurement: the `small`
+  // preset decoded 72 tok/s over 8 tokens and 149 over 64 without this). Under mpirun each rank
+  // pages in its own share only.
+  const auto t_populate = Clock::now();
+  m.populate();
+  const double populate_s = since(t_populate);
+  if (follow_rank0(m, pool)) {
+    gather_resident(m);
+    return 0;
+  }
   nlohmann::ordered_json j;
   j["model"] = o.model;
   j["threads"] = o.threads;
@@ -291,14 +314,9 @@ int run(const Opts& o) {
   }
   if (spec_k > 0) j["speculative"] = "mtp:" + std::to_string(spec_k);
 
-  // Warm-up: every page of the mapped weights mapped now (a decode step may route to experts
-  // the prompt did not, and would pay their page faults inside the measurement: the `small`
-  // preset decoded 72 tok/s over 8 tokens and 149 over 64 without this), one prefill, then the
-  // repetitions. Each metric is the median over repetitions; with more than one,
-  // "<metric>_runs" lists every run's value.
-  const auto t_populate = Clock::now();
-  m.populate();
-  j["populate_seconds"] = since(t_populate);
+  // Warm-up: the weights paged in (above), one prefill, then the repetitions. Each metric is
+  // the median over repetitions; with more than one, "<metric>_runs" lists every run's value.
+  j["populate_seconds"] = populate_s;
   const auto prompt = bench_prompt(o.prompt_len, c.vocab_size, 1);
   // Progress in forward steps (a prefill is one): the warm-up prefill, then per repetition the
   // prefill, the decode, each batch size's steps and the speculative run's prefill and tokens.
@@ -314,7 +332,8 @@ int run(const Opts& o) {
   // How much of the weights the decode will read through huge-page TLB entries: a file mapping
   // gets them only where the page cache holds 2 MiB folios (how the file was written or read
   // decides that), an anonymous copy (--no-mmap) where the kernel honoured MADV_HUGEPAGE.
-  const std::optional<size_t> huge = m.huge_page_bytes();
+  std::optional<size_t> huge;
+  if (const std::optional<Residency> r = m.residency()) huge = r->huge;
   if (huge) {
     j["huge_page_bytes"] = *huge;
     j["huge_page_share"] = double(*huge) / double(std::max<uint64_t>(1, m.file_bytes()));
@@ -337,6 +356,11 @@ int run(const Opts& o) {
     j["collective_calls"] = comm.calls();
     j["collective_ms_per_step"] = 1e3 * comm.seconds() / steps;
   }
+  // The weight files' bytes each rank holds in its mappings after the run (its share under
+  // mpirun; all the weights in one process), once the followers have left their loop.
+  m.model->release_followers();
+  const std::vector<uint64_t> rank_resident = gather_resident(m);
+  j["weights_resident_bytes"] = rank_resident;
   // The median of `key` over the runs into `out` (with "<key>_runs"); `at` picks the object of
   // a run that holds it.
   auto summarise = [&](nlohmann::ordered_json& out, const std::string& key, auto at) {
@@ -415,6 +439,18 @@ int run(const Opts& o) {
                                  "folios; --no-mmap uses huge pages"
                                : ", as the page cache holds them; --recache or --no-mmap maps them with 2 MiB pages, "
                                  "which decode faster: docs/kernels.md");
+  if (comm.size() > 1) {
+    std::string per_rank;
+    for (size_t r = 0; r < rank_resident.size(); ++r) {
+      char buf[48];
+      std::snprintf(buf, sizeof buf, "%s%.1f", r ? ", " : "", double(rank_resident[r]) / 1e6);
+      per_rank += buf;
+    }
+    std::printf("ranks            %d: weights in each rank's RAM %s MB of the files' %.1f MB; %.2f ms per step in "
+                "%lld collectives\n",
+                comm.size(), per_rank.c_str(), double(m.file_bytes()) / 1e6, j["collective_ms_per_step"].get<double>(),
+                (long long)(j["collective_calls"].get<int64_t>() / std::max<int64_t>(1, o.repetitions * steps_per_run)));
+  }
   if (o.repetitions > 1)
     std::printf("repetitions      %d (medians, [min-max] over the runs)\n", o.repetitions);
   std::printf("memory read      %s GB/s (%d threads; mean of %s just before the decode and %s just after)\n",

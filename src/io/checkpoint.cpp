@@ -22,10 +22,10 @@ void Checkpoint::populate() const {
   for (const auto& f : files_) f->populate();
 }
 
-std::optional<size_t> Checkpoint::huge_page_bytes() const {
+std::optional<Residency> Checkpoint::residency() const {
   std::vector<std::span<const uint8_t>> ranges;
   for (const auto& f : files_) ranges.push_back(f->bytes());
-  return dsv3::huge_page_bytes(ranges);
+  return dsv3::residency(ranges);
 }
 
 Checkpoint Checkpoint::open(const std::string& dir, bool weights_required, const LoadOptions& opt) {

@@ -33,9 +33,10 @@ class Checkpoint {
   // Maps every page of every mapped shard now (MappedFile::populate): for measurements that
   // must not count first-touch page faults. Never done by default, so opening stays free.
   void populate() const;
-  // Bytes of the shards in memory mapped with huge pages now (io huge_page_bytes): decode reads
-  // every weight per token, so this decides its TLB misses. nullopt where it cannot be read.
-  std::optional<size_t> huge_page_bytes() const;
+  // The shards' bytes this process holds in RAM now, and how many of them are mapped with huge
+  // pages (io residency: decode reads every weight per token, so huge pages decide its TLB
+  // misses). nullopt where it cannot be read.
+  std::optional<Residency> residency() const;
   bool has(const std::string& name) const { return tensors_.count(name) != 0; }
   // Throws dsv3::Error "<dir>: missing tensor '<name>'" when absent.
   TensorView get(const std::string& name) const;

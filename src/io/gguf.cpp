@@ -420,10 +420,10 @@ void GgufModel::populate() const {
   for (const auto& f : files_) f->populate();
 }
 
-std::optional<size_t> GgufModel::huge_page_bytes() const {
+std::optional<Residency> GgufModel::residency() const {
   std::vector<std::span<const uint8_t>> ranges;
   for (const auto& f : files_) ranges.push_back(f->bytes());
-  return dsv3::huge_page_bytes(ranges);
+  return dsv3::residency(ranges);
 }
 
 }  // namespace dsv3

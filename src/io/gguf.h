@@ -145,7 +145,7 @@ class GgufModel {
 
   uint64_t file_bytes() const;
   void populate() const;
-  std::optional<size_t> huge_page_bytes() const;
+  std::optional<Residency> residency() const;  // as Checkpoint::residency
 
  private:
   std::string path_;

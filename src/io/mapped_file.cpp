@@ -92,14 +92,20 @@ MappedFile::MappedFile(const std::string& path, const LoadOptions& opt) : path_(
 MappedFile::~MappedFile() { reset(); }
 
 void MappedFile::populate() const {
-  if (!mapped_file_ || data_ == nullptr) return;
+  if (mapped_file_) populate_range(bytes());
+}
+
+void populate_range(std::span<const uint8_t> range) {
+  if (range.empty()) return;
+  const size_t page = size_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(range.data()) & ~(page - 1),
+                  end = reinterpret_cast<uintptr_t>(range.data() + range.size());
 #ifdef MADV_POPULATE_READ
-  if (::madvise(const_cast<uint8_t*>(data_), size_, MADV_POPULATE_READ) == 0) return;
+  if (::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_READ) == 0) return;
 #endif
   // Older kernels (before 5.14): fault each page in by reading one byte of it.
-  const size_t page = size_t(::sysconf(_SC_PAGESIZE));
   uint8_t sum = 0;
-  for (size_t off = 0; off < size_; off += page) sum ^= static_cast<const volatile uint8_t*>(data_)[off];
+  for (uintptr_t at = begin; at < end; at += page) sum ^= *reinterpret_cast<const volatile uint8_t*>(at);
   __asm__ volatile("" : : "r"(sum));  // keep the reads
 }
 
@@ -133,11 +139,15 @@ MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
   return *this;
 }
 
-std::optional<size_t> huge_page_bytes(std::span<const std::span<const uint8_t>> ranges) {
+std::optional<Residency> residency(std::span<const std::span<const uint8_t>> ranges) {
   std::ifstream f("/proc/self/smaps");
   if (!f) return std::nullopt;
-  size_t total = 0, huge = 0, overlap = 0;
-  auto finish = [&] { total += std::min(huge, overlap); };
+  Residency total;
+  size_t rss = 0, huge = 0, overlap = 0;
+  auto finish = [&] {
+    total.resident += std::min(rss, overlap);
+    total.huge += std::min(huge, overlap);
+  };
   std::string line;
   while (std::getline(f, line)) {
     // A mapping's header: "start-end perms offset dev inode [path]" (hex addresses); its
@@ -145,7 +155,7 @@ std::optional<size_t> huge_page_bytes(std::span<const std::span<const uint8_t>> 
     uintptr_t start = 0, end = 0;
     if (std::sscanf(line.c_str(), "%" SCNxPTR "-%" SCNxPTR " ", &start, &end) == 2) {
       finish();
-      huge = overlap = 0;
+      rss = huge = overlap = 0;
       for (const auto& r : ranges) {
         const uintptr_t a = std::max(start, reinterpret_cast<uintptr_t>(r.data())),
                         b = std::min(end, reinterpret_cast<uintptr_t>(r.data() + r.size()));
@@ -155,6 +165,7 @@ std::optional<size_t> huge_page_bytes(std::span<const std::span<const uint8_t>> 
     }
     if (overlap == 0) continue;
     size_t kb = 0;
+    if (line.rfind("Rss:", 0) == 0 && std::sscanf(line.c_str() + 4, "%zu", &kb) == 1) rss += kb * 1024;
     for (const char* key : {"AnonHugePages:", "FilePmdMapped:", "ShmemPmdMapped:"})
       if (line.rfind(key, 0) == 0 && std::sscanf(line.c_str() + std::strlen(key), "%zu", &kb) == 1) huge += kb * 1024;
   }

@@ -58,11 +58,24 @@ class MappedFile {
 // bench's resident-memory figure (sampled per phase).
 size_t current_rss_bytes();
 
-// Bytes of the memory ranges `ranges` mapped with huge (PMD-sized, 2 MiB on x86-64) pages now:
-// FilePmdMapped + AnonHugePages + ShmemPmdMapped of every mapping in /proc/self/smaps that
-// overlaps a range, each mapping counted once and at most by its overlap. nullopt where smaps
-// cannot be read (not Linux). Approximate only where the kernel merged one of the ranges with
-// an unrelated neighbouring mapping of the same kind; costs a read of smaps (milliseconds).
-std::optional<size_t> huge_page_bytes(std::span<const std::span<const uint8_t>> ranges);
+// What of the memory ranges `ranges` this process holds in RAM now, from /proc/self/smaps, each
+// mapping that overlaps a range counted once and at most by its overlap:
+struct Residency {
+  // Rss: pages mapped into this process. For a file mapping, the pages this process has read
+  // (and those the kernel's fault-around mapped beside them, up to 64 KiB per fault), not what
+  // other processes brought into the shared page cache: under mpirun, what this rank touched.
+  size_t resident = 0;
+  // Of those, bytes mapped with huge (PMD-sized, 2 MiB on x86-64) pages: FilePmdMapped +
+  // AnonHugePages + ShmemPmdMapped.
+  size_t huge = 0;
+};
+// nullopt where smaps cannot be read (not Linux). Approximate only where the kernel merged one of
+// the ranges with an unrelated neighbouring mapping of the same kind; costs a read of smaps
+// (milliseconds).
+std::optional<Residency> residency(std::span<const std::span<const uint8_t>> ranges);
+
+// Maps the pages of `range` (part of a file mapping or of anonymous memory) now, as
+// MappedFile::populate does for a whole file: bench's warm-up of this rank's share of the weights.
+void populate_range(std::span<const uint8_t> range);
 
 }  // namespace dsv3

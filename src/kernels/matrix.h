@@ -33,6 +33,16 @@ struct Matrix {
     m.row0 = row0 + r0;
     return m;
   }
+  // The bytes this view's rows occupy, and (FP8) the bytes of the scale rows they use.
+  const uint8_t* data_begin() const { return static_cast<const uint8_t*>(data); }
+  size_t data_bytes() const { return size_t(rows) * row_bytes(); }
+  const uint8_t* scale_begin() const {
+    return scale ? reinterpret_cast<const uint8_t*>(scale + (row0 / block_rows) * scale_cols) : nullptr;
+  }
+  size_t scale_bytes() const {
+    if (!scale || rows == 0) return 0;
+    return size_t((row0 + rows - 1) / block_rows - row0 / block_rows + 1) * size_t(scale_cols) * sizeof(float);
+  }
   // Scale of element (r, c) of this view (FP8 only).
   float block_scale(int64_t r, int64_t c) const {
     float s;

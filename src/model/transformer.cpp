@@ -203,12 +203,14 @@ void Transformer::mtp_forward(int64_t depth, std::span<const int32_t> next_token
 uint64_t LoadedModel::file_bytes() const { return gguf ? gguf->file_bytes() : checkpoint->file_bytes(); }
 
 void LoadedModel::populate() const {
-  if (gguf) gguf->populate();
-  else checkpoint->populate();
+  for_each_weight(model->weights(), [](const Matrix& m) {
+    populate_range({m.data_begin(), m.data_bytes()});
+    populate_range({m.scale_begin(), m.scale_bytes()});
+  });
 }
 
-std::optional<size_t> LoadedModel::huge_page_bytes() const {
-  return gguf ? gguf->huge_page_bytes() : checkpoint->huge_page_bytes();
+std::optional<Residency> LoadedModel::residency() const {
+  return gguf ? gguf->residency() : checkpoint->residency();
 }
 
 namespace {

@@ -112,11 +112,16 @@ struct LoadedModel {
   std::unique_ptr<GgufModel> gguf;
   std::unique_ptr<Transformer> model;
 
-  // Total bytes of the weight files; MappedFile::populate on each; the bytes of them mapped
-  // with huge pages now (nullopt where it cannot be read).
+  // Total bytes of the weight files.
   uint64_t file_bytes() const;
+  // Maps every page of this rank's weights now (io populate_range on each weight view: all of
+  // them in one process, its share on one of several ranks), so that later steps take no page
+  // faults.
   void populate() const;
-  std::optional<size_t> huge_page_bytes() const;
+  // The weight files' bytes this process holds in RAM now, and how many of them are mapped
+  // with huge pages (io residency; nullopt where it cannot be read). Under mpirun, what this
+  // rank has touched: its share, the replicated tensors, and what it read to copy its slices.
+  std::optional<Residency> residency() const;
 };
 // Loads config and weights from a checkpoint folder (config.json + safetensors) or a GGUF file
 // (`path` ending in .gguf; the first or any part of a split set); MTP weights are bound when

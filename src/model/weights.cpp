@@ -141,6 +141,39 @@ Matrix bind(const Checkpoint& ck, const ModelConfig& c, const TensorSpec& s) {
 
 }  // namespace
 
+namespace {
+void for_each_in_block(const BlockWeights& b, const std::function<void(const Matrix&)>& fn) {
+  const MLAWeights& a = b.attn;
+  for (const Matrix* m : {&b.attn_norm, &b.ffn_norm, &a.wq, &a.wq_a, &a.q_norm, &a.wq_b, &a.wkv_a, &a.kv_norm, &a.wkv_b,
+                          &a.wo, &a.wk_b, &a.wv_b})
+    fn(*m);
+  auto mlp = [&](const MLPWeights& p) {
+    fn(p.w1);
+    fn(p.w2);
+    fn(p.w3);
+  };
+  mlp(b.mlp);
+  fn(b.moe.gate);
+  fn(b.moe.gate_bias);
+  for (int64_t e = b.moe.experts_begin; e < b.moe.experts_end; ++e) mlp(b.moe.experts[size_t(e)]);
+  mlp(b.moe.shared);
+}
+}  // namespace
+
+void for_each_weight(const ModelWeights& w, const std::function<void(const Matrix&)>& fn) {
+  auto bound = [&](const Matrix& m) {
+    if (m.data != nullptr) fn(m);
+  };
+  bound(w.embed);
+  for (const BlockWeights& b : w.layers) for_each_in_block(b, bound);
+  bound(w.norm);
+  bound(w.head);
+  for (const MTPWeights& m : w.mtp) {
+    for (const Matrix* x : {&m.embed, &m.enorm, &m.hnorm, &m.eh_proj, &m.head_norm, &m.head}) bound(*x);
+    for_each_in_block(m.block, bound);
+  }
+}
+
 ModelWeights load_weights(const Checkpoint& ck, const ModelConfig& c, bool load_mtp) {
   ModelWeights w;
   std::set<std::string> used;

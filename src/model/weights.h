@@ -97,6 +97,10 @@ struct TensorSpec {
 void visit_tensors(const ModelConfig& c, bool include_mtp, ModelWeights* w,
                    const std::function<void(const TensorSpec&)>& fn);
 
+// Calls fn on every weight view `w` holds (the bound ones: a rank's share on one of several
+// ranks), in no particular order: for paging in or accounting for a model's weights.
+void for_each_weight(const ModelWeights& w, const std::function<void(const Matrix&)>& fn);
+
 // Binds every tensor of the checkpoint to its slot, checking dtype, shape and FP8 block scales.
 // MTP weights are bound when present (all of them) and `load_mtp`. Tensors the model does not
 // know are an error. Throws dsv3::Error naming the file, the tensor and what is wrong.

@@ -141,14 +141,16 @@ TEST(LoadRss, RecacheDropsTheFileFromThePageCache) {
   EXPECT_EQ(m.data()[bytes / 2], 'z');
 }
 
-// huge_page_bytes counts only memory inside the ranges: none for no ranges, none for a small
+// residency counts only memory inside the ranges: none for no ranges, no huge pages for a small
 // heap buffer, never more than the ranges hold (a --no-mmap copy's anonymous mapping).
-TEST(LoadRss, HugePageBytesStayWithinTheRanges) {
-  ASSERT_TRUE(huge_page_bytes({}).has_value()) << "/proc/self/smaps unreadable";
-  EXPECT_EQ(*huge_page_bytes({}), 0u);
+TEST(LoadRss, ResidencyStaysWithinTheRanges) {
+  ASSERT_TRUE(residency({}).has_value()) << "/proc/self/smaps unreadable";
+  EXPECT_EQ(residency({})->resident, 0u);
+  EXPECT_EQ(residency({})->huge, 0u);
   std::vector<uint8_t> small(4096, 1);
   const std::span<const uint8_t> one[] = {small};
-  EXPECT_EQ(*huge_page_bytes(one), 0u);
+  EXPECT_EQ(residency(one)->huge, 0u);
+  EXPECT_LE(residency(one)->resident, small.size());
   TempDir dir("huge");
   const std::string path = (dir.path() / "blob.bin").string();
   write_filled(path, size_t(6) << 20, 'y');
@@ -156,7 +158,28 @@ TEST(LoadRss, HugePageBytesStayWithinTheRanges) {
   copy.mmap = false;
   const MappedFile m(path, copy);
   const std::span<const uint8_t> r[] = {m.bytes()};
-  EXPECT_LE(*huge_page_bytes(r), m.size());
+  EXPECT_LE(residency(r)->huge, m.size());
+  EXPECT_EQ(residency(r)->resident, m.size());  // read into it
+}
+
+// A file mapping's resident bytes are the pages this process touched, not what the page cache
+// holds: a cached 4 MiB file maps nothing until read; populating its second MiB maps that MiB
+// (and at most the kernel's fault-around, 64 KiB windows, beyond it: none, the MiB being
+// aligned); the whole file then maps it all.
+TEST(LoadRss, ResidencyOfAFileMappingIsWhatThisProcessTouched) {
+  TempDir dir("touched");
+  const std::string path = (dir.path() / "blob.bin").string();
+  const size_t mib = size_t(1) << 20;
+  write_filled(path, 4 * mib, 'x');
+  const MappedFile m(path);
+  ASSERT_GE(cached_share(m), 0.9) << "this filesystem does not keep written pages cached";
+  const std::span<const uint8_t> r[] = {m.bytes()};
+  EXPECT_EQ(residency(r)->resident, 0u);
+  populate_range(m.bytes().subspan(mib, mib));
+  EXPECT_GE(residency(r)->resident, mib);
+  EXPECT_LE(residency(r)->resident, mib + 2 * 65536);
+  m.populate();
+  EXPECT_EQ(residency(r)->resident, 4 * mib);
 }
 
 }  // namespace

@@ -10,12 +10,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <set>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "io/npy.h"
+#include "io/safetensors.h"
 #include "tests/cli/run_command.h"
 
 namespace dsv3 {
@@ -291,6 +293,76 @@ TEST(MpiInference, TrainedKjvSameAnswerOnOneTwoAndThreeRanks) {
     EXPECT_LE(dm, tol) << "np " << np;
     EXPECT_EQ(argmaxes(drafts), argmaxes(mtp1)) << "np " << np;
     EXPECT_LT(kl, 1e-3) << "np " << np;
+  }
+}
+
+// Memory: every rank maps the whole checkpoint but pages in only what it reads. After `bench`
+// (which pages in the rank's share of the weights, then prefills and decodes), each rank's
+// resident bytes of the mapping (smaps Rss, bench's weights_resident_bytes) lie between
+//  - below: the pages of its own block of routed experts and of the replicated tensors (norms,
+//    q_a_proj, kv_a_proj_with_mqa, the router), all of which it must have read, and
+//  - above: its experts and every non-expert tensor (and the header), each widened to the
+//    2 MiB-aligned windows around it: the page cache holds a written file in folios of up to
+//    PMD size (2 MiB), and a fault maps the whole folio (measured here: touching one byte maps
+//    2 MiB). The split tensors (heads, vocabulary, dense MLP, shared expert) fall in between.
+// The model's routed experts are 93% of its 54 MB: one process holds the whole file, 2 ranks at
+// most 62% of it each (measured 56-61%), 3 ranks at most 54% (41-52%).
+TEST(MpiMemory, EachRankHoldsItsExpertsAndReplicatedTensorsOnly) {
+  const fs::path dir = fs::temp_directory_path();
+  json c = json::parse(std::ifstream(fs::path(DSV3_TESTDATA_DIR).parent_path() / "models" / "dsv3-kjv" / "config.json"));
+  c.erase("dsv3_trained");
+  // 3 layers (1 dense, 2 MoE) of 64 experts of 3 x [512, 256] FP8 (128 KiB each).
+  c.update(json{{"num_hidden_layers", 3}, {"n_routed_experts", 64}, {"moe_intermediate_size", 512},
+                {"num_experts_per_tok", 8}, {"n_group", 8}, {"topk_group", 4}, {"intermediate_size", 512},
+                {"num_nextn_predict_layers", 0}, {"max_position_embeddings", 256}});
+  std::ofstream(dir / "memory_config.json") << c.dump();
+  const std::string model = (dir / "memory_model").string();
+  const auto s = run_command(std::string(DSV3_BINARY) + " synth --config " + (dir / "memory_config.json").string() +
+                             " --dtype fp8 --out " + model);
+  ASSERT_EQ(s.code, 0) << s.err;
+  const SafetensorsFile file(model + "/model-00001-of-00001.safetensors");
+  const uint64_t file_bytes = file.bytes().size();
+  const int64_t experts = c["n_routed_experts"];
+
+  for (int np : {1, 2, 3}) {
+    const auto b = run_command(mpirun(np) + DSV3_BINARY + " bench -t 1 --model " + model +
+                               " -p 8 -n 2 --batch 1 --speculative off --json");
+    ASSERT_EQ(b.code, 0) << "np " << np << "\n" << b.err;
+    const std::vector<uint64_t> resident = json::parse(b.out)["weights_resident_bytes"];
+    ASSERT_EQ(resident.size(), size_t(np));
+    for (int r = 0; r < np; ++r) {
+      // The rank's block of experts: contiguous, the first (experts mod np) ranks one more.
+      const int64_t q = experts / np, extra = experts % np;
+      const int64_t begin = r * q + std::min<int64_t>(r, extra), end = begin + q + (r < extra);
+      // Byte ranges in the file (the data section starts after the header).
+      std::vector<std::pair<uint64_t, uint64_t>> must = {}, may = {{0, file.header().data_offset}};
+      for (const SafetensorsEntry& e : file.entries()) {
+        const std::pair<uint64_t, uint64_t> at = {file.header().data_offset + e.begin, file.header().data_offset + e.end};
+        const size_t x = e.name.find(".mlp.experts.");
+        if (x != std::string::npos) {
+          const int64_t id = std::stoll(e.name.substr(x + 13));
+          if (id >= begin && id < end) must.push_back(at), may.push_back(at);
+          continue;
+        }
+        may.push_back(at);
+        for (const char* replicated : {"layernorm", "q_a_proj", "kv_a_proj_with_mqa", "mlp.gate.", "model.norm"})
+          if (e.name.find(replicated) != std::string::npos) must.push_back(at);
+      }
+      // Bytes of the `window`-aligned windows that hold any byte of `ranges`.
+      auto covered = [](const std::vector<std::pair<uint64_t, uint64_t>>& ranges, uint64_t window) {
+        std::set<uint64_t> w;
+        for (const auto& [a, z] : ranges)
+          for (uint64_t i = a / window; a < z && i <= (z - 1) / window; ++i) w.insert(i);
+        return uint64_t(w.size()) * window;
+      };
+      const uint64_t lower = covered(must, 4096), upper = std::min(file_bytes, covered(may, uint64_t(2) << 20));
+      std::printf("np %d rank %d: resident %.1f MB, bounds [%.1f, %.1f] MB, %.0f%% of the file\n", np, r,
+                  double(resident[size_t(r)]) / 1e6, double(lower) / 1e6, double(upper) / 1e6,
+                  100.0 * double(resident[size_t(r)]) / double(file_bytes));
+      EXPECT_GE(resident[size_t(r)], lower) << "np " << np << " rank " << r;
+      EXPECT_LE(resident[size_t(r)], upper) << "np " << np << " rank " << r;
+      if (np == 1) EXPECT_GE(resident[0], covered(may, 4096) - 4096) << "one process reads every tensor";
+    }
   }
 }
 
