@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "engine/gguf_tokenizer.h"
 #include "io/config.h"
+#include "io/gguf_names.h"
 #include "model/lockstep.h"
 
 namespace dsv3::cli {
@@ -80,10 +81,12 @@ Tokenizer load_tokenizer(const std::string& dir) {
 
 Tokenizer load_model_tokenizer(const std::string& dir) {
   Tokenizer tok = load_tokenizer(dir);
-  const int64_t vocab = ModelConfig::from_file((fs::path(dir) / "config.json").string()).vocab_size;
-  DSV3_CHECK(tok.vocab_size() <= vocab, dir, ": tokenizer.json has token ids up to ", tok.vocab_size() - 1,
-             ", beyond the model's vocabulary of ", vocab,
-             " (config.json vocab_size): the tokenizer files belong to another model");
+  const bool gguf = GgufModel::is_gguf_path(dir);
+  const int64_t vocab = gguf ? gguf::config_from_gguf(GgufModel::open(dir)).vocab_size
+                             : ModelConfig::from_file((fs::path(dir) / "config.json").string()).vocab_size;
+  DSV3_CHECK(tok.vocab_size() <= vocab, dir, gguf ? ": tokenizer.ggml.tokens has" : ": tokenizer.json has",
+             " token ids up to ", tok.vocab_size() - 1, ", beyond the model's vocabulary of ", vocab,
+             gguf ? " (deepseek2.vocab_size)" : " (config.json vocab_size)", ": the tokenizer files belong to another model");
   return tok;
 }
 

@@ -1,64 +1,19 @@
 #include "io/gguf_names.h"
 
-#include <array>
-#include <charconv>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "io/gguf_tensor_names.h"
 
 namespace dsv3::gguf {
 
 namespace {
 
-// Per-layer tensors: HF name after "model.layers.L." -> GGUF name after "blk.L."
-// (llama.cpp gguf-py tensor_mapping.py, deepseek2 entries).
-constexpr std::array<std::pair<std::string_view, std::string_view>, 24> kLayerNames{{
-    {"input_layernorm.weight", "attn_norm.weight"},
-    {"post_attention_layernorm.weight", "ffn_norm.weight"},
-    {"self_attn.q_proj.weight", "attn_q.weight"},
-    {"self_attn.q_a_proj.weight", "attn_q_a.weight"},
-    {"self_attn.q_a_layernorm.weight", "attn_q_a_norm.weight"},
-    {"self_attn.q_b_proj.weight", "attn_q_b.weight"},
-    {"self_attn.kv_a_proj_with_mqa.weight", "attn_kv_a_mqa.weight"},
-    {"self_attn.kv_a_layernorm.weight", "attn_kv_a_norm.weight"},
-    {"self_attn.kv_b_proj.weight", "attn_kv_b.weight"},
-    {"self_attn.o_proj.weight", "attn_output.weight"},
-    {"mlp.gate_proj.weight", "ffn_gate.weight"},
-    {"mlp.up_proj.weight", "ffn_up.weight"},
-    {"mlp.down_proj.weight", "ffn_down.weight"},
-    {"mlp.gate.weight", "ffn_gate_inp.weight"},
-    {"mlp.gate.e_score_correction_bias", "exp_probs_b.bias"},
-    {"mlp.shared_experts.gate_proj.weight", "ffn_gate_shexp.weight"},
-    {"mlp.shared_experts.up_proj.weight", "ffn_up_shexp.weight"},
-    {"mlp.shared_experts.down_proj.weight", "ffn_down_shexp.weight"},
-    // The MTP module's own tensors (llama.cpp LLM_TENSOR_NEXTN_*).
-    {"embed_tokens.weight", "nextn.embed_tokens.weight"},
-    {"enorm.weight", "nextn.enorm.weight"},
-    {"hnorm.weight", "nextn.hnorm.weight"},
-    {"eh_proj.weight", "nextn.eh_proj.weight"},
-    {"shared_head.norm.weight", "nextn.shared_head_norm.weight"},
-    {"shared_head.head.weight", "nextn.shared_head_head.weight"},
-}};
-
-// Routed experts: "mlp.experts.E.<proj>" -> stacked "ffn_<x>_exps.weight".
-constexpr std::array<std::pair<std::string_view, std::string_view>, 3> kExpertNames{{
-    {"gate_proj.weight", "ffn_gate_exps.weight"},
-    {"up_proj.weight", "ffn_up_exps.weight"},
-    {"down_proj.weight", "ffn_down_exps.weight"},
-}};
-
-// Parses a decimal number at the front of `s` followed by '.', consuming both.
-std::optional<int64_t> take_index(std::string_view& s) {
-  int64_t v = 0;
-  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p == s.data() || p == s.data() + s.size() || *p != '.' || v < 0) return std::nullopt;
-  s.remove_prefix(size_t(p - s.data()) + 1);
-  return v;
-}
-
 // llama.cpp's enum llama_expert_gating_func_type.
 constexpr int64_t kGatingSoftmax = 1, kGatingSigmoid = 2;
+// What gguf-py writes as general.quantization_version (GGML_QNT_VERSION).
+constexpr uint64_t kQuantizationVersion = 2;
 // deepseek2's yarn_log_multiplier is 0.1 x mscale_all_dim (convert_hf_to_gguf.py,
 // TAG_DEEPSEEK2_YARN_LOG_MUL_FIX).
 constexpr double kYarnLogMulPerMscale = 0.1;
@@ -66,31 +21,18 @@ constexpr double kYarnLogMulPerMscale = 0.1;
 }  // namespace
 
 std::optional<TensorName> tensor_name(std::string_view hf) {
-  if (hf == "model.embed_tokens.weight") return TensorName{"token_embd.weight"};
-  if (hf == "model.norm.weight") return TensorName{"output_norm.weight"};
-  if (hf == "lm_head.weight") return TensorName{"output.weight"};
-  constexpr std::string_view kLayers = "model.layers.";
-  if (hf.substr(0, kLayers.size()) != kLayers) return std::nullopt;
-  std::string_view rest = hf.substr(kLayers.size());
-  const auto layer = take_index(rest);
-  if (!layer) return std::nullopt;
-  const std::string blk = "blk." + std::to_string(*layer) + ".";
-  for (const auto& [from, to] : kLayerNames)
-    if (rest == from) return TensorName{blk + std::string(to)};
-  constexpr std::string_view kExperts = "mlp.experts.";
-  if (rest.substr(0, kExperts.size()) == kExperts) {
-    rest.remove_prefix(kExperts.size());
-    const auto expert = take_index(rest);
-    if (!expert) return std::nullopt;
-    for (const auto& [from, to] : kExpertNames)
-      if (rest == from) return TensorName{blk + std::string(to), *expert};
-  }
-  return std::nullopt;
+  const auto m = match_hf_tensor_name(hf);
+  if (!m) return std::nullopt;
+  return TensorName{gguf_tensor_name(*m->row, m->layer), m->row->layout == GgufLayout::Experts ? m->expert : -1};
 }
 
 KvBSplit kv_b_split_names(int64_t layer) {
-  const std::string blk = "blk." + std::to_string(layer) + ".";
-  return {blk + "attn_k_b.weight", blk + "attn_v_b.weight"};
+  KvBSplit split;
+  for (const GgufTensorName& row : gguf_tensor_names()) {
+    if (row.layout == GgufLayout::KvBKeys) split.k_b = gguf_tensor_name(row, layer);
+    if (row.layout == GgufLayout::KvBValues) split.v_b = gguf_tensor_name(row, layer);
+  }
+  return split;
 }
 
 std::string key(std::string_view suffix) { return std::string(kArch) + "." + std::string(suffix); }
@@ -114,7 +56,10 @@ ModelConfig config_from_metadata(const GgufMetadata& md, bool has_output, bool h
   j["vocab_size"] = n_vocab;
   j["hidden_size"] = md.integer(k("embedding_length"));
   j["intermediate_size"] = md.integer(k("feed_forward_length"));
-  j["num_hidden_layers"] = md.integer(k("block_count"));
+  const int64_t blocks = md.integer(k("block_count")), nextn = md.integer(k("nextn_predict_layers"), 0);
+  DSV3_CHECK(nextn >= 0 && nextn < blocks, what, ": metadata '", k("nextn_predict_layers"), "' (", nextn,
+             ") must be less than '", k("block_count"), "' (", blocks, "), which counts the MTP layers too");
+  j["num_hidden_layers"] = blocks - nextn;
   j["num_attention_heads"] = md.integer(k("attention.head_count"));
   j["max_position_embeddings"] = md.integer(k("context_length"));
   j["rms_norm_eps"] = md.number(k("attention.layer_norm_rms_epsilon"));
@@ -161,7 +106,7 @@ ModelConfig config_from_metadata(const GgufMetadata& md, bool has_output, bool h
              rope_dim, ")");
   j["qk_nope_head_dim"] = head_k - rope_dim;
   j["v_head_dim"] = head_v;
-  j["num_nextn_predict_layers"] = md.integer(k("nextn_predict_layers"), 0);
+  j["num_nextn_predict_layers"] = nextn;
   j["tie_word_embeddings"] = !has_output;
   if (md.has("tokenizer.ggml.bos_token_id")) j["bos_token_id"] = md.integer("tokenizer.ggml.bos_token_id");
   if (md.has("tokenizer.ggml.eos_token_id")) j["eos_token_id"] = md.integer("tokenizer.ggml.eos_token_id");
@@ -196,69 +141,64 @@ ModelConfig config_from_gguf(const GgufModel& g) {
   return config_from_metadata(g.metadata(), g.has("output.weight"), has_bias);
 }
 
-std::vector<std::pair<std::string, GgufValue>> metadata_from_config(const ModelConfig& c) {
+std::vector<std::pair<std::string, GgufValue>> metadata_from_config(const ModelConfig& c, const ModelInfo& info) {
   std::vector<std::pair<std::string, GgufValue>> out;
-  auto u32 = [&](std::string_view suffix, int64_t v) {
+  auto put = [&](std::string name, GgufValueType type, GgufValue::Scalar v) {
     GgufValue x;
-    x.type = GgufValueType::U32;
-    x.scalar = uint64_t(v);
-    out.emplace_back(key(suffix), std::move(x));
+    x.type = type;
+    x.scalar = std::move(v);
+    out.emplace_back(std::move(name), std::move(x));
   };
-  auto f32 = [&](std::string_view suffix, double v) {
-    GgufValue x;
-    x.type = GgufValueType::F32;
-    x.scalar = double(float(v));
-    out.emplace_back(key(suffix), std::move(x));
-  };
-  GgufValue arch;
-  arch.type = GgufValueType::STRING;
-  arch.scalar = std::string(kArch);
-  out.emplace_back("general.architecture", std::move(arch));
-  u32("block_count", c.num_hidden_layers);
+  auto u32 = [&](std::string_view suffix, int64_t v) { put(key(suffix), GgufValueType::U32, uint64_t(v)); };
+  auto f32 = [&](std::string_view suffix, double v) { put(key(suffix), GgufValueType::F32, double(float(v))); };
+  auto str = [&](std::string name, std::string v) { put(std::move(name), GgufValueType::STRING, std::move(v)); };
+  const bool moe = c.n_routed_experts > 0, mtp = info.mtp && c.num_nextn_predict_layers > 0;
+  str("general.architecture", std::string(kArch));
+  str("general.type", "model");
+  if (!info.name.empty()) str("general.name", info.name);
+  if (!info.size_label.empty()) str("general.size_label", info.size_label);
+  u32("block_count", c.num_hidden_layers + (mtp ? c.num_nextn_predict_layers : 0));
   u32("context_length", c.max_position_embeddings);
   u32("embedding_length", c.hidden_size);
   u32("feed_forward_length", c.intermediate_size);
   u32("attention.head_count", c.num_attention_heads);
-  u32("attention.head_count_kv", 1);  // MLA as MQA over the latent
+  u32("attention.head_count_kv", 1);  // MLA is stored as MQA with one latent "head"
+  if (c.rope_scaling) {
+    const RopeScaling& y = *c.rope_scaling;
+    str(key("rope.scaling.type"), "yarn");
+    f32("rope.scaling.factor", y.factor);
+    u32("rope.scaling.original_context_length", y.original_max_position_embeddings);
+    f32("rope.scaling.yarn_beta_fast", y.beta_fast);
+    f32("rope.scaling.yarn_beta_slow", y.beta_slow);
+  }
   f32("rope.freq_base", c.rope_theta);
   f32("attention.layer_norm_rms_epsilon", c.rms_norm_eps);
-  if (c.n_routed_experts > 0) {
+  if (moe) {
     u32("expert_count", c.n_routed_experts);
     u32("expert_used_count", c.num_experts_per_tok);
     u32("expert_group_count", c.n_group);
     u32("expert_group_used_count", c.topk_group);
   }
   u32("expert_gating_func", c.scoring_func == "sigmoid" ? kGatingSigmoid : kGatingSoftmax);
-  u32("leading_dense_block_count", c.first_k_dense_replace);
+  put("general.file_type", GgufValueType::U32, uint64_t(info.file_type));
+  u32("leading_dense_block_count", moe ? c.first_k_dense_replace : c.num_hidden_layers);
   u32("vocab_size", c.vocab_size);
   if (c.q_lora_rank > 0) u32("attention.q_lora_rank", c.q_lora_rank);
   u32("attention.kv_lora_rank", c.kv_lora_rank);
+  // MLA as MQA over the latent: keys are [latent, rope], values the latent; the *_mla lengths
+  // are the per-head sizes after the up-projections.
   u32("attention.key_length", c.kv_lora_rank + c.qk_rope_head_dim);
   u32("attention.value_length", c.kv_lora_rank);
   u32("attention.key_length_mla", c.qk_head_dim());
   u32("attention.value_length_mla", c.v_head_dim);
-  u32("expert_feed_forward_length", c.moe_intermediate_size);
+  u32("expert_feed_forward_length", moe ? c.moe_intermediate_size : c.intermediate_size);
   u32("expert_shared_count", c.n_shared_experts);
   f32("expert_weights_scale", c.routed_scaling_factor);
-  if (c.norm_topk_prob) {
-    GgufValue b;
-    b.type = GgufValueType::BOOL;
-    b.scalar = true;
-    out.emplace_back(key("expert_weights_norm"), std::move(b));
-  }
+  if (c.norm_topk_prob) put(key("expert_weights_norm"), GgufValueType::BOOL, true);
   u32("rope.dimension_count", c.qk_rope_head_dim);
-  if (c.rope_scaling) {
-    GgufValue t;
-    t.type = GgufValueType::STRING;
-    t.scalar = std::string("yarn");
-    out.emplace_back(key("rope.scaling.type"), std::move(t));
-    f32("rope.scaling.factor", c.rope_scaling->factor);
-    u32("rope.scaling.original_context_length", c.rope_scaling->original_max_position_embeddings);
-    f32("rope.scaling.yarn_log_multiplier", kYarnLogMulPerMscale * c.rope_scaling->mscale_all_dim);
-    f32("rope.scaling.yarn_beta_fast", c.rope_scaling->beta_fast);
-    f32("rope.scaling.yarn_beta_slow", c.rope_scaling->beta_slow);
-  }
-  if (c.num_nextn_predict_layers > 0) u32("nextn_predict_layers", c.num_nextn_predict_layers);
+  if (c.rope_scaling) f32("rope.scaling.yarn_log_multiplier", kYarnLogMulPerMscale * c.rope_scaling->mscale_all_dim);
+  if (mtp) u32("nextn_predict_layers", c.num_nextn_predict_layers);
+  put("general.quantization_version", GgufValueType::U32, uint64_t(kQuantizationVersion));
   return out;
 }
 

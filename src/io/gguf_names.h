@@ -1,6 +1,7 @@
 // What llama.cpp calls things in a DeepSeek-V2/V3 GGUF file (architecture "deepseek2"): the
 // tensor names beside the Hugging Face names, and the metadata keys beside ModelConfig's fields.
-// The one place that knows them, for the reader (GGUF -> model) and the writer (dsv3 quantize).
+// The one place that knows them (the tensor table itself is io/gguf_tensor_names), for the
+// reader (GGUF -> model) and the writer (dsv3 quantize).
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -47,7 +48,8 @@ KvBSplit kv_b_split_names(int64_t layer);
 std::string key(std::string_view suffix);
 
 // ModelConfig from a deepseek2 file's metadata (every deepseek2.* key llama.cpp reads or
-// writes; the table is in docs/gguf.md), validated like config.json. The file's tensors decide
+// writes; the table is in docs/gguf.md), validated like config.json. block_count counts the
+// nextn_predict_layers MTP layers, as llama.cpp's converter writes it. The file's tensors decide
 // what metadata does not say: `has_output` (an output.weight; without one the embedding is tied)
 // and `has_score_bias` (exp_probs_b.bias: sigmoid routing with noaux_tc selection).
 // Throws dsv3::Error naming the file and the key.
@@ -55,9 +57,24 @@ ModelConfig config_from_metadata(const GgufMetadata& md, bool has_output, bool h
 // The same for an opened file.
 ModelConfig config_from_gguf(const GgufModel& g);
 
-// The deepseek2 model metadata llama.cpp's converter writes for config `c` (general.architecture
-// and deepseek2.*, MLA layout; not the tokenizer), with llama.cpp's value types. Reading it back
-// with config_from_metadata gives `c` again (except its FP8 and HF-only fields).
-std::vector<std::pair<std::string, GgufValue>> metadata_from_config(const ModelConfig& c);
+// llama.cpp's llama_ftype for a file's general.file_type (the type most of its weights have).
+enum class FileType : uint32_t { Q8_0 = 7, Q2_K = 10, Q4_K_M = 15, Q6_K = 18, BF16 = 32 };
+
+// What a file says about itself beside the model's hyperparameters.
+struct ModelInfo {
+  std::string name;        // general.name, empty: not written
+  std::string size_label;  // general.size_label ("256x20B"), empty: not written
+  FileType file_type = FileType::Q8_0;
+  // The file holds the multi-token-prediction layers: block_count counts them and
+  // nextn_predict_layers says how many (llama.cpp's deepseek2 loader then reads them as
+  // blk.{num_hidden_layers}.*), as convert_hf_to_gguf.py writes them unless --no-mtp.
+  bool mtp = false;
+};
+
+// The general.* and deepseek2.* metadata llama.cpp's converter writes for config `c` (MLA
+// layout; not the tokenizer), in its order and with its value types. Reading it back with
+// config_from_metadata gives `c` again (except its FP8 and HF-only fields, and the MTP layers
+// when `info.mtp` is false). The one list of these keys: `dsv3 quantize` writes it.
+std::vector<std::pair<std::string, GgufValue>> metadata_from_config(const ModelConfig& c, const ModelInfo& info = {});
 
 }  // namespace dsv3::gguf

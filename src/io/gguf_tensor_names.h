@@ -1,8 +1,7 @@
 // The one table between the Hugging Face tensor names of DeepSeek-V2/V3 checkpoints and the names
 // llama.cpp gives them in GGUF files of architecture `deepseek2` (convert_hf_to_gguf.py's
 // DeepseekV2Model with gguf-py's tensor_mapping.py), with each GGUF tensor's layout. `dsv3
-// quantize` writes through it. (The GGUF reader's io/gguf_names, written in parallel, maps the
-// same names one way; the two are to become one.)
+// quantize` writes through it and the GGUF reader (io/gguf_names) reads through it.
 #pragma once
 #include <cstdint>
 #include <optional>

@@ -60,6 +60,16 @@ void GgufWriter::set_string(const std::string& key, const std::string& v) {
   add_key(key, kString);
   put_string(kv_, v);
 }
+void GgufWriter::set(const std::string& key, const GgufValue& v) {
+  switch (v.type) {
+    case GgufValueType::U32: return set_u32(key, uint32_t(std::get<uint64_t>(v.scalar)));
+    case GgufValueType::I32: return set_i32(key, int32_t(std::get<int64_t>(v.scalar)));
+    case GgufValueType::F32: return set_f32(key, float(std::get<double>(v.scalar)));
+    case GgufValueType::BOOL: return set_bool(key, std::get<bool>(v.scalar));
+    case GgufValueType::STRING: return set_string(key, std::get<std::string>(v.scalar));
+    default: throw Error(str_cat("GGUF writer: key '", key, "' has a value type this writer does not write"));
+  }
+}
 void GgufWriter::set_strings(const std::string& key, const std::vector<std::string>& v) {
   add_key(key, kArray);
   put<uint32_t>(kv_, kString);

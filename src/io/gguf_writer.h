@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "io/gguf.h"
 
 namespace dsv3 {
 
@@ -23,6 +24,8 @@ class GgufWriter {
   void set_string(const std::string& key, const std::string& v);
   void set_strings(const std::string& key, const std::vector<std::string>& v);
   void set_i32s(const std::string& key, const std::vector<int32_t>& v);
+  // A scalar value (U32, I32, F32, BOOL or STRING) as the reader returns it.
+  void set(const std::string& key, const GgufValue& v);
   bool has(const std::string& key) const;
 
   // Declares a tensor of ggml type `ggml_type` (enum ggml_type) and `shape` in PyTorch order

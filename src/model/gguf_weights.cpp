@@ -80,6 +80,13 @@ ModelWeights load_weights(const GgufModel& g, const ModelConfig& c, bool load_mt
       }
       return;
     }
+    if (s.mtp && (s.kind == TensorKind::Embedding || s.kind == TensorKind::Head) && !g.has(name->name)) {
+      // The MTP layer's embedding and head are copies of the main ones in DeepSeek's checkpoints;
+      // llama.cpp's converter and `dsv3 quantize` leave them out, and the main ones stand in.
+      const bool embed = s.kind == TensorKind::Embedding || !g.has("output.weight");
+      *s.slot = b.bind(embed ? "token_embd.weight" : "output.weight", s.shape, s.kind, s.name);
+      return;
+    }
     if (s.name.ends_with("self_attn.kv_b_proj.weight")) {
       kv_b.emplace_back(s.layer, s.name);
       return;

@@ -221,12 +221,12 @@ QuantizeStats quantize_checkpoint(const QuantizeOptions& opt) {
   st.tensors = int64_t(tensors.size());
 
   GgufWriter w;
-  GgufModelInfo info;
+  gguf::ModelInfo info;
   info.name = fs::path(opt.model_dir).lexically_normal().filename().string();
   if (info.name.empty()) info.name = fs::path(opt.model_dir).lexically_normal().parent_path().filename().string();
   const int64_t n_experts = config.n_routed_experts;
   info.size_label = gguf_size_label(st.params - routed, n_experts > 0 ? routed / uint64_t(n_experts) : 0, n_experts);
-  info.file_type = GgufFileType(quant_target_file_type(opt.target));
+  info.file_type = gguf::FileType(quant_target_file_type(opt.target));
   info.mtp = mtp;
   add_deepseek2_metadata(w, config, info);
   add_tokenizer_metadata(w, opt.model_dir, config.vocab_size, opt.tokenizer_pre);

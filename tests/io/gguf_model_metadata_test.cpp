@@ -76,7 +76,7 @@ TEST(GgufMetadata, SizeLabel) {
 TEST(GgufMetadata, KjvEqualsLlamaCppConverter) {
   const ModelConfig config = ModelConfig::from_file((kKjv / "config.json").string());
   GgufWriter w;
-  const GgufModelInfo info{.name = "Kjv Bf16", .size_label = "16x2.8M", .file_type = GgufFileType::BF16, .mtp = false};
+  const gguf::ModelInfo info{.name = "Kjv Bf16", .size_label = "16x2.8M", .file_type = gguf::FileType::BF16, .mtp = false};
   add_deepseek2_metadata(w, config, info);
   add_tokenizer_metadata(w, kKjv.string(), config.vocab_size);
   TempDir dir("gguf");
@@ -97,7 +97,7 @@ TEST(GgufMetadata, MtpAndYarnKeys) {
   yarn.mscale_all_dim = 1.0;
   config.rope_scaling = yarn;
   GgufWriter w;
-  GgufModelInfo info;
+  gguf::ModelInfo info;
   info.mtp = true;
   add_deepseek2_metadata(w, config, info);
   TempDir dir("gguf");

@@ -285,7 +285,7 @@ TEST(GgufNames, MetadataRoundTrips) {
   ModelConfig c = ModelConfig::from_file(std::string(DSV3_TESTDATA_DIR) + "/configs/deepseek-v3-671b/config.json");
   c.fp8 = false;
   GgufBuilder b;
-  for (const auto& [k, v] : gguf::metadata_from_config(c)) {
+  for (const auto& [k, v] : gguf::metadata_from_config(c, {.mtp = true})) {
     if (v.type == GgufValueType::U32) b.u32(k, uint32_t(std::get<uint64_t>(v.scalar)));
     else if (v.type == GgufValueType::F32) b.f32(k, float(std::get<double>(v.scalar)));
     else if (v.type == GgufValueType::BOOL) b.boolean(k, std::get<bool>(v.scalar));
@@ -351,6 +351,36 @@ TEST(GgufNames, BothKeyLengthConventions) {
   GgufBuilder llama;
   llama.string("general.architecture", "llama");
   EXPECT_TRUE(says(error_of([&] { config(llama); }), {"m.gguf", "'llama' is not supported"}));
+}
+
+// block_count counts the MTP layers, as llama.cpp's converter writes it; the reader takes
+// them off again, and refuses a count that leaves no main layer.
+TEST(GgufNames, BlockCountCountsTheMtpLayers) {
+  const ModelConfig c = ModelConfig::from_file(std::string(DSV3_TESTDATA_DIR) + "/configs/deepseek-v3-671b/config.json");
+  auto build = [&](bool mtp, int64_t nextn_override) {
+    GgufBuilder b;
+    for (const auto& [k, v] : gguf::metadata_from_config(c, {.mtp = mtp})) {
+      if (k == "deepseek2.nextn_predict_layers" && nextn_override >= 0) b.u32(k, uint32_t(nextn_override));
+      else if (v.type == GgufValueType::U32) b.u32(k, uint32_t(std::get<uint64_t>(v.scalar)));
+      else if (v.type == GgufValueType::F32) b.f32(k, float(std::get<double>(v.scalar)));
+      else if (v.type == GgufValueType::BOOL) b.boolean(k, std::get<bool>(v.scalar));
+      else b.string(k, std::get<std::string>(v.scalar));
+    }
+    const std::string bytes = b.bytes();
+    return parse_gguf_header({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, "v3.gguf");
+  };
+  const GgufHeader with = build(true, -1), without = build(false, -1);
+  EXPECT_EQ(with.metadata.integer("deepseek2.block_count"), 62);
+  EXPECT_EQ(without.metadata.integer("deepseek2.block_count"), 61);
+  EXPECT_FALSE(without.metadata.has("deepseek2.nextn_predict_layers"));
+  const ModelConfig a = gguf::config_from_metadata(with.metadata, true, true);
+  EXPECT_EQ(a.num_hidden_layers, 61);
+  EXPECT_EQ(a.num_nextn_predict_layers, 1);
+  const ModelConfig b = gguf::config_from_metadata(without.metadata, true, true);
+  EXPECT_EQ(b.num_hidden_layers, 61);
+  EXPECT_EQ(b.num_nextn_predict_layers, 0);
+  EXPECT_TRUE(says(error_of([&] { gguf::config_from_metadata(build(true, 62).metadata, true, true); }),
+                   {"v3.gguf", "nextn_predict_layers", "block_count"}));
 }
 
 TEST(GgufNames, YarnKeys) {

@@ -44,6 +44,24 @@ TEST_F(QuantizeCli, WritesQ4_K_MWithItsSummary) {
   EXPECT_EQ(run_command(kBin + " quantize --model " + kKjv + " --to Q8_0 --force --out " + out).code, 0);
 }
 
+// The file dsv3 writes is a model on its own: text in and out through its GGUF tokenizer and
+// chat template, and its MTP layer (blk.4.nextn.*, without the embedding and head llama.cpp
+// shares with the main model) drafts tokens that leave greedy output unchanged.
+TEST_F(QuantizeCli, WrittenFileGeneratesWithItsMtpLayer) {
+  const std::string out = (root_ / "kjv-Q8_0.gguf").string();
+  ASSERT_EQ(run_command(kBin + " quantize --model " + kKjv + " --to Q8_0 --out " + out).code, 0);
+  const std::string gen = kBin + " generate --model " + out + " --prompt 'Who was Moses?' -n 16 --print-ids";
+  const auto plain = run_command(gen);
+  ASSERT_EQ(plain.code, 0) << plain.err;
+  const auto spec = run_command(gen + " --speculative mtp");
+  ASSERT_EQ(spec.code, 0) << spec.err;
+  const auto ids = [](const std::string& s) { return s.substr(s.find("ids:")); };
+  ASSERT_NE(plain.out.find("ids:"), std::string::npos) << plain.out;
+  ASSERT_NE(spec.out.find("ids:"), std::string::npos) << spec.out;
+  EXPECT_EQ(ids(spec.out), ids(plain.out));
+  EXPECT_NE((spec.out + spec.err).find("acceptance"), std::string::npos) << spec.out << spec.err;
+}
+
 // Whenever SIGINT lands, the output is complete or absent, and no temporary file is left.
 TEST_F(QuantizeCli, SigintLeavesNothingHalfWritten) {
   const std::string out = (root_ / "x.gguf").string();
