@@ -149,9 +149,27 @@ bool Scheduler::admit() {
       if (lru == nullptr || s->admitted < lru->admitted) lru = s.get();
     }
     if (best == nullptr) break;
+    // Samples of one prompt (GenRequest::group): wait while a sibling prefills the prompt, then
+    // take the rows of the sibling that holds most of it (copied: bits as a prefill's).
+    Slot* sibling = nullptr;
+    int64_t sibling_common = -1;
+    if (const uint64_t group = queue_.front()->request().group; group != 0 && opt_.prefix_cache) {
+      bool prefilling = false;
+      for (auto& s : slots_) {
+        if (!s->job || s->job->request().group != group) continue;
+        prefilling = prefilling || s->seq.pos() < int64_t(prompt.size()) - 1;
+        if (const int64_t c = common_prefix(*s); c > sibling_common) sibling = s.get(), sibling_common = c;
+      }
+      if (prefilling) break;
+    }
     if (2 * best_common < int64_t(best->seq.tokens().size())) {
       best = lru;
       best_common = common_prefix(*lru);
+    }
+    if (sibling && sibling_common > best_common) {
+      best = lru;
+      lru->seq.copy_prefix(sibling->seq, sibling_common);
+      best_common = sibling_common;
     }
     Slot* s = best;
     s->job = std::move(queue_.front());

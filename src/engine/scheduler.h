@@ -34,6 +34,9 @@ struct GenRequest {
   // Also hand out each token's id with the text the stream decoder released for it, before
   // stop-string matching (JobOutput::pieces): tool-call parsing keys on marker token ids.
   bool token_pieces = false;
+  // Samples of one prompt (the API's n > 1) share a nonzero group: while one of them prefills
+  // the prompt the others wait, then copy its cache rows instead of prefilling them again.
+  uint64_t group = 0;
   // Structured output: the generated text is a value of this grammar (engine/token_mask.h),
   // and the job ends with "stop" as soon as the value is complete; null: free text.
   std::shared_ptr<const JsonGrammar> grammar;

@@ -40,6 +40,17 @@ void Sequence::truncate(int64_t pos) {
   mtp_pos_ = std::min(mtp_pos_, std::max<int64_t>(pos - 1, 0));
 }
 
+void Sequence::copy_prefix(const Sequence& src, int64_t n) {
+  DSV3_ASSERT(&src != this && n >= 0 && n <= src.pos_ && n <= ctx_size() && src.model_ == model_);
+  model_->copy_cache_rows(src.cache_, cache_, n);
+  tokens_.assign(src.tokens_.begin(), src.tokens_.begin() + n);
+  pos_ = n;
+  if (hidden_rows_.size() < size_t(n * dim_)) hidden_rows_.resize(size_t(n * dim_));
+  std::copy(src.hidden_rows_.begin(), src.hidden_rows_.begin() + n * dim_, hidden_rows_.begin());
+  if (n > 0) std::copy(hidden_row(n - 1), hidden_row(n - 1) + dim_, hidden_.begin());
+  mtp_pos_ = std::min(src.mtp_pos_, std::max<int64_t>(n - 1, 0));
+}
+
 void Sequence::accept_step(int32_t token, const float* logits, const float* hidden) {
   if (hidden_rows_.size() < size_t((pos_ + 1) * dim_)) hidden_rows_.resize(size_t((pos_ + 1) * dim_));
   std::copy(hidden, hidden + dim_, &hidden_rows_[size_t(pos_ * dim_)]);

@@ -37,6 +37,10 @@ class Sequence {
   void select_logits_row(int64_t i);
   // Forgets everything from position `pos` on (the cache rows are simply overwritten later).
   void truncate(int64_t pos);
+  // Becomes the first n positions of `src` (n <= src.pos()), their cache rows copied, as if it
+  // had fed them itself; the logits stay stale until the next feed. Another slot's prompt rows,
+  // without prefilling them again.
+  void copy_prefix(const Sequence& src, int64_t n);
   void clear() { truncate(0); }
 
   // Hidden state (after model.norm) of position i < pos(), [dim].

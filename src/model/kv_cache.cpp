@@ -41,6 +41,15 @@ void KVCache::set_identity(uint64_t id, std::function<void(uint64_t)> on_release
   on_release_ = std::move(on_release);
 }
 
+void KVCache::copy_rows(const KVCache& src, int64_t n) {
+  DSV3_CHECK(src.n_layers() == n_layers() && src.dtype_ == dtype_ && src.row_size() == row_size() && n >= 0 &&
+                 n <= max_seq_ && n <= src.max_seq_,
+             "KV cache rows cannot be copied between caches of different shapes");
+  const size_t bytes = size_t(n * row_size()) * dtype_size(dtype_);
+  for (size_t l = 0; l < data_.size(); ++l)
+    if (bytes) std::memcpy(data_[l].data(), src.data_[l].data(), bytes);
+}
+
 size_t KVCache::bytes() const { return data_.empty() ? 0 : data_.size() * data_[0].size(); }
 
 void KVCache::store(int64_t layer, int64_t pos, const float* c_kv, const float* k_pe) {

@@ -42,6 +42,9 @@ class KVCache {
   // Rows [pos0, pos0 + n) of a layer as a [n, row_size()] matrix in the cache's dtype (a view),
   // for attention as matrix products through the kernels.
   kernels::Matrix rows(int64_t layer, int64_t pos0, int64_t n) const;
+  // Rows [0, n) of every layer copied from `src`, a cache of the same layers and dtype with at
+  // least n positions (another sequence's prompt rows: n > 1 samples share their prompt).
+  void copy_rows(const KVCache& src, int64_t n);
 
   // Identity in a job over several processes: the other ranks keep a mirror of this cache under
   // `id` (model/lockstep.h), and `on_release(id)` runs when it is destroyed. 0: none.

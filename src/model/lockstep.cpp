@@ -135,6 +135,16 @@ void StepDriver::announce_mtp(int64_t depth, std::span<const int32_t> next_token
   send(h, extra, slots, next_tokens);
 }
 
+void StepDriver::announce_copy(const KVCache& src, const KVCache& dst, int64_t n) {
+  StepHeader h;
+  h.kind = StepHeader::Copy;
+  h.start_pos = n;
+  const TokenSlot slots[] = {{const_cast<KVCache*>(&src), 0}, {const_cast<KVCache*>(&dst), 0}};
+  const int32_t tokens[] = {0, 0};
+  std::vector<uint8_t> none;
+  send(h, none, slots, tokens);
+}
+
 void follow(const Transformer& model, Collectives& comm, ThreadPool& pool) {
   const ModelConfig& c = model.config();
   const int64_t dim = c.hidden_size;
@@ -146,7 +156,8 @@ void follow(const Transformer& model, Collectives& comm, ThreadPool& pool) {
     DSV3_CHECK(h.magic == StepHeader::kMagic && h.step == step, "step record ", step, " from rank 0 is malformed (magic ",
                h.magic, ", step ", h.step, ")");
     if (h.kind == StepHeader::Exit) return;
-    DSV3_CHECK((h.kind == StepHeader::Forward || h.kind == StepHeader::Mtp) && h.rows > 0 && h.caches > 0,
+    DSV3_CHECK((h.kind == StepHeader::Forward || h.kind == StepHeader::Mtp || h.kind == StepHeader::Copy) &&
+                   h.rows > 0 && h.caches > 0,
                "step record ", step, ": unknown kind ", h.kind);
     buf.resize(payload_bytes(h, dim));
     comm.broadcast(buf.data(), buf.size(), 0);
@@ -171,7 +182,10 @@ void follow(const Transformer& model, Collectives& comm, ThreadPool& pool) {
       DSV3_CHECK(index[size_t(i)] >= 0 && index[size_t(i)] < h.caches, "step record ", step, ": bad cache index");
       slots.push_back({cache_of[size_t(index[size_t(i)])], pos[size_t(i)]});
     }
-    if (h.kind == StepHeader::Forward)
+    if (h.kind == StepHeader::Copy) {
+      DSV3_CHECK(h.rows == 2, "step record ", step, ": a copy names two caches");
+      slots[1].cache->copy_rows(*slots[0].cache, h.start_pos);
+    } else if (h.kind == StepHeader::Forward)
       model.forward_batch(tokens, slots, logit_rows, nullptr, pool, nullptr, nullptr, MLAForm(h.form));
     else
       model.mtp_forward(h.depth, tokens, hidden.data(), h.start_pos, *cache_of[0], nullptr, h.all_logits != 0, pool);

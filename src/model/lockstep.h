@@ -24,7 +24,8 @@ enum class MLAForm;
 // The fixed part of a step record (broadcast first, then a payload whose size it gives).
 struct StepHeader {
   static constexpr uint32_t kMagic = 0x64737633;  // "dsv3"
-  enum Kind : uint32_t { Exit = 0, Forward = 1, Mtp = 2 };
+  // Copy: rows [0, start_pos) of row 0's cache into row 1's (the rows' tokens are unused).
+  enum Kind : uint32_t { Exit = 0, Forward = 1, Mtp = 2, Copy = 3 };
   uint32_t magic = kMagic;
   uint32_t kind = Exit;
   uint64_t step = 0;        // counts records, to catch a follower out of step
@@ -53,6 +54,7 @@ class StepDriver {
                         std::span<const int64_t> logit_rows, MLAForm form);
   void announce_mtp(int64_t depth, std::span<const int32_t> next_tokens, const float* h, int64_t dim,
                     int64_t start_pos, const KVCache& cache, bool all_logits);
+  void announce_copy(const KVCache& src, const KVCache& dst, int64_t n);
   // Marks the end of the announced step's collectives.
   void step_done() { in_step_ = false; }
   // Tells the followers to exit (idempotent).

@@ -27,6 +27,12 @@ KVCache Transformer::make_cache(int64_t max_seq, DType dtype) const {
   return cache;
 }
 
+void Transformer::copy_cache_rows(const KVCache& src, KVCache& dst, int64_t n) const {
+  if (driver_) driver_->announce_copy(src, dst, n);
+  dst.copy_rows(src, n);
+  if (driver_) driver_->step_done();
+}
+
 void Transformer::release_followers() {
   if (driver_) driver_->finish();
 }

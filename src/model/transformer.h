@@ -42,6 +42,9 @@ class Transformer {
   // A cache sized for `max_seq` positions of the main layers and the MTP modules (if loaded).
   // On rank 0 of several, the followers mirror it.
   KVCache make_cache(int64_t max_seq, DType dtype = kDefaultCacheDType) const;
+  // dst's rows [0, n) become src's (KVCache::copy_rows); on rank 0 of several, the followers
+  // copy between their mirrors too.
+  void copy_cache_rows(const KVCache& src, KVCache& dst, int64_t n) const;
 
   // Runs tokens at positions [start_pos, start_pos + n), appending to `cache`. Writes logits
   // [n, vocab] (all_logits) or [1, vocab] for the last token only. Positions before start_pos

@@ -41,6 +41,7 @@ struct Server::Impl {
   httplib::Server http;
   std::atomic<bool> stopping{false};
   std::atomic<int> in_flight{0};  // streamed response bodies still being written
+  std::atomic<uint64_t> next_group{1};  // GenRequest::group of the next n > 1 request
   std::once_flag stop_once;
   const int64_t started = std::chrono::duration_cast<std::chrono::seconds>(
                               std::chrono::system_clock::now().time_since_epoch()).count();
@@ -61,15 +62,25 @@ void Server::Impl::completion(const httplib::Request& req, httplib::Response& re
   try {
     if (stopping.load()) throw ApiError(503, "the server is shutting down", "server_error", {}, "server_shutdown");
     const CompletionTask task = chat ? parse_chat_request(req.body, tctx) : parse_completion_request(req.body, tctx);
-    std::shared_ptr<Job> job;
+    // n > 1: one job per choice, seeds seed, seed + 1, ... (independent samples, reproducible
+    // with a seed); all are queued or none.
+    std::vector<std::shared_ptr<Job>> jobs;
+    const uint64_t group = task.n > 1 ? next_group.fetch_add(1) : 0;  // they share the prompt's rows
     try {
-      job = sched.submit(task.gen);
+      for (int i = 0; i < task.n; ++i) {
+        GenRequest g = task.gen;
+        g.sampling.seed += uint64_t(i);
+        g.group = group;
+        jobs.push_back(sched.submit(std::move(g)));
+      }
     } catch (const QueueFull& e) {
+      for (auto& j : jobs) j->cancel();
       throw ApiError(429, e.what(), "rate_limit_error", {}, "rate_limit_exceeded");
     } catch (const ShuttingDown& e) {
+      for (auto& j : jobs) j->cancel();
       throw ApiError(503, e.what(), "server_error", {}, "server_shutdown");
     }
-    relay_job(std::move(job), task, new_response_meta(chat, opt.model_name), metrics, arrived, in_flight, res);
+    relay_jobs(std::move(jobs), task, new_response_meta(chat, opt.model_name), metrics, arrived, in_flight, res);
   } catch (const ApiError& e) {
     if (e.status == 429 || e.status == 503) res.set_header("Retry-After", "1");
     send_error(res, e);

@@ -87,8 +87,7 @@ void parse_common(const json& j, CompletionTask& t, int64_t vocab) {
     s.seed = uint64_t(*seed);
   else
     s.seed = std::random_device{}();
-  if (integer(j, "n", 1, 1 << 20).value_or(1) != 1)
-    throw bad("Only n = 1 is supported.", "n", "invalid_value");
+  t.n = int(integer(j, "n", 1, kMaxChoices).value_or(1));
   if (const json* st = opt(j, "stop")) {
     if (st->is_string()) {
       t.gen.stop.push_back(st->get<std::string>());
@@ -469,26 +468,32 @@ json usage_json(int64_t prompt_tokens, int64_t completion_tokens, int64_t cached
 
 static json reason_or_null(const std::string& r) { return r.empty() ? json(nullptr) : json(r); }
 
-json completion_response(const ResponseMeta& m, const std::string& content, const std::optional<std::string>& reasoning,
-                         const std::string& finish_reason, const json& usage, const json& tool_calls) {
-  json choice;
-  if (m.chat) {
-    json msg = {{"role", "assistant"},
-                {"content", content.empty() && !tool_calls.empty() ? json(nullptr) : json(content)}};
-    if (reasoning) msg["reasoning_content"] = *reasoning;
-    if (!tool_calls.empty()) msg["tool_calls"] = tool_calls;
-    msg["refusal"] = nullptr;
-    choice = {{"index", 0}, {"message", msg}, {"logprobs", nullptr}, {"finish_reason", reason_or_null(finish_reason)}};
-  } else {
-    choice = {{"index", 0}, {"text", content}, {"logprobs", nullptr}, {"finish_reason", reason_or_null(finish_reason)}};
-  }
-  return {{"id", m.id},          {"object", m.chat ? "chat.completion" : "text_completion"},
-          {"created", m.created}, {"model", m.model},
-          {"choices", {choice}},  {"usage", usage}};
+json completion_choice(const ResponseMeta& m, int index, const std::string& content,
+                       const std::optional<std::string>& reasoning, const std::string& finish_reason,
+                       const json& tool_calls) {
+  if (!m.chat)
+    return {{"index", index}, {"text", content}, {"logprobs", nullptr}, {"finish_reason", reason_or_null(finish_reason)}};
+  json msg = {{"role", "assistant"}, {"content", content.empty() && !tool_calls.empty() ? json(nullptr) : json(content)}};
+  if (reasoning) msg["reasoning_content"] = *reasoning;
+  if (!tool_calls.empty()) msg["tool_calls"] = tool_calls;
+  msg["refusal"] = nullptr;
+  return {{"index", index}, {"message", msg}, {"logprobs", nullptr}, {"finish_reason", reason_or_null(finish_reason)}};
 }
 
-json completion_chunk(const ResponseMeta& m, const json& delta, const std::string& finish_reason, bool include_usage) {
-  json choice = m.chat ? json{{"index", 0}, {"delta", delta}} : json{{"index", 0}, {"text", delta.value("text", "")}};
+json completion_response(const ResponseMeta& m, const std::string& content, const std::optional<std::string>& reasoning,
+                         const std::string& finish_reason, const json& usage, const json& tool_calls) {
+  return {{"id", m.id},
+          {"object", m.chat ? "chat.completion" : "text_completion"},
+          {"created", m.created},
+          {"model", m.model},
+          {"choices", {completion_choice(m, 0, content, reasoning, finish_reason, tool_calls)}},
+          {"usage", usage}};
+}
+
+json completion_chunk(const ResponseMeta& m, const json& delta, const std::string& finish_reason, bool include_usage,
+                      int index) {
+  json choice =
+      m.chat ? json{{"index", index}, {"delta", delta}} : json{{"index", index}, {"text", delta.value("text", "")}};
   choice["logprobs"] = nullptr;
   choice["finish_reason"] = reason_or_null(finish_reason);
   json c = {{"id", m.id},

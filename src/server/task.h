@@ -36,6 +36,9 @@ struct TaskContext {
   int64_t ctx_size;
 };
 
+// Most choices one request may ask for (`n`), as OpenAI's limit.
+inline constexpr int kMaxChoices = 128;
+
 // OpenAI's tool_choice.
 enum class ToolChoice { kNone, kAuto, kRequired, kFunction };
 
@@ -57,6 +60,7 @@ struct CompletionTask {
   bool stream = false;
   bool include_usage = false;        // stream_options.include_usage
   bool starts_in_reasoning = false;  // the prompt opened "<think>" (R1 template)
+  int n = 1;                         // choices: independent samples of the same prompt
   ToolTask tools;
   GenRequest gen;
 };
@@ -94,9 +98,15 @@ json logprobs_json(bool chat, const std::vector<LogprobEntry>& entries, int64_t&
 // (chat), when not empty, is message.tool_calls, and an empty content is then null.
 json completion_response(const ResponseMeta& m, const std::string& content, const std::optional<std::string>& reasoning,
                          const std::string& finish_reason, const json& usage, const json& tool_calls = json::array());
-// One stream chunk. Chat: `delta` is the delta object; completions: {"text": ...}. An empty
-// finish_reason is written as null. With include_usage, "usage": null is added.
-json completion_chunk(const ResponseMeta& m, const json& delta, const std::string& finish_reason, bool include_usage);
+// Choice `index` of a non-streaming answer (completion_response's one choice is index 0).
+json completion_choice(const ResponseMeta& m, int index, const std::string& content,
+                       const std::optional<std::string>& reasoning, const std::string& finish_reason,
+                       const json& tool_calls = json::array());
+// One stream chunk of choice `index`. Chat: `delta` is the delta object; completions:
+// {"text": ...}. An empty finish_reason is written as null. With include_usage, "usage": null
+// is added.
+json completion_chunk(const ResponseMeta& m, const json& delta, const std::string& finish_reason, bool include_usage,
+                      int index = 0);
 // The last chunk of a stream with include_usage: no choices, the usage.
 json usage_chunk(const ResponseMeta& m, const json& usage);
 

@@ -2,6 +2,7 @@
 // through HTTP), the bounded queue (429), and a client that hangs up freeing its slot.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 
 #include "engine/generate.h"
@@ -135,6 +136,42 @@ TEST(Scheduler, PrefixCacheReusesAConversationsRowsWithIdenticalOutput) {
   while (!j4->take(std::chrono::milliseconds(100)).done) {
   }
   EXPECT_EQ(j4->cached_tokens(), int64_t(next.prompt.size()) - 1);
+}
+
+TEST(Scheduler, SamplesOfOnePromptCopyTheirSiblingsRows) {
+  // n > 1: three samples of a prompt that takes several prefill chunks. One prefills it, the
+  // others wait and copy its rows; each answer equals the same seed's answer prefilled alone.
+  const LoadedChatModel& m = tiny_model();
+  SchedulerOptions o;
+  o.max_batch = 3;
+  o.ctx_size = 256;
+  o.prefill_chunk = 6;
+  Scheduler warm(*m.loaded.model, m.tokenizer, o);
+  o.prefix_cache = false;
+  Scheduler cold(*m.loaded.model, m.tokenizer, o);
+  std::vector<GenRequest> reqs;
+  for (uint64_t seed = 0; seed < 3; ++seed) {
+    GenRequest r;
+    r.prompt = test_prompts(m.tokenizer)[3];
+    r.max_tokens = 8;
+    r.stop_at_eos = false;
+    r.sampling.temperature = 1.0f;
+    r.sampling.seed = seed;
+    r.group = 7;
+    reqs.push_back(r);
+  }
+  std::vector<std::shared_ptr<Job>> jobs;
+  for (const GenRequest& r : reqs) jobs.push_back(warm.submit(r));
+  std::vector<int64_t> cached;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    std::string text;
+    for (JobOutput out; !out.done;) text += (out = jobs[i]->take(std::chrono::milliseconds(100))).text;
+    EXPECT_EQ(text, run_all(cold, {reqs[i]})[0]) << "seed " << i;
+    cached.push_back(jobs[i]->cached_tokens());
+  }
+  std::sort(cached.begin(), cached.end());
+  const int64_t rows = int64_t(reqs[0].prompt.size()) - 1;
+  EXPECT_EQ(cached, (std::vector<int64_t>{0, rows, rows}));
 }
 
 TEST(Scheduler, SpeculativeBatchEqualsPlainGreedy) {
@@ -297,6 +334,83 @@ TEST(ServerBatching, LongNonStreamingAnswersAndClientsThatGiveUp) {
   EXPECT_FALSE(c.Post("/v1/chat/completions", chat_body("long", 4000).dump(), "application/json"));
   ASSERT_TRUE(wait_for([&] { return sched.running() == 0; }, 30));
   EXPECT_LT(sched.steps() - steps, 3999);
+}
+
+}  // namespace
+}  // namespace dsv3::test
+
+namespace dsv3::test {
+namespace {
+
+// n > 1: independent samples of one prompt, choices indexed 0..n-1 (streamed chunks carry their
+// choice's index), usage counting the prompt once and every choice's tokens, reproducible with
+// a seed; the streamed choices equal the whole ones.
+TEST(ServerChoices, NSamplesIndexedStreamedAndCounted) {
+  TestServer s(small_options(4, 512));
+  json b = chat_body("Tell me a story.", 6);
+  b["temperature"] = 1;
+  b["seed"] = 11;
+  b["n"] = 3;
+  const HttpResult r = post(s, "/v1/chat/completions", b.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json j = json::parse(r.body);
+  ASSERT_EQ(j["choices"].size(), 3u);
+  std::vector<std::string> texts;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(j["choices"][i]["index"], i);
+    EXPECT_EQ(j["choices"][i]["finish_reason"], "length");
+    texts.push_back(j["choices"][i]["message"]["content"].get<std::string>());
+  }
+  EXPECT_TRUE(texts[0] != texts[1] || texts[1] != texts[2]) << r.body;  // independent samples
+  json single = b;
+  single.erase("n");
+  const json one = json::parse(post(s, "/v1/chat/completions", single.dump()).body);
+  EXPECT_EQ(j["usage"]["prompt_tokens"], one["usage"]["prompt_tokens"]);
+  EXPECT_EQ(j["usage"]["completion_tokens"], 3 * 6);
+  EXPECT_EQ(j["usage"]["total_tokens"], j["usage"]["prompt_tokens"].get<int>() + 18);
+  EXPECT_EQ(json::parse(post(s, "/v1/chat/completions", b.dump()).body)["choices"], j["choices"]);  // the seed
+
+  b["stream"] = true;
+  b["stream_options"] = {{"include_usage", true}};
+  const HttpResult st = post(s, "/v1/chat/completions", b.dump());
+  ASSERT_EQ(st.status, 200) << st.body;
+  std::vector<std::string> streamed(3);
+  std::vector<int> roles(3, 0), finishes(3, 0);
+  json usage;
+  for (const std::string& d : sse_data(st.body)) {
+    if (d == "[DONE]") continue;
+    const json c = json::parse(d);
+    if (c["choices"].empty()) {
+      usage = c["usage"];
+      continue;
+    }
+    ASSERT_EQ(c["choices"].size(), 1u) << d;
+    const int i = c["choices"][0]["index"].get<int>();
+    ASSERT_TRUE(i >= 0 && i < 3) << d;
+    const json& delta = c["choices"][0]["delta"];
+    roles[size_t(i)] += delta.contains("role");
+    streamed[size_t(i)] += delta.value("content", "");
+    if (c["choices"][0]["finish_reason"].is_string()) {
+      EXPECT_EQ(finishes[size_t(i)], 0) << "choice " << i << " finished twice";
+      finishes[size_t(i)]++;
+    }
+  }
+  EXPECT_EQ(streamed, texts);
+  EXPECT_EQ(roles, std::vector<int>(3, 1));
+  EXPECT_EQ(finishes, std::vector<int>(3, 1));
+  EXPECT_EQ(usage["completion_tokens"], 18);
+
+  // Greedy choices are all the same answer; completions take n too.
+  json g = chat_body("Tell me a story.", 5);
+  g["n"] = 2;
+  const json gj = json::parse(post(s, "/v1/chat/completions", g.dump()).body);
+  ASSERT_EQ(gj["choices"].size(), 2u);
+  EXPECT_EQ(gj["choices"][0]["message"], gj["choices"][1]["message"]);
+  const json cj = json::parse(post(s, "/v1/completions", json{{"prompt", "Once"}, {"max_tokens", 3}, {"n", 2},
+                                                               {"ignore_eos", true}, {"seed", 1}}.dump()).body);
+  ASSERT_EQ(cj["choices"].size(), 2u);
+  EXPECT_EQ(cj["choices"][1]["index"], 1);
+  EXPECT_EQ(cj["usage"]["completion_tokens"], 6);
 }
 
 }  // namespace

@@ -2,7 +2,8 @@
 // schedules, rank 1 follows its step records), driven by the official OpenAI Node SDK: several
 // concurrent streaming greedy requests, more than the server's slots and of different lengths
 // (so requests join and leave a running batch, and prompts are prefilled in chunks between decode
-// steps), give the same text as the same requests to one process. The model is the trained
+// steps), give the same text as the same requests to one process; so do the two choices of an
+// n = 2 request, which share the prompt's rows by a cache copy. The model is the trained
 // models/dsv3-kjv with the float32 kernels and an F32 latent cache: its logits move by ~5e-6
 // between rank counts (tests/mpi: MpiInference.TrainedKjvSameAnswerOnOneTwoAndThreeRanks), far
 // below the top-2 gaps of greedy text; the default BF16 kernels can flip a near-tie (docs/distributed.md).
@@ -51,9 +52,15 @@ async function answers(server) {
     assert.equal(usage?.completion_tokens, maxTokens, `prompt ${i}`);
     return text;
   }));
+  // n = 2 on a prompt of several prefill chunks: one choice prefills, the other copies its rows
+  // (under mpirun a copy record, which rank 1 must repeat on its mirrors or its attention reads
+  // garbage).
+  const multi = await client.completions.create({ model: "kjv", prompt: prompts[3], max_tokens: 12, temperature: 0,
+                                                  ignore_eos: true, n: 2 });
+  const choices = multi.choices.map((c) => c.text);
   const metrics = await (await fetch(`${server.url}/metrics`)).text();
   const counter = (name) => Number(new RegExp(`^${name} (\\d+)$`, "m").exec(metrics)?.[1]);
-  return { texts, tokens: counter("dsv3_generation_tokens_total"), steps: counter("dsv3_decode_steps_total") };
+  return { texts, choices, tokens: counter("dsv3_generation_tokens_total"), steps: counter("dsv3_decode_steps_total") };
 }
 
 test("six concurrent streams on 3 slots: mpirun -np 2 gives one process's text", async () => {
@@ -78,6 +85,9 @@ test("six concurrent streams on 3 slots: mpirun -np 2 gives one process's text",
     assert.ok(alone.texts[i].length > 0, `prompt ${i}: empty answer`);
     assert.equal(split.texts[i], alone.texts[i], `prompt ${i}: np 2 and one process differ`);
   }
+  assert.equal(alone.choices.length, 2);
+  assert.equal(alone.choices[0], alone.choices[1], "greedy choices differ");
+  assert.deepEqual(split.choices, alone.choices, "n = 2: np 2 and one process differ");
   // The requests were batched: fewer decode steps than tokens, on both servers.
   assert.ok(split.steps < split.tokens, `np 2: ${split.steps} decode steps for ${split.tokens} tokens`);
   assert.ok(alone.steps < alone.tokens, `one process: ${alone.steps} decode steps for ${alone.tokens} tokens`);

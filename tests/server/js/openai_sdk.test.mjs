@@ -159,7 +159,7 @@ describe("errors", () => {
     ["empty messages", { messages: [] }, "messages"],
     ["unknown role", { messages: [{ role: "wizard", content: "hi" }] }, "messages[0].role"],
     ["max_tokens 0", { messages, max_tokens: 0 }, "max_tokens"],
-    ["n 2", { messages, n: 2 }, "n"],
+    ["n 0", { messages, n: 0 }, "n"],
     ["malformed tool", { messages, tools: [{ type: "function", function: { name: "bad name!", parameters: {} } }] }, "tools"],
     ["tool_choice without tools", { messages, tool_choice: "required" }, "tool_choice"],
   ]) {
