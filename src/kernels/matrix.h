@@ -19,6 +19,10 @@ struct Matrix {
   int64_t scale_cols = 0;
   int64_t row0 = 0;
   int64_t block_rows = 128, block_cols = 128;
+  // BF16 and FP8 weights: multiply float32 activations even on a variant that rounds them to BF16
+  // (avx512bf16). Set on a view by the code that knows an op's accuracy needs (docs/kernels.md,
+  // "Where activations stay float32"); the float32 variants ignore it.
+  bool f32_activations = false;
 
   bool quantized() const { return scale != nullptr; }
   // Bytes per row: cols elements, or cols / block values blocks of a ggml block format (cols

@@ -135,7 +135,9 @@ void attend_absorbed(const ModelConfig& c, const MLAWeights& w, int64_t layer, c
     }
   });
   // Merge the chunks of each (token, head) in order (into the slot of its chunk 0), then apply
-  // W_uv[h] head by head to all tokens of a block in one product.
+  // W_uv[h] head by head to all tokens of a block in one product, to o as float32: the expanded
+  // form never rounds o (it sums p_s (W_uv c_kv[s]) in float32), and rounding it to BF16 on a
+  // BF16-activation variant was most of the decode path's extra error (docs/kernels.md).
   pool.parallel_for(n * n_heads, [&](int64_t begin, int64_t end) {
     std::vector<float> o(static_cast<size_t>(rank));
     for (int64_t th = begin; th < end; ++th) {
@@ -157,7 +159,11 @@ void attend_absorbed(const ModelConfig& c, const MLAWeights& w, int64_t layer, c
   per_head_blocks(
       n, n_heads, rank, dv, [&](int64_t t, int64_t h) { return &part_o[size_t(part(t, h, 0) * rank)]; },
       [&](int64_t t, int64_t h) { return &heads_out[size_t((t * n_heads + h) * dv)]; },
-      [&](int64_t h, const float* x, float* y, int64_t nb) { kernels::linear(w_uv(c, w, h), x, y, nb); },
+      [&](int64_t h, const float* x, float* y, int64_t nb) {
+        Matrix uv = w_uv(c, w, h);
+        uv.f32_activations = true;
+        kernels::linear(uv, x, y, nb);
+      },
       pool);
 }
 

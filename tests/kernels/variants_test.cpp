@@ -593,6 +593,28 @@ TEST_F(Bf16Dot, MatchesItsScalarTwinBitwise) {
     }
 }
 
+// A view marked f32_activations is multiplied as the float32 variant multiplies it (the same
+// bits, one-token tiles and GEMM, any thread count), and its twin is the float32 reference.
+TEST_F(Bf16Dot, F32ActivationViewsTakeTheFloat32Kernels) {
+  const Variant* f32 = &find_variant(kFloat32Kernels, "test");
+  for (DType d : {DType::BF16, DType::F8_E4M3})
+    for (const Shape& s : {Shape{5, 33}, Shape{129, 127}, Shape{40, 300}}) {
+      Weight w = make_weight(d, s.rows, s.cols, uint32_t(s.rows * 5 + s.cols));
+      w.m.f32_activations = true;
+      for (int64_t n : {1, 4, 37}) {
+        const auto x = random_vec(n * s.cols, uint32_t(n + s.cols));
+        const auto y_f32 = run_linear(*f32, w.m, x, n);
+        EXPECT_EQ(run_linear(*v_, w.m, x, n), y_f32) << dtype_name(d) << " " << s.rows << "x" << s.cols << " n " << n;
+        for (int threads : {1, 2, 3})
+          EXPECT_EQ(run_linear_with(*v_, w.m, x, n, threads), y_f32) << dtype_name(d) << " n " << n << " threads " << threads;
+        EXPECT_EQ(run_linear(scalar::bf16dot_variant(), w.m, x, n), run_linear(scalar::variant(), w.m, x, n));
+        Matrix plain = w.m;
+        plain.f32_activations = false;  // without the mark: BF16 activations, other bits
+        EXPECT_NE(run_linear(*v_, plain, x, n), y_f32) << dtype_name(d) << " n " << n;
+      }
+    }
+}
+
 // Every FP8 code's exact value reaches the products, subnormals included (a decode that
 // shifted them into BF16 subnormals would see them read as zero by VDPBF16PS).
 TEST_F(Bf16Dot, EveryFp8CodeIncludingSubnormals) {

@@ -32,14 +32,6 @@ const char* kText =
     "routed experts plus one shared expert. Multi-head latent attention caches 576 values per token and "
     "layer instead of 32768. Caf\xc3\xa9, na\xc3\xafve, \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e, 3.14159.\n";
 
-// Revelation 17:6-10 (King James Version, public domain): text like the embedded trained model's.
-const char* kKjvText =
-    "And I saw the woman drunken with the blood of the saints, and with the blood of the martyrs of Jesus: and when I saw her, I wondered with great admiration.\n"
-    "And the angel said unto me, Wherefore didst thou marvel? I will tell thee the mystery of the woman, and of the beast that carrieth her, which hath the seven heads and ten horns.\n"
-    "The beast that thou sawest was, and is not; and shall ascend out of the bottomless pit, and go into perdition: and they that dwell on the earth shall wonder, whose names were not written in the book of life from the foundation of the world, when they behold the beast that was, and is not, and yet is.\n"
-    "And here is the mind which hath wisdom. The seven heads are seven mountains, on which the woman sitteth.\n"
-    "And there are seven kings: five are fallen, and one is, and the other is not yet come; and when he cometh, he must continue a short space.\n";
-
 class PerplexityCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -172,22 +164,28 @@ TEST_F(PerplexityCli, Bf16ActivationsStayCloseToTheReference) {
     EXPECT_GE(j["top1_agreement"].get<double>(), 0.95) << extra;
     EXPECT_NEAR(j["ppl"].get<double>(), j["ppl_reference"].get<double>(), 1e-2 * j["ppl_reference"].get<double>());
   }
-  // A trained model's router has wider margins than the random ones: on the embedded KJV model,
-  // with the default BF16 cache too (the defaults), mean KL is within the float32 target's 1e-3
-  // (measured 1.2e-4 prefill, 1.0e-4 decode path with an F32 cache, one flip in 241 at a 0.006
-  // margin), and top-1 flips only at near-ties. docs/kernels.md has the owner's 2e-4 bar
-  // measured on a 20,000-byte text.
-  const fs::path kjv = *root_ / "kjv.txt";
-  std::ofstream(kjv) << kKjvText;
-  const std::string model = (fs::path(DSV3_TESTDATA_DIR).parent_path() / "models" / "dsv3-kjv").string();
+}
+
+// The owner's bar for the default numerics (issue 20): on the trained models/dsv3-kjv over a real
+// text, mean KL(reference || defaults) <= 2e-4 and top-1 agreement >= 99%, in the prefill path
+// (whole windows, expanded MLA) and the decode path (--ubatch 1, absorbed MLA). The defaults are
+// whatever this CPU gets (avx512bf16 and the BF16 latent cache on AVX-512 BF16 CPUs, float32
+// kernels elsewhere). The text is Revelation 20:9-22:21 (7,880 bytes, 2,169 targets, ctx 256);
+// measured on an AMD EPYC (Zen 5) with avx512bf16: 1.5e-4 / 0.9959 (prefill) and 1.6e-4 /
+// 0.9959 (decode). docs/kernels.md has the 20,000- and 100,000-byte figures. Mean KL over a few
+// thousand positions is dominated by its few largest terms (expert choices that flip at
+// near-ties), so this is a check that the defaults stay at the bar, not a measure of margin.
+TEST_F(PerplexityCli, DefaultsMeetTheOwnersBarOnTheTrainedModel) {
+  const std::string root = fs::path(DSV3_TESTDATA_DIR).parent_path().string();
+  const std::string args = "--model " + root + "/models/dsv3-kjv --text " + std::string(DSV3_TESTDATA_DIR) +
+                           "/text/kjv-revelation-20-22.txt --ctx 256 -t 2 --compare-reference";
   for (const std::string extra : {"", " --ubatch 1"}) {
-    const json j = run_json("--kernels avx512bf16 --model " + model + " --text " + kjv.string() +
-                            " --ctx 256 -t 2 --compare-reference" + extra);
+    const json j = run_json(args + extra);
     ASSERT_TRUE(j.contains("kl_mean")) << j.dump();
-    print_figures(j, "models/dsv3-kjv, avx512bf16" + extra);
-    EXPECT_LE(j["kl_mean"].get<double>(), 1e-3) << extra;
+    print_figures(j, "models/dsv3-kjv, the defaults" + extra);
+    EXPECT_EQ(j["tokens_scored"].get<int64_t>(), 2169);
+    EXPECT_LE(j["kl_mean"].get<double>(), 2e-4) << extra;
     EXPECT_GE(j["top1_agreement"].get<double>(), 0.99) << extra;
-    EXPECT_LE(j["top1_flip_margin_max"].get<double>(), 0.1) << extra;
   }
 }
 

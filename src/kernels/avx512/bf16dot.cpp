@@ -3,8 +3,8 @@
 // instruction where an FMA does 16, on activations rounded to BF16. DeepSeek's own inference
 // code runs its linears on BF16 activations too (model.py's default gemm_impl dequantizes FP8
 // weights to BF16 and multiplies in BF16); llama.cpp does the same on CPUs with this
-// instruction. F32 and F16 weights, attention over the cache and every elementwise op keep the
-// avx512 variant's float32 code.
+// instruction. F32 and F16 weights, views marked Matrix::f32_activations, the transposed products
+// and every elementwise op keep the avx512 variant's float32 code.
 //
 // What is computed is written down as plain loops in scalar/bf16dot.cpp (the twin this code
 // matches bit for bit); in short: x' = bf16(x * block scale), lane l of a 32-column vector v
@@ -95,6 +95,12 @@ inline void load_step(const Fp8Decoder& dec, const uint8_t* row, int64_t c, int 
 
 // Whether the vector code computes `w` (else the scalar twin does): BF16, or FP8 whose scales
 // keep x * scale finite for any activation a model produces (|scale| < 2^64).
+// Whether this variant multiplies `w` with BF16 activations: BF16 and FP8 weights, unless the view
+// asks for float32 ones (Matrix::f32_activations); everything else is the avx512 variant's.
+bool is_bf16_path(const Matrix& w) {
+  return (w.dtype == DType::BF16 || w.dtype == DType::F8_E4M3) && !w.f32_activations;
+}
+
 bool bf16_supported(const Matrix& w) {
   return w.dtype == DType::BF16 || (w.dtype == DType::F8_E4M3 && simd::fp8_scales_below(w, 0x1p64f));
 }
@@ -179,7 +185,7 @@ void linear_rows_typed(const Matrix& w, const float* x, float* y, int64_t n, int
 }
 
 void linear_rows(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1, float* scratch) {
-  if (w.dtype != DType::BF16 && w.dtype != DType::F8_E4M3) return variant().linear_rows(w, x, y, n, r0, r1, scratch);
+  if (!is_bf16_path(w)) return variant().linear_rows(w, x, y, n, r0, r1, scratch);
   if (!bf16_supported(w)) return scalar::linear_rows_bf16dot(w, x, y, n, r0, r1, scratch);
   if (w.dtype == DType::BF16) return linear_rows_typed<DType::BF16>(w, x, y, n, r0, r1);
   return linear_rows_typed<DType::F8_E4M3>(w, x, y, n, r0, r1);
@@ -209,10 +215,9 @@ int64_t vecs(const Matrix& w) { return ceil_div(w.cols, kVecCols); }
 
 bool gemm_supports(const Matrix& w) {
   if (w.cols == 0) return false;
-  if (w.dtype == DType::F32 || w.dtype == DType::F16 || dtype_is_block(w.dtype)) return variant().gemm->supports(w);
+  if (!is_bf16_path(w)) return variant().gemm->supports(w);
   return bf16_supported(w);
 }
-bool is_bf16_path(const Matrix& w) { return w.dtype == DType::BF16 || w.dtype == DType::F8_E4M3; }
 
 int64_t gemm_packed_x_floats(const Matrix& w, int64_t n) {
   if (!is_bf16_path(w)) return variant().gemm->packed_x_floats(w, n);
@@ -390,11 +395,9 @@ void gemm_rows_typed(const Matrix& w, const float* xp, float* y, int64_t t0, int
 
 void gemm_rows(const Matrix& w, const float* xp, float* y, int64_t t0, int64_t t1, int64_t r0, int64_t r1,
                float* scratch) {
-  switch (w.dtype) {
-    case DType::BF16: return gemm_rows_typed<DType::BF16>(w, xp, y, t0, t1, r0, r1, scratch);
-    case DType::F8_E4M3: return gemm_rows_typed<DType::F8_E4M3>(w, xp, y, t0, t1, r0, r1, scratch);
-    default: return variant().gemm->rows(w, xp, y, t0, t1, r0, r1, scratch);  // F32, F16, ggml block formats
-  }
+  if (!is_bf16_path(w)) return variant().gemm->rows(w, xp, y, t0, t1, r0, r1, scratch);  // F32, F16, ggml blocks
+  if (w.dtype == DType::BF16) return gemm_rows_typed<DType::BF16>(w, xp, y, t0, t1, r0, r1, scratch);
+  gemm_rows_typed<DType::F8_E4M3>(w, xp, y, t0, t1, r0, r1, scratch);
 }
 
 static_assert(NT == V::kGemmTokens && G == V::kGemmRowRegs * V::kLanes, "one token and row tile for both GEMMs");

@@ -16,6 +16,7 @@
 //           significant bits), each sum rounded to float32, subnormal sums flushed to zero;
 //   y     = the 16 lanes summed by the AVX-512 reduce_add tree (lane i + lane i + 8, then + 4,
 //           + 2, + 1).
+// Views marked f32_activations (and every other dtype) take the float32 reference instead.
 // Columns past the row's end count as zero pairs. Products that underflow float32 (|w x'| below
 // 2^-126, far below any activation the model produces) may differ in the sign of a zero.
 #include <cmath>
@@ -63,7 +64,8 @@ float lane_tree(float (&lane)[kLanes]) {
 
 void linear_rows_bf16dot(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1,
                          float* scratch) {
-  if (w.dtype != DType::BF16 && w.dtype != DType::F8_E4M3) return linear_rows(w, x, y, n, r0, r1, scratch);
+  if ((w.dtype != DType::BF16 && w.dtype != DType::F8_E4M3) || w.f32_activations)
+    return linear_rows(w, x, y, n, r0, r1, scratch);
   const int64_t cols = w.cols, vecs = (cols + 2 * kLanes - 1) / (2 * kLanes);
   for (int64_t r = r0; r < r1; ++r)
     for (int64_t t = 0; t < n; ++t) {
