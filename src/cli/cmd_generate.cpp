@@ -129,7 +129,10 @@ Run add_generate(CLI::App& app) {
   add_kv_cache_option(cmd, o->kv_cache);
   add_load_options(cmd, o->load);
   add_threads_option(cmd, o->threads);
-  return [o] { return run(*o); };
+  return [o] {
+    o->kv_cache = resolve_kv_cache(o->kv_cache, o->model);
+    return run(*o);
+  };
 }
 
 }  // namespace dsv3::cli

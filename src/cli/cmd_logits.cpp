@@ -28,6 +28,7 @@ Run add_logits(CLI::App& app) {
   add_threads_option(cmd, o->threads);
   add_kv_cache_option(cmd, o->kv_cache);
   return [o] {
+    o->kv_cache = resolve_kv_cache(o->kv_cache, o->model);
     const auto ids = parse_ids(o->ids, "--ids");
     LoadedModel m = load_model_on_all_ranks(o->model, true, o->load);
     ThreadPool pool(o->threads);

@@ -344,7 +344,10 @@ Run add_perplexity(CLI::App& app) {
                 "report KL(reference || fast) and top-1 agreement");
   cmd->add_flag("--json", o->json, "Print one JSON object (ppl, bits_per_byte, kl_mean, kl_max, top1_agreement, ...)");
   cmd->add_flag("--reference-worker", o->reference_worker, "internal: the reference process")->group("");
-  return [o] { return run_perplexity(*o); };
+  return [o] {
+    o->kv_cache = resolve_kv_cache(o->kv_cache, o->model);
+    return run_perplexity(*o);
+  };
 }
 
 }  // namespace dsv3::cli

@@ -114,7 +114,10 @@ Run add_serve(CLI::App& app) {
                   "each sequence verifies its own drafts inside the batched step");
   add_load_options(cmd, o->load);
   add_threads_option(cmd, so.threads);
-  return [o] { return run(*o); };
+  return [o] {
+    o->kv_cache = resolve_kv_cache(o->kv_cache, o->model);
+    return run(*o);
+  };
 }
 
 }  // namespace dsv3::cli

@@ -62,15 +62,29 @@ void add_load_options(CLI::App* cmd, LoadOptions& load) {
 }
 
 void add_kv_cache_option(CLI::App* cmd, std::string& kv_cache) {
-  kv_cache = "bf16";
+  kv_cache = "auto";
   cmd->add_option("--kv-cache", kv_cache,
-                  "Latent KV cache storage: bf16 (as DeepSeek's own cache: half the memory and bandwidth of f32) or "
-                  "f32 (the reference's; on random-weight models bf16 rounding can flip fragile expert routing, see "
-                  "docs/perplexity.md)")
-      ->check(CLI::IsMember({"bf16", "f32"}))->capture_default_str();
+                  "Latent KV cache storage: auto (bf16, or f16 for a GGUF file), bf16 (as DeepSeek's own cache: half "
+                  "the memory and bandwidth of f32), f16 (as llama.cpp's: 3 more significant bits in the same bytes) "
+                  "or f32 (the reference's; on random-weight models 16-bit rounding can flip fragile expert routing, "
+                  "see docs/perplexity.md)")
+      ->check(CLI::IsMember({"auto", "bf16", "f16", "f32"}))->capture_default_str();
 }
 
-DType kv_cache_dtype(const std::string& kv_cache) { return kv_cache == "bf16" ? DType::BF16 : DType::F32; }
+std::string resolve_kv_cache(const std::string& kv_cache, const std::string& model) {
+  if (kv_cache != "auto") return kv_cache;
+  return GgufModel::is_gguf_path(model) ? kv_cache_name(kDefaultGgufCacheDType) : kv_cache_name(kDefaultCacheDType);
+}
+
+std::string kv_cache_name(DType dtype) {
+  DSV3_ASSERT(dtype == DType::BF16 || dtype == DType::F16 || dtype == DType::F32);
+  return dtype == DType::BF16 ? "bf16" : dtype == DType::F16 ? "f16" : "f32";
+}
+
+DType kv_cache_dtype(const std::string& kv_cache) {
+  DSV3_CHECK(kv_cache != "auto", "--kv-cache auto must be resolved for a model first (resolve_kv_cache)");
+  return kv_cache == "bf16" ? DType::BF16 : kv_cache == "f16" ? DType::F16 : DType::F32;
+}
 
 Tokenizer load_tokenizer(const std::string& dir) {
   if (GgufModel::is_gguf_path(dir)) return tokenizer_from_gguf(GgufModel::open(dir).metadata());

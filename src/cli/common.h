@@ -25,8 +25,13 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& o);
 // --no-mmap (read weights into huge-page-backed memory), --mlock and --recache.
 void add_load_options(CLI::App* cmd, LoadOptions& load);
 
-// --kv-cache bf16|f32 (default bf16): the latent cache's storage type.
+// --kv-cache auto|bf16|f16|f32 (default auto): the latent cache's storage type.
 void add_kv_cache_option(CLI::App* cmd, std::string& kv_cache);
+// The name --kv-cache gave, with "auto" resolved for the model at `model` (a folder or a .gguf
+// file): bf16, or f16 for GGUF files (model/kv_cache.h).
+std::string resolve_kv_cache(const std::string& kv_cache, const std::string& model);
+std::string kv_cache_name(DType dtype);
+// The storage type of a resolved name.
 DType kv_cache_dtype(const std::string& kv_cache);
 
 // The tokenizer files of `dir` (tokenizer.json, tokenizer_config.json), or the tokenizer and

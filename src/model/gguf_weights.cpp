@@ -13,6 +13,16 @@ namespace {
 
 bool float_dtype(DType d) { return d == DType::F32 || d == DType::BF16 || d == DType::F16; }
 
+// Activations per GGUF tensor type under the default kernels, chosen by measurement on llama.cpp's
+// kjv files against their exact-dequant logits (issue 18: at most half of llama.cpp's mean KL,
+// top-1 agreement at least its; docs/gguf.md has the figures):
+//   F32, F16      float32 (every variant multiplies these with float32 activations)
+//   BF16          float32: rounded to BF16 (avx512bf16's VDPBF16PS, as llama.cpp does) they cost
+//                 mean KL 3.6e-6, llama.cpp's own distance; float32 ones leave ~1e-13
+//   Q8_0, Q4_0/1, int16 per 256 columns (kernels/simd/qblocks.h) on every variant: ~1.5e-8,
+//   Q5_0/1, K     where llama.cpp's 8-bit activations cost 2.3e-4 (Q8_0) to 3.5e-3 (Q4_K_M)
+bool gguf_f32_activations(DType d) { return d == DType::BF16; }
+
 class GgufBinder {
  public:
   GgufBinder(const GgufModel& g) : g_(g) {}
@@ -39,6 +49,7 @@ class GgufBinder {
     m.cols = t.ne[0];
     m.rows = t.ne.numel() / std::max<int64_t>(1, t.ne[0]);
     m.data = loc.file->data(t);
+    m.f32_activations = gguf_f32_activations(m.dtype);
     return m;
   }
 

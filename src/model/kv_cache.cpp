@@ -10,8 +10,8 @@ namespace dsv3 {
 KVCache::KVCache(const ModelConfig& c, int64_t n_layers, int64_t max_seq, DType dtype)
     : max_seq_(max_seq), kv_rank_(c.kv_lora_rank), rope_dim_(c.qk_rope_head_dim), dtype_(dtype) {
   DSV3_CHECK(max_seq > 0, "context size must be positive, got ", max_seq);
-  DSV3_CHECK(dtype == DType::F32 || dtype == DType::BF16, "KV cache dtype must be F32 or BF16, got ",
-             dtype_name(dtype));
+  DSV3_CHECK(dtype == DType::F32 || dtype == DType::BF16 || dtype == DType::F16,
+             "KV cache dtype must be F32, BF16 or F16, got ", dtype_name(dtype));
   data_.assign(size_t(n_layers), std::vector<uint8_t>(size_t(max_seq * row_size()) * dtype_size(dtype)));
 }
 
@@ -61,15 +61,19 @@ void KVCache::store(int64_t layer, int64_t pos, const float* c_kv, const float* 
     return;
   }
   uint16_t* d = reinterpret_cast<uint16_t*>(dst);
-  for (int64_t i = 0; i < kv_rank_; ++i) d[i] = f32_to_bf16(c_kv[i]);
-  for (int64_t i = 0; i < rope_dim_; ++i) d[kv_rank_ + i] = f32_to_bf16(k_pe[i]);
+  const auto round = [f16 = dtype_ == DType::F16](float v) { return f16 ? f32_to_f16(v) : f32_to_bf16(v); };
+  for (int64_t i = 0; i < kv_rank_; ++i) d[i] = round(c_kv[i]);
+  for (int64_t i = 0; i < rope_dim_; ++i) d[kv_rank_ + i] = round(k_pe[i]);
 }
 
 const float* KVCache::row(int64_t layer, int64_t pos, float* scratch) const {
   const uint8_t* src = &data_[size_t(layer)][size_t(pos * row_size()) * dtype_size(dtype_)];
   if (dtype_ == DType::F32) return reinterpret_cast<const float*>(src);
   const uint16_t* s = reinterpret_cast<const uint16_t*>(src);
-  for (int64_t i = 0; i < row_size(); ++i) scratch[i] = bf16_to_f32(s[i]);
+  if (dtype_ == DType::F16)
+    for (int64_t i = 0; i < row_size(); ++i) scratch[i] = f16_to_f32(s[i]);
+  else
+    for (int64_t i = 0; i < row_size(); ++i) scratch[i] = bf16_to_f32(s[i]);
   return scratch;
 }
 

@@ -2,7 +2,8 @@
 // (kv_lora_rank values) and the rotated decoupled key k_pe (qk_rope_head_dim values), stored
 // together as one row [c_kv | k_pe] as DeepSeek serves V3 (576 values per token and layer
 // instead of n_heads x (192 + 128)). BF16 (the default, as DeepSeek's own cache: 70,272 bytes
-// per token on V3) halves it; F32 is the exact reference.
+// per token on V3) halves it; F16 (GGUF models' default, as llama.cpp's) is as small with 3 more
+// significant bits; F32 is the exact reference.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -14,8 +15,15 @@
 
 namespace dsv3 {
 
-// The cache's storage type unless a caller picks one (--kv-cache f32 picks the reference's).
+// The cache's storage type unless a caller picks one (--kv-cache f32 picks the reference's):
+// BF16 for Hugging Face checkpoints, as DeepSeek's own cache (issue 20's decision).
 inline constexpr DType kDefaultCacheDType = DType::BF16;
+// GGUF files: F16, llama.cpp's default cache type, in the same 2 bytes. Rounding the latent to
+// BF16 alone moves the kjv GGUF files' logits further from their exact-dequant logits than
+// half of llama.cpp's own distance, issue 18's target; F16 moves them ~40x less (docs/gguf.md).
+// F16 holds magnitudes up to 65504: the latent is RMS-normalised, and llama.cpp's F16 cache has
+// held DeepSeek's k_pe since its MLA support.
+inline constexpr DType kDefaultGgufCacheDType = DType::F16;
 
 class KVCache {
  public:

@@ -1,7 +1,7 @@
 // Conformance with llama.cpp's own GGUF files (testdata/gguf/kjv/CASE.md): `dsv3 logits --model
 // FILE.gguf` against the logits of the exactly dequantized weights. With the scalar reference
 // kernels: mean KL below 1e-5 and the same greedy (argmax) token at every position. With the
-// default kernels: at most half of llama.cpp's own KL from the exact logits, and top-1
+// default kernels and cache: at most half of llama.cpp's own KL from the exact logits, and top-1
 // agreement at least llama.cpp's.
 #include <gtest/gtest.h>
 
@@ -55,7 +55,7 @@ Agreement compare(const NpyArray& ref, const NpyArray& x) {
 }
 
 // `dsv3 logits` on the case's prompt, with DSV3_KERNELS=`kernels` (empty: the default) and the
-// latent cache in `kv_cache` (f32 for the reference path; bf16 is the default).
+// latent cache in `kv_cache` (f32 for the reference path; empty: the default, f16 for GGUF files).
 NpyArray dsv3_logits(const std::string& file, const std::string& kernels, const std::string& kv_cache) {
   std::ifstream f(kKjv / "prompt.json");
   const auto prompt = nlohmann::json::parse(f)["prompt_ids"].get<std::vector<int32_t>>();
@@ -65,7 +65,8 @@ NpyArray dsv3_logits(const std::string& file, const std::string& kernels, const 
   const std::string out = tmp.file("logits.npy");
   const std::string env = kernels.empty() ? "" : "DSV3_KERNELS=" + kernels + " ";
   const auto r = test::run_command(env + DSV3_BINARY + std::string(" logits --threads 2 --model ") +
-                                   (kKjv / (file + ".gguf")).string() + " --ids " + ids + " --kv-cache " + kv_cache + " --out " + out);
+                                   (kKjv / (file + ".gguf")).string() + " --ids " + ids +
+                                   (kv_cache.empty() ? "" : " --kv-cache " + kv_cache) + " --out " + out);
   EXPECT_EQ(r.code, 0) << r.err;
   return read_npy_f32(out);
 }
@@ -81,6 +82,24 @@ TEST_P(KjvGguf, ScalarKernelsGiveTheExactDequantLogits) {
   EXPECT_LT(a.mean_kl, 1e-5);
   // Greedy decoding picks the argmax: the same token at every one of the 127 positions.
   EXPECT_EQ(a.first_top1_mismatch, -1);
+}
+
+// Issue 18's target for the defaults (the kernels this CPU gets, the GGUF default F16 latent
+// cache): at most half of llama.cpp's mean KL from the exact-dequant logits, and top-1 agreement
+// at least llama.cpp's. Measured on an AMD EPYC (Zen 5, avx512bf16): BF16 1.0e-6 (llama.cpp
+// 3.7e-6), Q8_0 7.2e-8 (2.3e-4), Q6_K 3.4e-5 (5.6e-4), Q4_K_M 6.4e-8 (3.5e-3), top-1 1.000 for
+// all four (llama.cpp 0.992, 1.000, 1.000, 0.961). The activation precision per tensor type that
+// gets there is the table in model/gguf_weights.cpp.
+TEST_P(KjvGguf, DefaultsAreCloserToTheExactDequantThanLlamaCpp) {
+  const NpyArray exact = read_npy_f32((kKjv / (GetParam() + ".exact_logits.npy")).string());
+  const NpyArray llama = read_npy_f32((kKjv / (GetParam() + ".llama_logits.npy")).string());
+  const NpyArray ours = dsv3_logits(GetParam(), "", "");
+  ASSERT_EQ(ours.shape, exact.shape);
+  const Agreement a = compare(exact, ours), l = compare(exact, llama);
+  std::printf("%s defaults: mean KL %.3g vs exact, top-1 %.4f; llama.cpp %.3g, %.4f\n", GetParam().c_str(), a.mean_kl,
+              a.top1, l.mean_kl, l.top1);
+  EXPECT_LE(a.mean_kl, 0.5 * l.mean_kl);
+  EXPECT_GE(a.top1, l.top1);
 }
 
 // The files whose every tensor type has kernels in this build.

@@ -117,28 +117,34 @@ TEST_P(GoldenTest, DecodeStepLogitsMatchReference) {
   }
 }
 
-TEST_P(GoldenTest, Bf16LatentCacheKeepsGreedyAndStaysClose) {
-  // The BF16 cache rounds c_kv and k_pe to 8 significant bits; arithmetic stays float32. The
-  // golden notes give 0.05 as the logit effect of rounding all weights to bf16; the cache is a
-  // smaller perturbation. Greedy ids must not change (smallest greedy margin: 0.034).
+TEST_P(GoldenTest, Bf16AndF16LatentCachesKeepGreedyAndStayClose) {
+  // The BF16 cache rounds c_kv and k_pe to 8 significant bits, the F16 cache (GGUF files'
+  // default) to 11; arithmetic stays float32. The golden notes give 0.05 as the logit effect of
+  // rounding all weights to bf16; the cache is a smaller perturbation. Greedy ids must not change
+  // (smallest greedy margin: 0.034), and F16 must land closer than BF16.
   const Golden g = read_golden(GetParam());
   LoadedModel m = load_model(g.dir);
   ThreadPool pool(2);
   std::vector<int32_t> want;
   for (auto id : g.expected["greedy"]) want.push_back(id.get<int32_t>());
-  KVCache cache = m.model->make_cache(int64_t(g.prompt.size() + want.size()), DType::BF16);
-  GenerateOptions opt;
-  opt.max_new_tokens = int64_t(want.size());
-  opt.stop_at_eos = false;
-  EXPECT_EQ(generate_greedy(*m.model, g.prompt, cache, opt, pool), want);
-  KVCache c2 = m.model->make_cache(int64_t(g.prompt.size()), DType::BF16);
-  std::vector<float> logits(g.prompt.size() * size_t(m.config.vocab_size));
-  m.model->forward(g.prompt, 0, c2, logits.data(), true, pool);
-  double worst = 0;
-  for (size_t p = 0; p < g.prompt.size(); ++p)
-    worst = std::max(worst, compare_row(&logits[p * size_t(m.config.vocab_size)], g.expected["logits"][p], 1).first);
-  EXPECT_LT(worst, 0.05);
-  std::printf("[ golden %s ] BF16 latent cache: max |logit diff| %.3g\n", GetParam().c_str(), worst);
+  double worst_of[2] = {0, 0};
+  for (int k = 0; k < 2; ++k) {
+    const DType d = k == 0 ? DType::BF16 : DType::F16;
+    KVCache cache = m.model->make_cache(int64_t(g.prompt.size() + want.size()), d);
+    GenerateOptions opt;
+    opt.max_new_tokens = int64_t(want.size());
+    opt.stop_at_eos = false;
+    EXPECT_EQ(generate_greedy(*m.model, g.prompt, cache, opt, pool), want) << dtype_name(d);
+    KVCache c2 = m.model->make_cache(int64_t(g.prompt.size()), d);
+    std::vector<float> logits(g.prompt.size() * size_t(m.config.vocab_size));
+    m.model->forward(g.prompt, 0, c2, logits.data(), true, pool);
+    double& worst = worst_of[k];
+    for (size_t p = 0; p < g.prompt.size(); ++p)
+      worst = std::max(worst, compare_row(&logits[p * size_t(m.config.vocab_size)], g.expected["logits"][p], 1).first);
+    EXPECT_LT(worst, 0.05) << dtype_name(d);
+    std::printf("[ golden %s ] %s latent cache: max |logit diff| %.3g\n", GetParam().c_str(), std::string(dtype_name(d)).c_str(), worst);
+  }
+  EXPECT_LT(worst_of[1], worst_of[0]);
 }
 
 TEST_P(GoldenTest, PrefillRoutingMatchesReference) {
