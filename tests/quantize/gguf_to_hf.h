@@ -1,12 +1,16 @@
 // The tests' way back from a GGUF file dsv3 quantize wrote to the checkpoint it came from: each
 // GGUF tensor's values, dequantized exactly, in HF order, and the checkpoint's own values in
 // the GGUF tensor's order. Built from visit_tensors and the forward name table only, so it
-// checks the writer's layouts (stacking, the kv_b split and transpose) independently.
+// checks the writer's layouts (stacking, the kv_b split and transpose) independently. Also any
+// GGUF file's exact-dequant model as a float32 checkpoint (write_exact_dequant_checkpoint).
 #pragma once
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -14,8 +18,10 @@
 #include "io/checkpoint.h"
 #include "io/config.h"
 #include "io/gguf_tensor_names.h"
+#include "io/safetensors_writer.h"
 #include "model/weights.h"
 #include "tests/io/gguf_read_back.h"
+#include "tests/io/io_test_util.h"
 
 namespace dsv3::testing {
 
@@ -117,6 +123,50 @@ inline std::vector<float> dequantized(const std::string& file_bytes, const ReadB
     ggml::dequantize(dt, data, n / dtype_block_elems(dt), x.data());
   }
   return x;
+}
+
+// The GGUF file at `gguf` dequantized exactly (ggml's dequantizers) into a float32 HF checkpoint
+// folder `out`: every tensor back under its HF name and shape, with the config.json at
+// `config_json` less its quantization_config. The exact-dequant model of a GGUF file.
+inline void write_exact_dequant_checkpoint(const std::string& gguf, const ModelConfig& c,
+                                           const std::string& config_json, const std::filesystem::path& out) {
+  const std::string bytes = read_bytes(gguf);
+  const auto sources = gguf_sources(c, false);
+  std::map<std::string, std::vector<float>> hf;  // HF name -> values
+  std::map<std::string, Shape> shapes;
+  visit_tensors(c, false, nullptr, [&](const TensorSpec& s) {
+    shapes[s.name] = s.shape;
+    hf[s.name].resize(size_t(s.shape.numel()));
+  });
+  for (const auto& t : tensor_section(bytes)) {
+    ASSERT_TRUE(sources.count(t.name)) << t.name;
+    const GgufSource& src = sources.at(t.name);
+    const std::vector<float> x = dequantized(bytes, t);
+    if (src.part == GgufSource::Whole) {
+      size_t at = 0;
+      for (const std::string& name : src.hf) {
+        std::copy_n(x.begin() + at, hf.at(name).size(), hf.at(name).begin());
+        at += hf.at(name).size();
+      }
+      ASSERT_EQ(at, x.size()) << t.name;
+    } else {
+      auto& kv = hf.at(src.hf.at(0));
+      for (size_t i = 0; i < x.size(); ++i) kv[kv_b_index(c, src.part, i)] = x[i];
+    }
+  }
+  std::filesystem::create_directories(out);
+  SafetensorsWriter w;
+  std::vector<std::string> names;
+  for (const auto& [name, values] : hf) {
+    w.add(name, DType::F32, shapes.at(name));
+    names.push_back(name);
+  }
+  w.write((out / "model.safetensors").string(), [&](size_t i, std::span<uint8_t> dst) {
+    std::memcpy(dst.data(), hf.at(names[i]).data(), dst.size());
+  });
+  nlohmann::json cfg = nlohmann::json::parse(read_bytes(config_json));
+  cfg.erase("quantization_config");
+  std::ofstream(out / "config.json") << cfg.dump(2);
 }
 
 }  // namespace dsv3::testing

@@ -45,48 +45,6 @@ std::vector<float> logits_of(const std::string& dir, const std::vector<int32_t>&
   return logits;
 }
 
-// The GGUF file at `gguf` dequantized exactly into a float32 HF checkpoint folder `out`
-// (config.json without quantization_config): every tensor back under its HF name and shape.
-void gguf_to_hf_f32(const std::string& gguf, const ModelConfig& c, const fs::path& out) {
-  const std::string bytes = read_bytes(gguf);
-  const auto sources = testing::gguf_sources(c, false);
-  std::map<std::string, std::vector<float>> hf;  // HF name -> values
-  std::map<std::string, Shape> shapes;
-  visit_tensors(c, false, nullptr, [&](const TensorSpec& s) {
-    shapes[s.name] = s.shape;
-    hf[s.name].resize(size_t(s.shape.numel()));
-  });
-  for (const auto& t : testing::tensor_section(bytes)) {
-    ASSERT_TRUE(sources.count(t.name)) << t.name;
-    const testing::GgufSource& src = sources.at(t.name);
-    const std::vector<float> x = testing::dequantized(bytes, t);
-    if (src.part == testing::GgufSource::Whole) {
-      size_t at = 0;
-      for (const std::string& name : src.hf) {
-        std::copy_n(x.begin() + at, hf.at(name).size(), hf.at(name).begin());
-        at += hf.at(name).size();
-      }
-      ASSERT_EQ(at, x.size()) << t.name;
-    } else {
-      auto& kv = hf.at(src.hf.at(0));
-      for (size_t i = 0; i < x.size(); ++i) kv[testing::kv_b_index(c, src.part, i)] = x[i];
-    }
-  }
-  fs::create_directories(out);
-  SafetensorsWriter w;
-  std::vector<std::string> names;
-  for (const auto& [name, values] : hf) {
-    w.add(name, DType::F32, shapes.at(name));
-    names.push_back(name);
-  }
-  w.write((out / "model.safetensors").string(), [&](size_t i, std::span<uint8_t> dst) {
-    std::memcpy(dst.data(), hf.at(names[i]).data(), dst.size());
-  });
-  nlohmann::json cfg = nlohmann::json::parse(read_bytes((kKjv / "config.json").string()));
-  cfg.erase("quantization_config");
-  std::ofstream(out / "config.json") << cfg.dump(2);
-}
-
 struct Quality {
   double mean_kl;
   double top1;
@@ -103,7 +61,7 @@ Quality quality_of(QuantTarget target, const std::vector<float>& fp8, const std:
   o.threads = 2;
   quantize_checkpoint(o);
   const ModelConfig c = ModelConfig::from_file((kKjv / "config.json").string());
-  gguf_to_hf_f32(o.out_path, c, dir.path() / "hf");
+  testing::write_exact_dequant_checkpoint(o.out_path, c, (kKjv / "config.json").string(), dir.path() / "hf");
   int64_t v = 0;
   const std::vector<float> q = logits_of((dir.path() / "hf").string(), ids, &v);
   AgreementStats st;
