@@ -1,9 +1,12 @@
 #include "server/server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <mutex>
 #include <thread>
 
@@ -43,6 +46,7 @@ struct Server::Impl {
   std::atomic<int> in_flight{0};  // streamed response bodies still being written
   std::atomic<uint64_t> next_group{1};  // GenRequest::group of the next n > 1 request
   std::once_flag stop_once;
+  int listen_fd = -1;  // the listening socket, once bind() made it
   const int64_t started = std::chrono::duration_cast<std::chrono::seconds>(
                               std::chrono::system_clock::now().time_since_epoch()).count();
 };
@@ -177,6 +181,15 @@ Server::Server(const Transformer& model, const Tokenizer& tok, const ChatTemplat
   m.http.set_read_timeout(30, 0);
   m.http.set_write_timeout(10, 0);
   m.http.set_keep_alive_timeout(2);
+  // httplib's default options set SO_REUSEPORT, which lets a second server bind a port that one
+  // is listening on (both then get connections). SO_REUSEADDR only rebinds a port whose old
+  // connections are in TIME_WAIT; a port in use fails bind() with the error below. The socket
+  // is kept so that bind() can raise its backlog.
+  m.http.set_socket_options([&m](socket_t fd) {
+    const int yes = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    m.listen_fd = fd;
+  });
   m.routes();
 }
 
@@ -184,14 +197,21 @@ Server::~Server() { stop(std::chrono::milliseconds(0)); }
 
 int Server::bind() {
   Impl& m = *impl_;
-  if (m.opt.port == 0) {
-    const int port = m.http.bind_to_any_port(m.opt.host);
+  int port = m.opt.port;
+  if (port == 0) {
+    port = m.http.bind_to_any_port(m.opt.host);
     DSV3_CHECK(port > 0, "cannot listen on ", m.opt.host, " (any port)");
-    return port;
+  } else {
+    DSV3_CHECK(m.http.bind_to_port(m.opt.host, port), "cannot listen on ", m.opt.host, ":", port,
+               " (in use, or not an address of this machine)");
   }
-  DSV3_CHECK(m.http.bind_to_port(m.opt.host, m.opt.port), "cannot listen on ", m.opt.host, ":", m.opt.port,
-             " (in use, or not an address of this machine)");
-  return m.opt.port;
+  // Debian's libcpp-httplib is compiled with a listen backlog of 5: 32 clients connecting at
+  // once overflowed the accept queue, SYNs were dropped (a 1 s retransmit in the TTFT) and one
+  // connection was reset. listen() on a listening socket sets its backlog anew; the kernel caps
+  // it at net.core.somaxconn.
+  DSV3_CHECK(m.listen_fd >= 0 && ::listen(m.listen_fd, SOMAXCONN) == 0, "cannot listen on ", m.opt.host, ":",
+             port, " (listen: ", std::strerror(errno), ")");
+  return port;
 }
 
 void Server::run() { impl_->http.listen_after_bind(); }
