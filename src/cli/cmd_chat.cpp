@@ -55,7 +55,7 @@ int run(const Opts& o) {
                        "Ctrl-C stops an answer.\n",
                o.model.c_str(), std::string(cm.chat_template.name()).c_str(), (long long)ctx);
   std::vector<ChatMessage> history;
-  if (!o.system.empty()) history.push_back({"system", o.system, {}, {}});
+  if (!o.system.empty()) history.push_back(ChatMessage::text("system", o.system));
   const size_t base = history.size();
 
   for (;;) {
@@ -83,7 +83,7 @@ int run(const Opts& o) {
 
     std::string text;
     utf8::append_lossy(text, line);
-    history.push_back({"user", text, {}, {}});
+    history.push_back(ChatMessage::text("user", text));
     const std::vector<int32_t> ids = cm.tokenizer.encode(cm.chat_template.render(history, true));
     // Reuse the cache for the longest common prefix with what it already holds.
     const auto& have = seq.tokens();
@@ -118,7 +118,7 @@ int run(const Opts& o) {
     }
     std::fputs("\n", stdout);
     if (r.finish_reason == "cancelled") std::fputs("(stopped)\n", stderr);
-    history.push_back({"assistant", r.text, {}, {}});
+    history.push_back(ChatMessage::text("assistant", r.text));
     const double fed = double(ids.size() - common);
     if (o.verbose || tty)
       std::fprintf(stderr, "%s[prefill %zu tokens, %.1f tok/s | decode %zu tokens, %.1f tok/s | context %lld/%lld]%s\n",

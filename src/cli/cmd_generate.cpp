@@ -80,8 +80,8 @@ int run(const Opts& o) {
     std::vector<int32_t> ids;
     if (tmpl) {
       std::vector<ChatMessage> msgs;
-      if (!o.system.empty()) msgs.push_back({"system", o.system, {}, {}});
-      msgs.push_back({"user", text, {}, {}});
+      if (!o.system.empty()) msgs.push_back(ChatMessage::text("system", o.system));
+      msgs.push_back(ChatMessage::text("user", text));
       ids = tok.encode(tmpl->render(msgs, /*add_generation_prompt=*/true));
     } else {
       ids = tok.encode(text, /*add_special=*/true);

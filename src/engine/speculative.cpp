@@ -52,6 +52,19 @@ void DraftGate::record(int drafted, int accepted) {
   }
 }
 
+namespace {
+// Both acceptance rules end alike: count the step, keep x and the m accepted drafts, roll back
+// the rejected positions, and leave the logits row that produced `next` selected.
+VerifyResult finish_verification(Sequence& seq, int64_t base, int k, int m, int32_t next, SpecStats& stats) {
+  stats.steps++;
+  stats.drafted += k;
+  stats.accepted += m;
+  seq.truncate(base + 1 + m);
+  seq.select_logits_row(m);
+  return {m, next};
+}
+}  // namespace
+
 VerifyResult accept_drafts(Sequence& seq, int64_t base, std::span<const int32_t> drafts, std::span<const float> q,
                            Sampler& sampler, SpecStats& stats) {
   const int64_t vocab = seq.model().config().vocab_size;
@@ -68,13 +81,7 @@ VerifyResult accept_drafts(Sequence& seq, int64_t base, std::span<const int32_t>
     }
   }
   if (m == k) next = sampler.sample(std::span(seq.logits_row(k), size_t(vocab)));
-  stats.steps++;
-  stats.drafted += k;
-  stats.accepted += m;
-  // Keep x and the accepted drafts; roll back the rejected positions.
-  seq.truncate(base + 1 + m);
-  seq.select_logits_row(m);
-  return {m, next};
+  return finish_verification(seq, base, k, m, next, stats);
 }
 
 int allowed_prefix(const TokenConstraint& c, std::span<const int32_t> drafts) {
@@ -99,12 +106,7 @@ VerifyResult accept_drafts_constrained(Sequence& seq, int64_t base, std::span<co
     if (m == k || next != drafts[size_t(m)]) break;
     c.accept(next);
   }
-  stats.steps++;
-  stats.drafted += k;
-  stats.accepted += m;
-  seq.truncate(base + 1 + m);
-  seq.select_logits_row(m);
-  return {m, next};
+  return finish_verification(seq, base, k, m, next, stats);
 }
 
 std::vector<int32_t> mtp_draft(Sequence& seq, int32_t x, int k, const Sampler& sampler, Sampler& rng,

@@ -6,6 +6,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <string_view>
 #include <vector>
 
@@ -30,6 +31,14 @@ struct ChatMessage {
   std::vector<ToolCall> tool_calls;
   std::optional<std::string> tool_call_id;  // role "tool": the call it answers
   bool prefix = false;  // DeepSeek's prefix completion flag (the V3.1 template reads it)
+
+  // A turn of plain text (the interactive commands' history).
+  static ChatMessage text(std::string role, std::string content) {
+    ChatMessage m;
+    m.role = std::move(role);
+    m.content = std::move(content);
+    return m;
+  }
 };
 
 // Parses an OpenAI-style "messages" array ({"role", "content", "tool_calls": [{"id", "type",
