@@ -37,8 +37,7 @@
 // weights (8 KiB), the tile's activations (24 KiB) and 4 rows' factors (256 bytes per block)
 // sit in L1. The float work per block (a conversion and an FMA per 32 columns for the
 // 32-value formats, per 256 for the K-quants) is the decode kernel's numerics and bounds the
-// 32-value formats at ~60% of the int16 dot-product peak with zmm, ~50% with ymm
-// (docs/kernels.md).
+// 32-value formats at ~60% of the int16 dot-product peak (AVX-512; docs/kernels.md).
 #pragma once
 #include <cstdint>
 #include <cstring>
