@@ -1,7 +1,8 @@
 // linear over ggml block formats (simd/qblocks.h) for every variant, against the machine's limits:
 // decode (n = 1) from DRAM in GB/s of weights (compare stream/read of dsv3_bench_kernels in the
 // same run), the L2-resident compute ceiling in G weights/s per core, and prefill (n = 512)
-// in GMAC/s per core (compare fma_peak: VPMADDWD does 32 int16 multiply-adds per zmm).
+// in GMAC/s per core (compare fma_peak: VPMADDWD does 32 int16 multiply-adds per zmm), and the
+// decode tiles against linear (the GEMM from gemm_min_tokens on) around the crossover.
 // Run: build/bench/kernels/dsv3_bench_ggml   (docs/kernels.md has the reference numbers)
 #include <benchmark/benchmark.h>
 #include <sys/mman.h>
@@ -87,6 +88,23 @@ void linear_bench(benchmark::State& state, const Variant* v, DType dtype, int64_
   state.counters["Gweights/s/core"] = double(state.iterations()) * double(rows * cols) * 1e-9 / cpu;
 }
 
+// The decode tiles (linear_rows) alone for n tokens, one thread: against linear_with at the same n,
+// where the GEMM should take over (gemm_min_tokens).
+void tiles_bench(benchmark::State& state, const Variant* v, DType dtype, int64_t rows, int64_t cols, int64_t n) {
+  BlockWeights w(dtype, rows, cols, 0);
+  std::vector<float> x(size_t(n * cols)), y(size_t(n * rows)), scratch(size_t(kLinearScratchRows * cols));
+  std::mt19937 rng(2);
+  std::normal_distribution<float> nd(0, 1);
+  for (auto& e : x) e = nd(rng);
+  const double cpu0 = process_cpu_seconds();
+  for (auto _ : state) {
+    v->linear_rows(w.views[0], x.data(), y.data(), n, 0, rows, scratch.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double cpu = process_cpu_seconds() - cpu0;
+  state.counters["GMAC/s/core"] = double(state.iterations()) * double(rows * cols * n) * 1e-9 / cpu;
+}
+
 void register_all() {
   const DType types[] = {DType::Q8_0, DType::Q6_K, DType::Q5_K, DType::Q4_K, DType::Q3_K,
                          DType::Q2_K, DType::Q5_0, DType::Q4_0, DType::Q4_1, DType::Q5_1};
@@ -103,6 +121,18 @@ void register_all() {
             ->UseRealTime()
             ->MinTime(0.3);
       if (v->bf16_activations) continue;  // avx512bf16: avx512's decode kernels for these
+      // Where the GEMM takes over from the tiles (gemm_min_tokens: avx2 8, avx512 24).
+      if (vn != "scalar" && (t == DType::Q8_0 || t == DType::Q4_K || t == DType::Q6_K))
+        for (int64_t n : {8, 16, 24, 32}) {
+          const std::string at = tn + "/256x7168/n:" + std::to_string(n) + "/threads:1/";
+          benchmark::RegisterBenchmark(("cross/ggml/" + at + "tiles/" + vn).c_str(), tiles_bench, v, t, 256, 7168, n)
+              ->UseRealTime()
+              ->MinTime(0.2);
+          benchmark::RegisterBenchmark(("cross/ggml/" + at + "linear/" + vn).c_str(), linear_bench, v, t, 256, 7168, n, 1,
+                                       size_t(0))
+              ->UseRealTime()
+              ->MinTime(0.2);
+        }
       if (vn != "scalar") {
         // L2-resident ceiling: 48 x 7168, one thread.
         for (int64_t n : {1, 4})

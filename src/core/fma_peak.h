@@ -13,7 +13,7 @@ namespace dsv3 {
 double fma_peak_gflops_per_core(const std::string& isa, int threads, int64_t iters);
 
 // The same for the int16 dot products the ggml block formats' kernels run (kernels/simd/qblocks.h,
-// kernels/avx512/qgemm.h): VPMADDWD + VPADDD on zmm ("avx512", "avx512bf16") or ymm ("avx2"),
+// kernels/simd/qgemm.h): VPMADDWD + VPADDD on zmm ("avx512", "avx512bf16") or ymm ("avx2"),
 // two FLOPs per 16-bit multiply-add. 0 where `isa` has no such kernels.
 double int16_dot_peak_gflops_per_core(const std::string& isa, int threads, int64_t iters);
 

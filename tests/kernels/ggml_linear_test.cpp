@@ -126,9 +126,10 @@ TEST(GgmlLinear, EveryVariantAgainstTheDequantizedWeights) {
 
 // The SIMD variants' int16 arithmetic (the decode tiles for few tokens, the GEMM from
 // gemm_min_tokens on) bit for bit against its scalar twin, scalar::linear_rows_int16; and the
-// GEMM's contracts on shapes that cut its panels (32 rows), register tiles (4 rows x 3 tokens),
-// token tiles (12) and column passes (1024) anywhere: every token as if alone, any thread
-// count, a prompt in chunks. Activations include a zero token, one with a huge entry, one
+// GEMM's contracts on shapes that cut its panels (32 rows), register tiles (AVX-512 4 rows x 3
+// tokens, AVX2 3 x 2), token tiles (12, 6), row shares (32, 16) and column passes (1024)
+// anywhere: every token as if alone, any thread count, a prompt in chunks on both sides of
+// gemm_min_tokens (24, 8). Activations include a zero token, one with a huge entry, one
 // with a NaN (its outputs NaN, the others untouched) and two of one sign (the minima's sums round).
 TEST(GgmlLinear, Int16KernelsEqualTheirScalarTwin) {
   for (DType t : kBlockTypes) {
@@ -160,8 +161,13 @@ TEST(GgmlLinear, Int16KernelsEqualTheirScalarTwin) {
         const std::vector<float> xt(x.begin() + tk * cols, x.begin() + (tk + 1) * cols);
         same(run(*v, w.m, xt, 1, 0), tk, 1, "alone");
       }
-      for (int64_t c0 = 0, c = 0; c0 < n; c0 += c) {  // chunks of 25 and 16 tokens (both GEMM and tiles)
-        c = c0 == 0 ? 25 : n - c0;
+      ASSERT_NE(v->gemm, nullptr) << what;
+      ASSERT_TRUE(v->gemm->supports(w.m)) << what;
+      const int64_t g = gemm_min_tokens(*v->gemm, w.m);
+      ASSERT_LT(g + 1, n) << what;
+      // Chunks of g + 1 tokens (the GEMM), g - 1 (the tiles), then the rest.
+      for (int64_t c0 = 0, c = 0, k = 0; c0 < n; c0 += c, ++k) {
+        c = std::min(k == 0 ? g + 1 : k == 1 ? g - 1 : n, n - c0);
         const std::vector<float> xc(x.begin() + c0 * cols, x.begin() + (c0 + c) * cols);
         same(run(*v, w.m, xc, c, 2), c0, c, "chunk");
       }

@@ -77,6 +77,30 @@ struct Q {
     return _mm_cvtss_f32(s);
   }
   static float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
+
+  // The block GEMM (simd/qgemm.h). Register tile: 4 rows x 3 tokens, 12 int32 block sums + 3
+  // activations (half a group each) + 1 weight in the 16 ymm, the 12 float accumulators in L1
+  // (touched once per block). Measured against 3 x 2, 2 x 3, 2 x 2 (float accumulators in
+  // registers too), 3 x 3 and 4 x 2: 4 x 3 was fastest or level for every format (docs/kernels.md).
+  // Panels of 32 rows, passes of 1024 columns (a row group's 8 KiB of weights and a 6-token
+  // tile's 12 KiB of activations in L1).
+  static constexpr int kGemmTileRows = 4, kGemmTileTokens = 3, kGemmPanelRows = 32, kGemmPassCols = 1024;
+  using R16 = __m256i;  // the int16 the GEMM loads at once: half a group (lo or hi of I16)
+  static constexpr int kR16 = 16;
+  static R16 load_r16(const int16_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static I32 madd(R16 w, R16 x) { return _mm256_madd_epi16(w, x); }
+  static F loadf(const float* p) { return _mm256_loadu_ps(p); }
+  static void storef(float* p, F v) { _mm256_storeu_ps(p, v); }
+  // Float operations the compiler may not contract into FMAs (GCC contracts C++ arithmetic on
+  // vector types, which _mm256_mul_ps is written in; AVX2 has no rounding-mode builtins): the
+  // empty asm makes the product opaque to it.
+  static F mul_exact(F a, F b) {
+    F p = _mm256_mul_ps(a, b);
+    asm("" : "+x"(p));
+    return p;
+  }
+  // Its operands are products made opaque, FMAs or sums: nothing for the compiler to contract.
+  static F add_exact(F a, F b) { return _mm256_add_ps(a, b); }
   static float mins_dot8(const uint8_t* m, const float* b) { return x86::mins_dot8(m, b); }
   static float mins_dot16_hi(const uint8_t* s, const float* b) { return x86::mins_dot16_hi(s, b); }
 

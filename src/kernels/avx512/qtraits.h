@@ -50,9 +50,6 @@ struct Q {
   static I32 zero32() { return _mm512_setzero_si512(); }
   static I32 dot(I16 w, I16 x) { return _mm512_madd_epi16(w, x); }
   static I32 add32(I32 a, I32 b) { return _mm512_add_epi32(a, b); }
-  // acc + dot(w, x): the block GEMM's step (avx512/qgemm.h). VNNI's VPDPWSSD, the same in one
-  // instruction, ran slower there on this Zen 5 (docs/kernels.md).
-  static I32 dot_acc(I32 acc, I16 w, I16 x) { return _mm512_add_epi32(acc, _mm512_madd_epi16(w, x)); }
   static F cvt(I32 v) { return _mm512_cvtepi32_ps(v); }
   static F zero() { return _mm512_setzero_ps(); }
   static F set1(float v) { return _mm512_set1_ps(v); }
@@ -66,6 +63,24 @@ struct Q {
     return _mm_cvtss_f32(s);
   }
   static float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
+
+  // The block GEMM (simd/qgemm.h). Register tile: 4 rows x 3 tokens, 12 int32 block sums + 12
+  // float accumulators + 4 weights and 3 activations in 32 zmm; panels of 32 rows; passes of 1024
+  // columns (a row group's 8 KiB of weights and a 12-token tile's 24 KiB of activations in L1).
+  static constexpr int kGemmTileRows = 4, kGemmTileTokens = 3, kGemmPanelRows = 32, kGemmPassCols = 1024;
+  using R16 = __m512i;  // the int16 the GEMM loads at once: a whole group
+  static constexpr int kR16 = 32;
+  static R16 load_r16(const int16_t* p) { return _mm512_loadu_si512(p); }
+  // The GEMM's step is add32(acc, madd(w, x)). VNNI's VPDPWSSD, the same in one instruction,
+  // ran slower there on this Zen 5 (docs/kernels.md).
+  static I32 madd(R16 w, R16 x) { return _mm512_madd_epi16(w, x); }
+  static F loadf(const float* p) { return _mm512_loadu_ps(p); }
+  static void storef(float* p, F v) { _mm512_storeu_ps(p, v); }
+  // Float operations the compiler may not contract into FMAs (GCC contracts C++ arithmetic on
+  // vector types, which _mm512_mul_ps and _mm512_add_ps are written in): the rounding-mode
+  // builtins are opaque to it. _MM_FROUND_CUR_DIRECTION: plain VMULPS / VADDPS.
+  static F mul_exact(F a, F b) { return _mm512_mul_round_ps(a, b, _MM_FROUND_CUR_DIRECTION); }
+  static F add_exact(F a, F b) { return _mm512_add_round_ps(a, b, _MM_FROUND_CUR_DIRECTION); }
   static float mins_dot8(const uint8_t* m, const float* b) { return x86::mins_dot8(m, b); }
   static float mins_dot16_hi(const uint8_t* s, const float* b) { return x86::mins_dot16_hi(s, b); }
 

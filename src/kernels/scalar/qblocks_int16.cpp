@@ -1,5 +1,5 @@
 // What the SIMD variants compute for weights in ggml block formats (simd/qblocks.h, the decode
-// kernel, and avx512/qgemm.h, the GEMM), written as plain loops from ggml's block layouts
+// kernel, and simd/qgemm.h, the GEMM), written as plain loops from ggml's block layouts
 // (core/ggml_blocks.h), for the tests to compare them with bit for bit. Compiled with
 // -ffp-contract=off (src/kernels/CMakeLists.txt): every float operation below is one rounding.
 #include <algorithm>
