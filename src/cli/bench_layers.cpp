@@ -20,6 +20,17 @@ double sum_of(const nlohmann::ordered_json& layers, const char* key) {
   return s;
 }
 
+// The GB/s of a layer's (or a kind's) attention and FFN halves, from its bytes and decode times.
+void add_halves_bandwidth(nlohmann::ordered_json& e, double bandwidth) {
+  const double attn = gb_s(e["attention_weight_bytes_per_token"].get<double>() + e["cache_bytes_per_token"].get<double>(),
+                           e["decode_attention_ms_per_token"].get<double>());
+  const double ffn = gb_s(e["ffn_weight_bytes_per_token"].get<double>(), e["decode_ffn_ms_per_token"].get<double>());
+  e["decode_attention_gb_s"] = attn;
+  e["decode_attention_bandwidth_share"] = attn * 1e9 / bandwidth;
+  e["decode_ffn_gb_s"] = ffn;
+  e["decode_ffn_bandwidth_share"] = ffn * 1e9 / bandwidth;
+}
+
 const nlohmann::ordered_json* kind_of(const nlohmann::ordered_json& j, const std::string& kind) {
   for (const auto& k : j["layer_kinds"])
     if (k["kind"] == kind) return &k;
@@ -44,6 +55,17 @@ void add_layer_times(nlohmann::ordered_json& r, const ModelConfig& c, const Mode
     e["cache_bytes_per_token"] = cache_per_layer;
     e["decode_gb_s"] = gb_s(weight + cache_per_layer, ms);
     e["decode_bandwidth_share"] = gb_s(weight + cache_per_layer, ms) * 1e9 / bandwidth;
+    // Its two halves: attention (attn_norm, MLA and the cache) and the FFN (ffn_norm, the MLP or
+    // the router with its shared and routed experts).
+    const double pre_attn = ms_per(l < prefill.attention.size() ? prefill.attention[l] : 0.0, prefill.rows);
+    const double attn = ms_per(l < decode.attention.size() ? decode.attention[l] : 0.0, decode.rows);
+    e["prefill_attention_ms_per_token"] = pre_attn;
+    e["prefill_ffn_ms_per_token"] = e["prefill_ms_per_token"].get<double>() - pre_attn;
+    e["decode_attention_ms_per_token"] = attn;
+    e["decode_ffn_ms_per_token"] = ms - attn;
+    e["attention_weight_bytes_per_token"] = wb.attention[l];
+    e["ffn_weight_bytes_per_token"] = weight - wb.attention[l];
+    add_halves_bandwidth(e, bandwidth);
     r["layers"].push_back(e);
   }
   r["prefill_step_ms_per_token"] = ms_per(prefill.step, prefill.rows);
@@ -86,7 +108,9 @@ void summarise_layer_times(nlohmann::ordered_json& j, const ModelConfig& c, cons
   for (const char* kind : {"dense", "moe"}) {
     nlohmann::ordered_json k;
     int64_t n = 0;
-    for (const char* key : {"prefill_ms_per_token", "decode_ms_per_token", "weight_bytes_per_token", "cache_bytes_per_token"})
+    for (const char* key : {"prefill_ms_per_token", "decode_ms_per_token", "weight_bytes_per_token", "cache_bytes_per_token",
+                            "prefill_attention_ms_per_token", "prefill_ffn_ms_per_token", "decode_attention_ms_per_token",
+                            "decode_ffn_ms_per_token", "attention_weight_bytes_per_token", "ffn_weight_bytes_per_token"})
       k[key] = 0.0;
     for (const auto& l : j["layers"]) {
       if (l["kind"] != kind) continue;
@@ -102,6 +126,7 @@ void summarise_layer_times(nlohmann::ordered_json& j, const ModelConfig& c, cons
     const double bytes = k["weight_bytes_per_token"].get<double>() + k["cache_bytes_per_token"].get<double>();
     out["decode_gb_s"] = gb_s(bytes, k["decode_ms_per_token"].get<double>());
     out["decode_bandwidth_share"] = out["decode_gb_s"].get<double>() * 1e9 / bw;
+    add_halves_bandwidth(out, bw);
     j["layer_kinds"].push_back(out);
   }
   if (!project) return;
@@ -161,11 +186,18 @@ void print_layer_times(const nlohmann::ordered_json& j) {
            l["decode_gb_s"].get<double>(), l["decode_bandwidth_share"].get<double>());
   else
     std::printf("  (%zu layers: --json lists each one)\n", layers.size());
-  for (const auto& k : j["layer_kinds"])
+  for (const auto& k : j["layer_kinds"]) {
     line(k["kind"].get<std::string>() + " mean of " + std::to_string(k["layers"].get<int64_t>()),
          k["prefill_ms_per_token"].get<double>(), k["decode_ms_per_token"].get<double>(),
          k["weight_bytes_per_token"].get<double>(), k["cache_bytes_per_token"].get<double>(),
          k["decode_gb_s"].get<double>(), k["decode_bandwidth_share"].get<double>());
+    line("  attention", k["prefill_attention_ms_per_token"].get<double>(), k["decode_attention_ms_per_token"].get<double>(),
+         k["attention_weight_bytes_per_token"].get<double>(), k["cache_bytes_per_token"].get<double>(),
+         k["decode_attention_gb_s"].get<double>(), k["decode_attention_bandwidth_share"].get<double>());
+    line(k["kind"] == "moe" ? "  moe ffn" : "  mlp", k["prefill_ffn_ms_per_token"].get<double>(),
+         k["decode_ffn_ms_per_token"].get<double>(), k["ffn_weight_bytes_per_token"].get<double>(), 0,
+         k["decode_ffn_gb_s"].get<double>(), k["decode_ffn_bandwidth_share"].get<double>());
+  }
   std::printf("  %-16s %9.3f | %9.3f ms\n", "embedding", j["prefill_embed_ms_per_token"].get<double>(),
               j["decode_embed_ms_per_token"].get<double>());
   line("norm + lm_head", j["prefill_head_ms_per_token"].get<double>(), j["decode_head_ms_per_token"].get<double>(),

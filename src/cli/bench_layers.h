@@ -16,7 +16,8 @@ namespace dsv3::cli {
 
 // One run's figures into `r`: "layers" (one object per main layer: index, kind dense|moe, the
 // prefill and decode ms per token, the weight and cache bytes it reads per decoded token, and
-// the GB/s that makes, alone and as a share of `bandwidth` in bytes/s), and the step's other
+// the GB/s that makes, alone and as a share of `bandwidth` in bytes/s; the same for its halves,
+// "attention_*" (attn_norm, MLA, the cache) and "ffn_*" (ffn_norm, MLP or MoE)), and the step's other
 // parts as "prefill_*_ms_per_token" and "decode_*_ms_per_token" (embed, head, step: the whole
 // forward step). `cache_bytes` is the latent cache a decoded token reads in all layers.
 void add_layer_times(nlohmann::ordered_json& r, const ModelConfig& c, const ModelWeights& w, const StepWeightBytes& wb,

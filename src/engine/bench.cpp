@@ -62,14 +62,17 @@ StepWeightBytes step_weight_bytes(const ModelConfig& c, const ModelWeights& w) {
   s.head = matrix_bytes(w.norm) + matrix_bytes(w.head);
   s.fixed = s.head;
   s.layer.assign(w.layers.size(), 0.0);
+  s.attention.assign(w.layers.size(), 0.0);
   s.expert.assign(w.layers.size(), 0.0);
   for (size_t i = 0; i < w.layers.size(); ++i) {
     const BlockWeights& l = w.layers[i];
     const MLAWeights& a = l.attn;
     double& b = s.layer[i];
-    b += matrix_bytes(l.attn_norm) + matrix_bytes(l.ffn_norm);
+    double& attn = s.attention[i];
+    attn += matrix_bytes(l.attn_norm);
     for (const Matrix* m : {&a.wq, &a.wq_a, &a.q_norm, &a.wq_b, &a.wkv_a, &a.kv_norm, &a.wkv_b, &a.wo})
-      b += matrix_bytes(*m);
+      attn += matrix_bytes(*m);
+    b += attn + matrix_bytes(l.ffn_norm);
     if (!l.is_moe) {
       b += mlp_bytes(l.mlp);
     } else {

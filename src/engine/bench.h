@@ -26,7 +26,8 @@ double measure_read_bandwidth(ThreadPool& pool, size_t bytes = size_t(1) << 30, 
 // per step: its norms, attention, dense MLP or router and shared experts).
 struct StepWeightBytes {
   double fixed = 0, embed_row = 0, head = 0;
-  std::vector<double> layer;   // [layer]
+  std::vector<double> layer;      // [layer]
+  std::vector<double> attention;  // [layer]: layer[l]'s attention half (attn_norm and MLA)
   std::vector<double> expert;  // [layer]
   // One decode token: num_experts_per_tok experts per MoE layer, one embedding row.
   double decode(int64_t experts_per_tok) const;

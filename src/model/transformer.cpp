@@ -40,7 +40,9 @@ void Transformer::release_followers() {
 
 void block_forward(const ModelConfig& c, const BlockWeights& b, const Rope& rope, int64_t cache_layer, float* x,
                    int64_t n, std::span<const TokenSlot> slots, ThreadPool& pool, std::vector<Routing>* routing,
-                   MLAForm form, const Partition& part) {
+                   MLAForm form, const Partition& part, double* attention_seconds) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point t0 = attention_seconds ? Clock::now() : Clock::time_point{};
   const int64_t dim = c.hidden_size;
   const float eps = float(c.rms_norm_eps);
   std::vector<float> h(static_cast<size_t>(n * dim)), o(static_cast<size_t>(n * dim));
@@ -62,6 +64,7 @@ void block_forward(const ModelConfig& c, const BlockWeights& b, const Rope& rope
   residual_norm(nullptr, &b.attn_norm);
   mla_forward(c, b.attn, rope, cache_layer, h.data(), n, slots, o.data(), pool, form);
   part.sum(o.data(), o.size());  // this rank's heads' share of wo -> all heads
+  if (attention_seconds) *attention_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
   // x = x + ffn(ffn_norm(x))
   residual_norm(o.data(), &b.ffn_norm);
   if (b.is_moe)
@@ -190,14 +193,18 @@ void Transformer::forward_batch(std::span<const int32_t> tokens, std::span<const
     trace->layer_outputs.assign(size_t(c_.num_hidden_layers), {});
     trace->routing.assign(size_t(c_.num_hidden_layers), {});
   }
-  if (times_) times_->layer.resize(size_t(c_.num_hidden_layers));
+  if (times_) {
+    times_->layer.resize(size_t(c_.num_hidden_layers));
+    times_->attention.resize(size_t(c_.num_hidden_layers));
+  }
   std::vector<float> x(static_cast<size_t>(n * dim));
   clock.mark();  // the checks and the announcement count in the step only
   embed(w_.embed, tokens, x.data());
   clock.lap(&StepTimes::embed);
   for (int64_t l = 0; l < c_.num_hidden_layers; ++l) {
     block_forward(c_, w_.layers[size_t(l)], rope_, l, x.data(), n, slots, pool,
-                  trace ? &trace->routing[size_t(l)] : nullptr, form, part_);
+                  trace ? &trace->routing[size_t(l)] : nullptr, form, part_,
+                  times_ ? &times_->attention[size_t(l)] : nullptr);
     if (trace && trace->record_layer_outputs) trace->layer_outputs[size_t(l)].assign(x.begin(), x.end());
     clock.lap_layer(l);
   }

@@ -35,6 +35,7 @@ struct ForwardTrace {
 // and never touches the data: the logits are the same bits with or without it.
 struct StepTimes {
   std::vector<double> layer;   // [num_hidden_layers]: one block each (attention, then MLP or MoE)
+  std::vector<double> attention;  // [num_hidden_layers]: layer[l]'s attention half (norm, MLA, sum)
   double embed = 0;            // embedding rows
   double head = 0;             // final norm and lm_head
   double step = 0;             // whole forward_batch calls (the parts and the checks between them)
@@ -121,10 +122,11 @@ class Transformer {
 // reads and appends to. Routing of MoE blocks goes to `routing` if non-null.
 // With a rank's share of the weights, the attention and FFN outputs are partial sums, each
 // summed over ranks (part.sum) before its residual add: two reductions per block.
+// `attention_seconds`, if non-null, is added the wall time of the attention half (StepTimes).
 void block_forward(const ModelConfig& c, const BlockWeights& b, const Rope& rope, int64_t cache_layer, float* x,
                    int64_t n, std::span<const TokenSlot> slots, ThreadPool& pool,
                    std::vector<Routing>* routing = nullptr, MLAForm form = MLAForm::Auto,
-                   const Partition& part = Partition{});
+                   const Partition& part = Partition{}, double* attention_seconds = nullptr);
 
 // A loaded model: the mapped weight files (a checkpoint folder or a GGUF model, one of the two)
 // and the transformer over their weights.

@@ -318,8 +318,16 @@ TEST_F(Cli, BenchReportsEachLayersTimes) {
     EXPECT_EQ(e["index"], l);
     EXPECT_EQ(e["kind"], l < dense ? "dense" : "moe") << l;
     for (const char* k : {"prefill_ms_per_token", "decode_ms_per_token", "weight_bytes_per_token",
-                          "cache_bytes_per_token", "decode_gb_s", "decode_bandwidth_share"})
+                          "cache_bytes_per_token", "decode_gb_s", "decode_bandwidth_share",
+                          "prefill_attention_ms_per_token", "prefill_ffn_ms_per_token", "decode_attention_ms_per_token",
+                          "decode_ffn_ms_per_token", "attention_weight_bytes_per_token", "ffn_weight_bytes_per_token",
+                          "decode_attention_gb_s", "decode_ffn_gb_s"})
       EXPECT_GT(e[k].get<double>(), 0) << l << " " << k;
+    // Its halves: attention and FFN.
+    EXPECT_NEAR(e["attention_weight_bytes_per_token"].get<double>() + e["ffn_weight_bytes_per_token"].get<double>(),
+                e["weight_bytes_per_token"].get<double>(), 1e-9 * e["weight_bytes_per_token"].get<double>());
+    EXPECT_NEAR(e["decode_attention_ms_per_token"].get<double>() + e["decode_ffn_ms_per_token"].get<double>(),
+                e["decode_ms_per_token"].get<double>(), 1e-9 * e["decode_ms_per_token"].get<double>());
     EXPECT_EQ(e["decode_ms_per_token_runs"].size(), 2u);  // every run's value, as the other figures
     prefill += e["prefill_ms_per_token"].get<double>();
     decode += e["decode_ms_per_token"].get<double>();
@@ -387,7 +395,8 @@ TEST_F(Cli, BenchReportsEachLayersTimes) {
   // The text report lists them.
   const auto text = run_command(kBin + " bench" + model() + " -p 4 -n 2 --batch 1 --speculative off --project " + config);
   ASSERT_EQ(text.code, 0) << text.err;
-  for (const char* line : {"  0 dense", "moe mean of 2", "norm + lm_head", "whole step", "projection       "})
+  for (const char* line : {"  0 dense", "moe mean of 2", "    attention", "    moe ffn", "    mlp", "norm + lm_head",
+                           "whole step", "projection       "})
     EXPECT_NE(text.out.find(line), std::string::npos) << line << "\n" << text.out;
   // A config of other shapes is refused before anything is measured.
   const auto bad = run_command(kBin + " bench" + model() + " --speculative off --project " +

@@ -59,6 +59,8 @@ TEST(StepWeightBytes, DecodeAndBatchedStepFromTheExpertsRun) {
   double parts = wb.head, decode_parts = wb.head + wb.embed_row;
   for (size_t l = 0; l < wb.layer.size(); ++l) {
     EXPECT_GT(wb.layer[l], 0) << l;
+    EXPECT_GT(wb.attention[l], 0) << l;  // attn_norm and MLA
+    EXPECT_LT(wb.attention[l], wb.layer[l]) << l;
     parts += wb.layer[l];
     EXPECT_DOUBLE_EQ(wb.layer_decode(l, k), wb.layer[l] + double(k) * wb.expert[l]) << l;
     decode_parts += wb.layer_decode(l, k);
@@ -137,8 +139,11 @@ TEST(StepTimes, EveryPartTimedAndLogitsBitwiseEqual) {
   EXPECT_EQ(t.mtp_rows, int64_t(prompt.size()) - 1);
   ASSERT_EQ(int64_t(t.layer.size()), c.num_hidden_layers);
   double parts = t.embed + t.head;
+  ASSERT_EQ(t.attention.size(), t.layer.size());
   for (size_t l = 0; l < t.layer.size(); ++l) {
     EXPECT_GT(t.layer[l], 0) << l;
+    EXPECT_GT(t.attention[l], 0) << l;
+    EXPECT_LT(t.attention[l], t.layer[l]) << l;  // the attention half lies inside its layer
     parts += t.layer[l];
   }
   EXPECT_GT(t.embed, 0);
