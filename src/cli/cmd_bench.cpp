@@ -1,6 +1,7 @@
 // `dsv3 bench`: prefill, decode, batched decode and speculative decode throughput of a
 // checkpoint, each next to the bound that limits it (memory read bandwidth measured in the
-// same run), as text or one JSON object.
+// same run), each layer's share of a prefill and a decode token (cli/bench_layers.h), as text
+// or one JSON object.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -8,6 +9,7 @@
 #include <time.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/bench_layers.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/collectives.h"
@@ -36,6 +38,7 @@ struct Opts {
   int threads = 1;
   bool json = false;
   std::string kv_cache;
+  std::string project;  // --project: a config whose per-token times to project from the layers
   LoadOptions load;
 };
 
@@ -96,10 +99,15 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
   const DType kv = kv_cache_dtype(o.kv_cache);
   nlohmann::ordered_json r;
   Sequence seq(*m.model, ctx, kv);
+  // Each layer's time, and the other parts' (model/transformer.h StepTimes): a clock read at
+  // each boundary, too few to show in the step times (bench's per-layer report).
+  StepTimes prefill_times, decode_times, spec_times;
+  m.model->set_step_times(&prefill_times);
   auto t0 = Clock::now();
   const double cpu0 = process_cpu_seconds();
   seq.feed(prompt, pool);
   const double prefill_s = since(t0), prefill_cpu_s = process_cpu_seconds() - cpu0;
+  m.model->set_step_times(nullptr);
   progress.advance(1);
   r["prefill_tokens_per_s"] = double(o.prompt_len) / prefill_s;
   // Model FLOPs (engine/bench.h: prefill_flops) against the FMA peak of the kernels' ISA on
@@ -141,7 +149,9 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
     progress.advance(1);
     return true;
   };
+  m.model->set_step_times(&decode_times);
   const GenerateResult plain = generate(seq, {}, nullptr, g, pool);
+  m.model->set_step_times(nullptr);
   const double bw_after = measure_read_bandwidth(pool), bw = (bw_before + bw_after) / 2;
   r["bandwidth_gb_s"] = bw / 1e9;
   r["bandwidth_before_decode_gb_s"] = bw_before / 1e9;
@@ -152,6 +162,7 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
   const double decode_flop = decode_flops(c, double(o.prompt_len) + double(o.gen) / 2);
   r["decode_gflop_per_s"] = decode_tps * decode_flop / 1e9;
   r["decode_flop_per_byte"] = decode_flop / (bytes_per_token + cache_bytes);
+  add_layer_times(r, c, m.model->weights(), wb, cache_bytes, bw, prefill_times, decode_times);
   resident.sample();
 
   // Batched decode at each batch size B: B sequences advanced together, one token each per
@@ -217,7 +228,9 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
     sseq.feed(prompt, pool);
     progress.advance(1);
     g.speculative_k = spec_k;
+    m.model->set_step_times(&spec_times);
     const GenerateResult spec = generate(sseq, {}, nullptr, g, pool);
+    m.model->set_step_times(nullptr);
     resident.sample();
     DSV3_CHECK(spec.tokens == plain.tokens, "speculative output differs from plain greedy output (a bug)");
     r["spec_acceptance_rate"] = spec.spec.acceptance_rate();
@@ -233,6 +246,8 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
     r["spec_draft_share_of_step"] = st.step_seconds > 0 ? st.draft_seconds / st.step_seconds : 0.0;
     r["spec_speedup_bound"] = cost > 0 ? st.tokens_per_step() / cost : 0.0;
     r["spec_drafted_step_share"] = double(st.steps) / double(std::max<int64_t>(1, st.steps + st.plain_steps));
+    // The MTP module's time per token it drafted (its forward steps, all of each).
+    r["spec_mtp_ms_per_token"] = spec_times.mtp_rows ? 1e3 * spec_times.mtp / double(spec_times.mtp_rows) : 0.0;
   }
   return r;
 }
@@ -268,6 +283,11 @@ int run(const Opts& o) {
              " (+16 for speculation) exceeds the model's context of ", c.max_position_embeddings, " positions");
   DSV3_CHECK(spec_k == 0 || m.model->mtp_depth() > 0, o.model,
              ": --speculative needs the checkpoint's MTP module weights; use --speculative off");
+  std::optional<ModelConfig> project;  // checked before the minutes of measuring
+  if (!o.project.empty()) {
+    project = ModelConfig::from_file(o.project);
+    check_projectable(c, *project, o.project);
+  }
   ThreadPool pool(o.threads);
   // Warm-up: every page of this rank's weights mapped now (a decode step may route to experts
   // the prompt did not, and would pay their page faults inside the measurement: the `small`
@@ -370,6 +390,19 @@ int run(const Opts& o) {
     if (o.repetitions > 1) out[key + "_runs"] = v;
   };
   for (const auto& [key, first] : runs[0].items()) {
+    if (key == "layers") {  // one object per layer, its index and kind as they are
+      j["layers"] = nlohmann::ordered_json::array();
+      for (size_t i = 0; i < first.size(); ++i) {
+        nlohmann::ordered_json l;
+        for (const auto& [lkey, value] : first[i].items())
+          if (lkey == "index" || lkey == "kind")
+            l[lkey] = value;
+          else
+            summarise(l, lkey, [i](const nlohmann::ordered_json& r) -> const nlohmann::ordered_json& { return r["layers"][i]; });
+        j["layers"].push_back(l);
+      }
+      continue;
+    }
     if (key != "batches") {
       summarise(j, key, [](const nlohmann::ordered_json& r) -> const nlohmann::ordered_json& { return r; });
       continue;
@@ -396,6 +429,7 @@ int run(const Opts& o) {
     change = std::max(change, std::max(a, b) / std::max(std::min(a, b), 1e-9) - 1);
   }
   j["bandwidth_change_during_decode"] = change;
+  summarise_layer_times(j, c, project, o.project);
   j["peak_rss_bytes"] = resident.bytes;
   if (o.json) {
     std::printf("%s\n", j.dump(2).c_str());
@@ -508,6 +542,7 @@ int run(const Opts& o) {
     for (const auto& b : j["batches"]) phase("batch " + std::to_string(b["batch"].get<int64_t>()), b, "");
     phase("prefill", j, "prefill_");
   }
+  print_layer_times(j);
   if (spec_k > 0)
     std::printf("speculative      mtp:%d: acceptance %.1f%%, %.2f tokens/step, %s tok/s (%.2fx plain decode)\n",
                 spec_k, pct * j["spec_acceptance_rate"].get<double>(), j["spec_tokens_per_step"].get<double>(),
@@ -523,7 +558,7 @@ int run(const Opts& o) {
 }  // namespace
 
 Run add_bench(CLI::App& app) {
-  auto* cmd = app.add_subcommand("bench", "Measure prefill, decode, batched and speculative decode against memory bandwidth");
+  auto* cmd = app.add_subcommand("bench", "Measure prefill, decode (and each layer's share), batched and speculative decode against memory bandwidth");
   auto o = std::make_shared<Opts>();
   cmd->add_option("--model", o->model, "Checkpoint folder, or a GGUF file (.gguf; any part of a split set)")->required();
   cmd->add_option("-p,--prompt-len", o->prompt_len, "Prompt tokens for the prefill measurement")
@@ -539,7 +574,14 @@ Run add_bench(CLI::App& app) {
                   "Measure this many times (after one warm-up) and report medians, with every run's values "
                   "(\"<metric>_runs\" in --json): memory bandwidth and timings vary between runs on shared machines")
       ->check(CLI::Range(1, 100))->capture_default_str();
-  cmd->add_flag("--json", o->json, "Print one JSON object");
+  cmd->add_flag("--json", o->json,
+                "Print one JSON object (with \"layers\": each layer's prefill and decode ms per token, its kind, "
+                "the bytes it reads per decoded token and their GB/s; \"layer_kinds\": the dense and MoE means)");
+  cmd->add_option("--project", o->project,
+                  "A config.json with the measured model's layer shapes but more layers (e.g. the full model a "
+                  "`synth --config C --layers 2` slice was cut from): also report its per-token prefill and decode "
+                  "times and tok/s per 100 GB/s, from the measured mean dense and MoE layer")
+      ->check(CLI::ExistingFile);
   add_kv_cache_option(cmd, o->kv_cache);
   add_load_options(cmd, o->load);
   add_threads_option(cmd, o->threads);

@@ -59,22 +59,29 @@ double mlp_bytes(const MLPWeights& m) { return matrix_bytes(m.w1) + matrix_bytes
 StepWeightBytes step_weight_bytes(const ModelConfig& c, const ModelWeights& w) {
   StepWeightBytes s;
   s.embed_row = matrix_bytes(w.embed) / double(std::max<int64_t>(c.vocab_size, 1));
-  s.fixed = matrix_bytes(w.norm) + matrix_bytes(w.head);
+  s.head = matrix_bytes(w.norm) + matrix_bytes(w.head);
+  s.fixed = s.head;
+  s.layer.assign(w.layers.size(), 0.0);
+  s.attention.assign(w.layers.size(), 0.0);
   s.expert.assign(w.layers.size(), 0.0);
   for (size_t i = 0; i < w.layers.size(); ++i) {
     const BlockWeights& l = w.layers[i];
     const MLAWeights& a = l.attn;
-    s.fixed += matrix_bytes(l.attn_norm) + matrix_bytes(l.ffn_norm);
+    double& b = s.layer[i];
+    double& attn = s.attention[i];
+    attn += matrix_bytes(l.attn_norm);
     for (const Matrix* m : {&a.wq, &a.wq_a, &a.q_norm, &a.wq_b, &a.wkv_a, &a.kv_norm, &a.wkv_b, &a.wo})
-      s.fixed += matrix_bytes(*m);
+      attn += matrix_bytes(*m);
+    b += attn + matrix_bytes(l.ffn_norm);
     if (!l.is_moe) {
-      s.fixed += mlp_bytes(l.mlp);
-      continue;
+      b += mlp_bytes(l.mlp);
+    } else {
+      b += matrix_bytes(l.moe.gate) + matrix_bytes(l.moe.gate_bias) + mlp_bytes(l.moe.shared);
+      double experts = 0;
+      for (const MLPWeights& e : l.moe.experts) experts += mlp_bytes(e);
+      s.expert[i] = l.moe.experts.empty() ? 0 : experts / double(l.moe.experts.size());
     }
-    s.fixed += matrix_bytes(l.moe.gate) + matrix_bytes(l.moe.gate_bias) + mlp_bytes(l.moe.shared);
-    double experts = 0;
-    for (const MLPWeights& e : l.moe.experts) experts += mlp_bytes(e);
-    s.expert[i] = l.moe.experts.empty() ? 0 : experts / double(l.moe.experts.size());
+    s.fixed += b;
   }
   return s;
 }

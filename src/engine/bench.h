@@ -22,11 +22,17 @@ double measure_read_bandwidth(ThreadPool& pool, size_t bytes = size_t(1) << 30, 
 // experts, routers, final norm, lm_head), each MoE layer reads each routed expert it runs
 // once (expert[l]: the layer's mean bytes per routed expert, 0 for dense layers), and each
 // row reads its embedding row.
+// `fixed` is the sum of `head` (final norm and lm_head) and layer[l] (what layer l reads once
+// per step: its norms, attention, dense MLP or router and shared experts).
 struct StepWeightBytes {
-  double fixed = 0, embed_row = 0;
+  double fixed = 0, embed_row = 0, head = 0;
+  std::vector<double> layer;      // [layer]
+  std::vector<double> attention;  // [layer]: layer[l]'s attention half (attn_norm and MLA)
   std::vector<double> expert;  // [layer]
   // One decode token: num_experts_per_tok experts per MoE layer, one embedding row.
   double decode(int64_t experts_per_tok) const;
+  // Layer l's share of decode().
+  double layer_decode(size_t l, int64_t experts_per_tok) const { return layer[l] + expert[l] * double(experts_per_tok); }
   // A step over `rows` tokens whose MoE layer l ran distinct[l] experts (distinct_experts).
   double step(int64_t rows, std::span<const int64_t> distinct) const;
 };

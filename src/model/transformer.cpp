@@ -1,5 +1,6 @@
 #include "model/transformer.h"
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -39,7 +40,9 @@ void Transformer::release_followers() {
 
 void block_forward(const ModelConfig& c, const BlockWeights& b, const Rope& rope, int64_t cache_layer, float* x,
                    int64_t n, std::span<const TokenSlot> slots, ThreadPool& pool, std::vector<Routing>* routing,
-                   MLAForm form, const Partition& part) {
+                   MLAForm form, const Partition& part, double* attention_seconds) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point t0 = attention_seconds ? Clock::now() : Clock::time_point{};
   const int64_t dim = c.hidden_size;
   const float eps = float(c.rms_norm_eps);
   std::vector<float> h(static_cast<size_t>(n * dim)), o(static_cast<size_t>(n * dim));
@@ -61,6 +64,7 @@ void block_forward(const ModelConfig& c, const BlockWeights& b, const Rope& rope
   residual_norm(nullptr, &b.attn_norm);
   mla_forward(c, b.attn, rope, cache_layer, h.data(), n, slots, o.data(), pool, form);
   part.sum(o.data(), o.size());  // this rank's heads' share of wo -> all heads
+  if (attention_seconds) *attention_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
   // x = x + ffn(ffn_norm(x))
   residual_norm(o.data(), &b.ffn_norm);
   if (b.is_moe)
@@ -78,6 +82,43 @@ std::vector<TokenSlot> consecutive(KVCache& cache, int64_t start_pos, int64_t n)
   for (int64_t i = 0; i < n; ++i) s[size_t(i)] = {&cache, start_pos + i};
   return s;
 }
+
+// The time since the previous boundary, added to a part of StepTimes at each boundary; nothing
+// at all without a StepTimes.
+class PartClock {
+ public:
+  explicit PartClock(StepTimes* t) : t_(t) {
+    if (t_) start_ = last_ = Clock::now();
+  }
+  // A boundary that ends no part (what ran before it counts in the whole step only).
+  void mark() {
+    if (t_) last_ = Clock::now();
+  }
+  // Adds the time since the previous boundary (or the start) to *part.
+  void lap(double StepTimes::*part) {
+    if (!t_) return;
+    const auto now = Clock::now();
+    t_->*part += seconds(now - last_);
+    last_ = now;
+  }
+  void lap_layer(int64_t l) {
+    if (!t_) return;
+    const auto now = Clock::now();
+    t_->layer[size_t(l)] += seconds(now - last_);
+    last_ = now;
+  }
+  // Adds the time since the start to *whole.
+  void total(double StepTimes::*whole) const {
+    if (t_) t_->*whole += seconds(Clock::now() - start_);
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  static double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+  StepTimes* t_;
+  Clock::time_point start_, last_;
+};
+
 std::vector<int64_t> logit_rows_for(int64_t n, bool all) {
   std::vector<int64_t> r;
   for (int64_t i = all ? 0 : n - 1; i < n; ++i) r.push_back(i);
@@ -143,6 +184,7 @@ void Transformer::embed(const Matrix& e, std::span<const int32_t> tokens, float*
 void Transformer::forward_batch(std::span<const int32_t> tokens, std::span<const TokenSlot> slots,
                                 std::span<const int64_t> logit_rows, float* logits, ThreadPool& pool,
                                 ForwardTrace* trace, float* hidden, MLAForm form) const {
+  PartClock clock(times_);
   check_inputs(tokens, slots);
   if (form == MLAForm::Auto) form = mla_form_;
   if (driver_) driver_->announce_forward(tokens, slots, logit_rows, form);
@@ -151,19 +193,33 @@ void Transformer::forward_batch(std::span<const int32_t> tokens, std::span<const
     trace->layer_outputs.assign(size_t(c_.num_hidden_layers), {});
     trace->routing.assign(size_t(c_.num_hidden_layers), {});
   }
+  if (times_) {
+    times_->layer.resize(size_t(c_.num_hidden_layers));
+    times_->attention.resize(size_t(c_.num_hidden_layers));
+  }
   std::vector<float> x(static_cast<size_t>(n * dim));
+  clock.mark();  // the checks and the announcement count in the step only
   embed(w_.embed, tokens, x.data());
+  clock.lap(&StepTimes::embed);
   for (int64_t l = 0; l < c_.num_hidden_layers; ++l) {
     block_forward(c_, w_.layers[size_t(l)], rope_, l, x.data(), n, slots, pool,
-                  trace ? &trace->routing[size_t(l)] : nullptr, form, part_);
+                  trace ? &trace->routing[size_t(l)] : nullptr, form, part_,
+                  times_ ? &times_->attention[size_t(l)] : nullptr);
     if (trace && trace->record_layer_outputs) trace->layer_outputs[size_t(l)].assign(x.begin(), x.end());
+    clock.lap_layer(l);
   }
   // Final norm in place: x becomes h, the hidden state the head and the MTP module read.
   for (int64_t t = 0; t < n; ++t)
     kernels::rmsnorm(&x[size_t(t * dim)], w_.norm, float(c_.rms_norm_eps), &x[size_t(t * dim)]);
   if (hidden) std::copy(x.begin(), x.end(), hidden);
   if (!logit_rows.empty()) head(w_.head, x.data(), logit_rows, logits, pool);
+  clock.lap(&StepTimes::head);
   if (driver_) driver_->step_done();
+  if (times_) {
+    times_->steps++;
+    times_->rows += n;
+  }
+  clock.total(&StepTimes::step);
 }
 
 void Transformer::forward(std::span<const int32_t> tokens, int64_t start_pos, KVCache& cache, float* logits,
@@ -188,6 +244,7 @@ void Transformer::mtp_forward(int64_t depth, std::span<const int32_t> next_token
   const auto slots = consecutive(cache, start_pos, n);
   check_inputs(next_tokens, slots);
   if (driver_) driver_->announce_mtp(depth, next_tokens, h, dim, start_pos, cache, all_logits);
+  PartClock clock(times_);
   const MTPWeights& m = w_.mtp[size_t(depth)];
   const float eps = float(c_.rms_norm_eps);
   std::vector<float> eh(static_cast<size_t>(n * 2 * dim)), x(static_cast<size_t>(n * dim));
@@ -204,6 +261,11 @@ void Transformer::mtp_forward(int64_t depth, std::span<const int32_t> next_token
   if (mtp_hidden) std::copy(x.begin(), x.end(), mtp_hidden);
   head(m.head, x.data(), logit_rows_for(n, all_logits), logits, pool);
   if (driver_) driver_->step_done();
+  if (times_) {
+    times_->mtp_steps++;
+    times_->mtp_rows += n;
+  }
+  clock.total(&StepTimes::mtp);
 }
 
 uint64_t LoadedModel::file_bytes() const { return gguf ? gguf->file_bytes() : checkpoint->file_bytes(); }

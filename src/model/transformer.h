@@ -28,6 +28,22 @@ struct ForwardTrace {
   std::vector<Routing> mtp_routing;                     // [token] of the MTP block (mtp_forward)
 };
 
+// Where the forward steps' wall time goes (`dsv3 bench`): seconds between the parts' boundaries,
+// read on the thread that calls forward (the pool joins at every op, so a part's time holds all
+// of its work; on rank 0 of several, its waits in the collectives too), summed over the steps
+// run while installed with Transformer::set_step_times. Timing reads a clock at each boundary
+// and never touches the data: the logits are the same bits with or without it.
+struct StepTimes {
+  std::vector<double> layer;   // [num_hidden_layers]: one block each (attention, then MLP or MoE)
+  std::vector<double> attention;  // [num_hidden_layers]: layer[l]'s attention half (norm, MLA, sum)
+  double embed = 0;            // embedding rows
+  double head = 0;             // final norm and lm_head
+  double step = 0;             // whole forward_batch calls (the parts and the checks between them)
+  int64_t steps = 0, rows = 0;  // forward_batch calls and their token rows
+  double mtp = 0;              // whole mtp_forward calls (embedding, eh_proj, block, head)
+  int64_t mtp_steps = 0, mtp_rows = 0;
+};
+
 class Transformer {
  public:
   // `w` holds this rank's share of the weights when `part` splits the model over several
@@ -69,6 +85,9 @@ class Transformer {
   int64_t mtp_depth() const { return int64_t(w_.mtp.size()); }
   // Which MLA form attention uses (default: chosen per call by operation count).
   void set_mla_form(MLAForm f) { mla_form_ = f; }
+  // Accumulates the time of every later forward step into `t` (null: stop; the default). `t`
+  // must outlive its use, and only one forward may run at a time while it is installed.
+  void set_step_times(StepTimes* t) { times_ = t; }
   // Rank 0 of several: tells the followers to stop following (also done on destruction).
   void release_followers();
 
@@ -95,6 +114,7 @@ class Transformer {
   std::unique_ptr<StepDriver> driver_;  // rank 0 of several only
   Rope rope_;
   MLAForm mla_form_ = MLAForm::Auto;
+  StepTimes* times_ = nullptr;
 };
 
 // One decoder block (model.py Block): x = x + attn(attn_norm(x)); x = x + ffn(ffn_norm(x)).
@@ -102,10 +122,11 @@ class Transformer {
 // reads and appends to. Routing of MoE blocks goes to `routing` if non-null.
 // With a rank's share of the weights, the attention and FFN outputs are partial sums, each
 // summed over ranks (part.sum) before its residual add: two reductions per block.
+// `attention_seconds`, if non-null, is added the wall time of the attention half (StepTimes).
 void block_forward(const ModelConfig& c, const BlockWeights& b, const Rope& rope, int64_t cache_layer, float* x,
                    int64_t n, std::span<const TokenSlot> slots, ThreadPool& pool,
                    std::vector<Routing>* routing = nullptr, MLAForm form = MLAForm::Auto,
-                   const Partition& part = Partition{});
+                   const Partition& part = Partition{}, double* attention_seconds = nullptr);
 
 // A loaded model: the mapped weight files (a checkpoint folder or a GGUF model, one of the two)
 // and the transformer over their weights.

@@ -293,6 +293,118 @@ TEST_F(Cli, BenchRepetitionsReportMediansAndEveryRun) {
   EXPECT_NE(too_long.err.find("exceeds the model's context"), std::string::npos) << too_long.err;
 }
 
+// bench's per-layer report: one entry per main layer, of its config's kind, with its prefill and
+// decode times and the bytes it reads per decoded token; the layers, the embedding and lm_head
+// lie inside the step; each kind's mean; and --project to a config of the same layer shapes.
+TEST_F(Cli, BenchReportsEachLayersTimes) {
+  const std::string config = (*dir_ / "config.json").string();
+  const auto c = nlohmann::json::parse(std::ifstream(config));
+  const int64_t layers = c["num_hidden_layers"].get<int64_t>(), dense = c["first_k_dense_replace"].get<int64_t>();
+  ASSERT_GT(dense, 0);
+  ASSERT_LT(dense, layers);
+  // A config with twice the MoE layers, to project to.
+  auto deeper = c;
+  deeper["num_hidden_layers"] = layers + (layers - dense);
+  const std::string deeper_path = ::testing::TempDir() + "/bench_project_config.json";
+  std::ofstream(deeper_path) << deeper.dump();
+  const auto r = run_command(kBin + " bench" + model() + " --json -p 6 -n 4 --batch 1 --speculative mtp:1 -r 2 --project " +
+                             deeper_path);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(int64_t(j["layers"].size()), layers);
+  double prefill = 0, decode = 0, weight = 0;
+  for (int64_t l = 0; l < layers; ++l) {
+    const auto& e = j["layers"][size_t(l)];
+    EXPECT_EQ(e["index"], l);
+    EXPECT_EQ(e["kind"], l < dense ? "dense" : "moe") << l;
+    for (const char* k : {"prefill_ms_per_token", "decode_ms_per_token", "weight_bytes_per_token",
+                          "cache_bytes_per_token", "decode_gb_s", "decode_bandwidth_share",
+                          "prefill_attention_ms_per_token", "prefill_ffn_ms_per_token", "decode_attention_ms_per_token",
+                          "decode_ffn_ms_per_token", "attention_weight_bytes_per_token", "ffn_weight_bytes_per_token",
+                          "decode_attention_gb_s", "decode_ffn_gb_s"})
+      EXPECT_GT(e[k].get<double>(), 0) << l << " " << k;
+    // Its halves: attention and FFN.
+    EXPECT_NEAR(e["attention_weight_bytes_per_token"].get<double>() + e["ffn_weight_bytes_per_token"].get<double>(),
+                e["weight_bytes_per_token"].get<double>(), 1e-9 * e["weight_bytes_per_token"].get<double>());
+    EXPECT_NEAR(e["decode_attention_ms_per_token"].get<double>() + e["decode_ffn_ms_per_token"].get<double>(),
+                e["decode_ms_per_token"].get<double>(), 1e-9 * e["decode_ms_per_token"].get<double>());
+    EXPECT_EQ(e["decode_ms_per_token_runs"].size(), 2u);  // every run's value, as the other figures
+    prefill += e["prefill_ms_per_token"].get<double>();
+    decode += e["decode_ms_per_token"].get<double>();
+    weight += e["weight_bytes_per_token"].get<double>();
+  }
+  // The layers' weights, lm_head's and an embedding row are what a decoded token reads.
+  const double all = j["weight_bytes_per_token"].get<double>();
+  EXPECT_NEAR(weight + j["head_weight_bytes_per_token"].get<double>() + j["embed_weight_bytes_per_token"].get<double>(),
+              all, 1e-9 * all);
+  for (const char* k : {"prefill_embed_ms_per_token", "prefill_head_ms_per_token", "decode_embed_ms_per_token",
+                        "decode_head_ms_per_token", "spec_mtp_ms_per_token"})
+    EXPECT_GT(j[k].get<double>(), 0) << k;
+  // Each kind's mean over its layers.
+  ASSERT_EQ(j["layer_kinds"].size(), 2u);
+  EXPECT_EQ(j["layer_kinds"][0]["kind"], "dense");
+  EXPECT_EQ(j["layer_kinds"][0]["layers"], dense);
+  EXPECT_EQ(j["layer_kinds"][1]["kind"], "moe");
+  EXPECT_EQ(j["layer_kinds"][1]["layers"], layers - dense);
+  double kinds_decode = 0, kinds_prefill = 0;
+  for (const auto& k : j["layer_kinds"]) {
+    kinds_decode += k["layers"].get<double>() * k["decode_ms_per_token"].get<double>();
+    kinds_prefill += k["layers"].get<double>() * k["prefill_ms_per_token"].get<double>();
+  }
+  EXPECT_NEAR(kinds_decode, decode, 1e-9 * decode);
+  EXPECT_NEAR(kinds_prefill, prefill, 1e-9 * prefill);
+  // Projected to twice the MoE layers: their time and bytes twice over.
+  const auto& moe = j["layer_kinds"][1];
+  const auto& p = j["projection"];
+  EXPECT_EQ(p["num_hidden_layers"], layers + (layers - dense));
+  EXPECT_EQ(p["dense_layers"], dense);
+  EXPECT_EQ(p["moe_layers"], 2 * (layers - dense));
+  const double extra = double(layers - dense);
+  EXPECT_NEAR(p["decode_ms_per_token"].get<double>(),
+              j["decode_step_ms_per_token"].get<double>() + extra * moe["decode_ms_per_token"].get<double>(),
+              1e-9 * p["decode_ms_per_token"].get<double>());
+  EXPECT_NEAR(p["prefill_ms_per_token"].get<double>(),
+              j["prefill_step_ms_per_token"].get<double>() + extra * moe["prefill_ms_per_token"].get<double>(),
+              1e-9 * p["prefill_ms_per_token"].get<double>());
+  EXPECT_NEAR(p["weight_bytes_per_token"].get<double>(), all + extra * moe["weight_bytes_per_token"].get<double>(),
+              1e-9 * all);
+
+  // One run: the parts lie inside the step (a median of sums is not the sum of the medians, so
+  // not with -r 2), the prefill step inside the prefill that bench timed around it; projected
+  // onto its own config, the model is what was measured.
+  const auto one = run_command(kBin + " bench" + model() + " --json -p 6 -n 4 --batch 1 --speculative off --project " + config);
+  ASSERT_EQ(one.code, 0) << one.err;
+  const auto o = nlohmann::json::parse(one.out);
+  double pre1 = o["prefill_embed_ms_per_token"].get<double>() + o["prefill_head_ms_per_token"].get<double>();
+  double dec1 = o["decode_embed_ms_per_token"].get<double>() + o["decode_head_ms_per_token"].get<double>();
+  for (const auto& e : o["layers"]) pre1 += e["prefill_ms_per_token"].get<double>(), dec1 += e["decode_ms_per_token"].get<double>();
+  EXPECT_LE(pre1, o["prefill_step_ms_per_token"].get<double>() * (1 + 1e-12));
+  EXPECT_LE(dec1, o["decode_step_ms_per_token"].get<double>() * (1 + 1e-12));
+  EXPECT_LE(o["prefill_step_ms_per_token"].get<double>(), 1e3 / o["prefill_tokens_per_s"].get<double>());
+  EXPECT_FALSE(o.contains("spec_mtp_ms_per_token"));
+  const auto& own = o["projection"];
+  EXPECT_EQ(own["num_hidden_layers"], layers);
+  EXPECT_NEAR(own["decode_ms_per_token"].get<double>(), o["decode_step_ms_per_token"].get<double>(),
+              1e-9 * o["decode_step_ms_per_token"].get<double>());
+  EXPECT_NEAR(own["prefill_ms_per_token"].get<double>(), o["prefill_step_ms_per_token"].get<double>(),
+              1e-9 * o["prefill_step_ms_per_token"].get<double>());
+  EXPECT_NEAR(own["weight_bytes_per_token"].get<double>(), all, 1e-9 * all);
+  EXPECT_NEAR(own["decode_bound_tokens_per_s_per_100gb_s"].get<double>(),
+              100e9 / (all + o["cache_bytes_per_token"].get<double>()), 1e-6);
+
+  // The text report lists them.
+  const auto text = run_command(kBin + " bench" + model() + " -p 4 -n 2 --batch 1 --speculative off --project " + config);
+  ASSERT_EQ(text.code, 0) << text.err;
+  for (const char* line : {"  0 dense", "moe mean of 2", "    attention", "    moe ffn", "    mlp", "norm + lm_head",
+                           "whole step", "projection       "})
+    EXPECT_NE(text.out.find(line), std::string::npos) << line << "\n" << text.out;
+  // A config of other shapes is refused before anything is measured.
+  const auto bad = run_command(kBin + " bench" + model() + " --speculative off --project " +
+                               std::string(DSV3_TESTDATA_DIR) + "/configs/deepseek-v3-671b/config.json");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("shapes differ"), std::string::npos) << bad.err;
+}
+
 // synth --config writes any config (here the golden tiny-v3's), cut with --layers and
 // --mtp-layers; the result loads and generates.
 TEST_F(Cli, SynthFromAConfigCutToLayers) {

@@ -3,6 +3,7 @@
 // counted once) on the tiny synthetic model.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <set>
 
 #include "engine/bench.h"
@@ -52,6 +53,21 @@ TEST(StepWeightBytes, DecodeAndBatchedStepFromTheExpertsRun) {
   EXPECT_GT(wb.embed_row, 0);
   const int64_t k = c.num_experts_per_tok;
   EXPECT_DOUBLE_EQ(wb.decode(k), wb.fixed + wb.embed_row + double(k) * experts);
+  // The fixed bytes split into lm_head (with the final norm) and each layer's own; a layer's
+  // share of a decoded token adds its k experts.
+  ASSERT_EQ(wb.layer.size(), wb.expert.size());
+  double parts = wb.head, decode_parts = wb.head + wb.embed_row;
+  for (size_t l = 0; l < wb.layer.size(); ++l) {
+    EXPECT_GT(wb.layer[l], 0) << l;
+    EXPECT_GT(wb.attention[l], 0) << l;  // attn_norm and MLA
+    EXPECT_LT(wb.attention[l], wb.layer[l]) << l;
+    parts += wb.layer[l];
+    EXPECT_DOUBLE_EQ(wb.layer_decode(l, k), wb.layer[l] + double(k) * wb.expert[l]) << l;
+    decode_parts += wb.layer_decode(l, k);
+  }
+  EXPECT_GT(wb.head, double(c.vocab_size) * double(c.hidden_size));  // lm_head: at least a byte per weight
+  EXPECT_NEAR(parts, wb.fixed, 1e-9 * wb.fixed);
+  EXPECT_NEAR(decode_parts, wb.decode(k), 1e-9 * wb.decode(k));
   std::vector<int64_t> same(wb.expert.size()), all(wb.expert.size());
   for (size_t l = 0; l < wb.expert.size(); ++l)
     same[l] = wb.expert[l] > 0 ? k : 0, all[l] = wb.expert[l] > 0 ? c.n_routed_experts : 0;
@@ -84,6 +100,66 @@ TEST(StepWeightBytes, DecodeAndBatchedStepFromTheExpertsRun) {
       EXPECT_EQ(d[l], 0) << l;
     }
   }
+}
+
+// StepTimes, which bench's per-layer report reads, times each part of every forward step (a
+// prefill, a decode step, an MTP step) at its boundaries and never touches the data: the
+// logits are the same bits with and without it.
+TEST(StepTimes, EveryPartTimedAndLogitsBitwiseEqual) {
+  const LoadedModel& m = tiny_model();
+  const ModelConfig& c = m.config;
+  ASSERT_GT(m.model->mtp_depth(), 0);
+  ThreadPool pool(2);
+  const std::vector<int32_t> prompt = {0, 5, 7, 11, 3};
+  auto run = [&](StepTimes* t) {
+    m.model->set_step_times(t);
+    Sequence s(*m.model, 16);
+    s.feed(prompt, pool);
+    std::vector<float> out = s.logits();
+    const int32_t next[1] = {9};
+    s.feed(next, pool);
+    out.insert(out.end(), s.logits().begin(), s.logits().end());
+    // The MTP module over the prompt: row i reads h[i] and the token after it.
+    const std::vector<int32_t> after(prompt.begin() + 1, prompt.end());
+    std::vector<float> h, mtp(static_cast<size_t>(c.vocab_size));
+    for (size_t i = 0; i < after.size(); ++i) h.insert(h.end(), s.hidden_row(int64_t(i)), s.hidden_row(int64_t(i)) + c.hidden_size);
+    m.model->mtp_forward(0, after, h.data(), 0, s.cache(), mtp.data(), false, pool);
+    out.insert(out.end(), mtp.begin(), mtp.end());
+    m.model->set_step_times(nullptr);
+    return out;
+  };
+  const std::vector<float> plain = run(nullptr);
+  StepTimes t;
+  const std::vector<float> timed = run(&t);
+  ASSERT_EQ(plain.size(), timed.size());
+  EXPECT_EQ(std::memcmp(plain.data(), timed.data(), plain.size() * sizeof(float)), 0);
+  EXPECT_EQ(t.steps, 2);
+  EXPECT_EQ(t.rows, int64_t(prompt.size()) + 1);
+  EXPECT_EQ(t.mtp_steps, 1);
+  EXPECT_EQ(t.mtp_rows, int64_t(prompt.size()) - 1);
+  ASSERT_EQ(int64_t(t.layer.size()), c.num_hidden_layers);
+  double parts = t.embed + t.head;
+  ASSERT_EQ(t.attention.size(), t.layer.size());
+  for (size_t l = 0; l < t.layer.size(); ++l) {
+    EXPECT_GT(t.layer[l], 0) << l;
+    EXPECT_GT(t.attention[l], 0) << l;
+    EXPECT_LT(t.attention[l], t.layer[l]) << l;  // the attention half lies inside its layer
+    parts += t.layer[l];
+  }
+  EXPECT_GT(t.embed, 0);
+  EXPECT_GT(t.head, 0);
+  EXPECT_GT(t.mtp, 0);
+  // The parts lie inside their steps, one after another.
+  EXPECT_LE(parts, t.step);
+  // Another step adds to what is there.
+  const StepTimes before = t;
+  m.model->set_step_times(&t);
+  Sequence s(*m.model, 16);
+  s.feed(prompt, pool);
+  m.model->set_step_times(nullptr);
+  EXPECT_EQ(t.steps, before.steps + 1);
+  EXPECT_GT(t.step, before.step);
+  for (size_t l = 0; l < t.layer.size(); ++l) EXPECT_GT(t.layer[l], before.layer[l]) << l;
 }
 
 }  // namespace
