@@ -124,7 +124,7 @@ nlohmann::ordered_json measure_once(const Opts& o, const LoadedModel& m, ThreadP
     r["prefill_fma_peak_share"] = r["prefill_gflop_per_s"].get<double>() / peak;
     r["prefill_fma_peak_share_cpu"] = per_cpu / (peak / o.threads);
   }
-  // GGUF block formats multiply int16 activations with VPMADDWD (kernels/avx512/qgemm.h): their
+  // GGUF block formats multiply int16 activations with VPMADDWD (kernels/simd/qgemm.h): their
   // prefill against that instruction's peak too.
   if (dtype_is_block(m.model->weights().head.dtype)) {
     const double dot = int16_dot_peak_gflops_per_core(kernels::active_variant(), o.threads, int64_t(40) << 20) * o.threads;
