@@ -203,8 +203,9 @@ TEST_F(Cli, BenchReportsEveryFigureAndSpeculationMatchesPlainGreedy) {
   EXPECT_NEAR(ridge, j["fma_peak_gflop_per_s"].get<double>() / j["bandwidth_gb_s"].get<double>(), 1e-9 * ridge);
   for (const char* k : {"decode_roofline_share", "batch_roofline_share", "prefill_roofline_share"})
     EXPECT_GT(j[k].get<double>(), 0) << k;
-  if (j["decode_flop_per_byte"].get<double>() < ridge)
+  if (j["decode_flop_per_byte"].get<double>() < ridge) {
     EXPECT_NEAR(j["decode_roofline_share"].get<double>(), j["decode_bandwidth_share"].get<double>(), 1e-9);
+  }
   // scripts/plot-roofline draws it (a PNG), and names what is wrong with a JSON it cannot use.
   const std::string dir = ::testing::TempDir(), json = dir + "/bench_roofline.json", png = dir + "/roofline.png";
   {

@@ -41,7 +41,9 @@ inline std::string hf_to_gguf(const Checkpoint& ck, const ModelConfig& c, KvBLay
   GgufBuilder b;
   const bool mtp = c.num_nextn_predict_layers > 0 &&
                    ck.has("model.layers." + std::to_string(c.num_hidden_layers) + ".eh_proj.weight");
-  for (const auto& [k, v] : gguf::metadata_from_config(c, {.mtp = mtp})) add_value(b, k, v);
+  gguf::ModelInfo info;
+  info.mtp = mtp;
+  for (const auto& [k, v] : gguf::metadata_from_config(c, info)) add_value(b, k, v);
   if (c.bos_token_id >= 0) b.u32("tokenizer.ggml.bos_token_id", uint32_t(c.bos_token_id));
   if (!c.eos_token_ids.empty()) b.u32("tokenizer.ggml.eos_token_id", uint32_t(c.eos_token_ids[0]));
   struct Stack {
