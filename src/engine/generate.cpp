@@ -88,21 +88,24 @@ void decode_plain(Sequence& seq, Sampler& sampler, Emitter& out, ThreadPool& poo
 
 // Speculative decoding: the pending token x plus k MTP drafts verified in one forward step,
 // while the DraftGate finds drafting pays; plain steps otherwise.
-void decode_speculative(Sequence& seq, Sampler& sampler, int k, const Drafter& drafter, Emitter& out, SpecStats& stats,
-                        ThreadPool& pool) {
+void decode_speculative(Sequence& seq, Sampler& sampler, int k, const Drafter& drafter, bool timed_gate, Emitter& out,
+                        SpecStats& stats, ThreadPool& pool) {
   const int64_t vocab = seq.model().config().vocab_size;
   int32_t x = sampler.sample(seq.logits());
   if (!out.emit(x)) return;
   std::vector<float> q;
-  DraftGate gate;
+  // Greedy text does not depend on which steps draft, so there the gate may time the steps.
+  DraftGate gate(DraftGate::kDefaultMinAcceptance, /*timed=*/timed_gate && sampler.greedy());
   for (;;) {
     const int kk = int(std::min<int64_t>(k, seq.room() - 1));
     if (kk < 1 || !gate.draft()) {  // gate closed, or no room to verify drafts: a plain step
       if (seq.room() < 1) return;
       if (kk >= 1) stats.plain_steps++;
+      const auto tp = Clock::now();
       const int32_t t[1] = {x};
       seq.feed(t, pool);
       x = sampler.sample(seq.logits());
+      if (kk >= 1) gate.record_plain(since(tp));
       if (!out.emit(x)) return;
       continue;
     }
@@ -117,8 +120,9 @@ void decode_speculative(Sequence& seq, Sampler& sampler, int k, const Drafter& d
     seq.feed(verify, pool, /*all_logits=*/true);  // row j predicts the token after verify[j]
 
     const VerifyResult v = accept_drafts(seq, base, drafts, q, sampler, stats);
-    stats.step_seconds += since(t0);
-    gate.record(kk, v.accepted);
+    const double step = since(t0);
+    stats.step_seconds += step;
+    gate.record(kk, v.accepted, step);
     const int m = v.accepted;
     const int32_t next = v.next;
     for (int j = 0; j < m; ++j)
@@ -151,7 +155,7 @@ GenerateResult generate(Sequence& seq, std::span<const int32_t> prompt, const To
   Emitter out(c, tok, opt, res);
   if (opt.max_new_tokens > 0) {
     if (opt.speculative_k > 0)
-      decode_speculative(seq, sampler, opt.speculative_k, opt.drafter, out, res.spec, pool);
+      decode_speculative(seq, sampler, opt.speculative_k, opt.drafter, opt.timed_draft_gate, out, res.spec, pool);
     else
       decode_plain(seq, sampler, out, pool);
   }

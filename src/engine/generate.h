@@ -37,6 +37,10 @@ struct GenerateOptions {
   // distribution (speculative sampling rule).
   int speculative_k = 0;
   Drafter drafter;  // empty: the MTP module
+  // Greedy decoding lets the DraftGate time the steps (speculative.h: drafting stops where it
+  // emits fewer tokens per second than plain steps). false: acceptance counts only, so which
+  // steps draft is the same in every run (tests that count steps).
+  bool timed_draft_gate = true;
 };
 
 struct GenerateResult {

@@ -1,6 +1,7 @@
 #include "engine/speculative.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "core/error.h"
 #include "engine/token_mask.h"
@@ -23,7 +24,10 @@ AcceptResult speculative_accept(std::span<const float> p, std::span<const float>
 }
 
 bool DraftGate::draft() {
-  if (open_) return true;
+  if (open_) {
+    if (timed_ && (plain_seconds_ == 0 || since_plain_ >= kControlEvery)) return false;  // a control step
+    return true;
+  }
   if (plain_left_ > 0) {
     --plain_left_;
     return false;
@@ -31,14 +35,37 @@ bool DraftGate::draft() {
   return true;  // a probe
 }
 
-void DraftGate::record(int drafted, int accepted) {
+void DraftGate::close() {
+  open_ = false;
+  plain_left_ = backoff_;
+}
+
+namespace {
+double running(double avg, double v) { return avg == 0 ? v : avg + DraftGate::kWeight * (v - avg); }
+}  // namespace
+
+void DraftGate::record_plain(double seconds) {
+  if (!timed_ || seconds <= 0) return;
+  plain_seconds_ = running(plain_seconds_, seconds);
+  if (open_) {
+    // Drafting paid over the steps since the last control step: back to the shortest backoff.
+    if (since_plain_ > 0 && draft_seconds_ > 0 && draft_tokens_ / draft_seconds_ >= 1.0 / plain_seconds_)
+      backoff_ = kMinBackoff;
+    since_plain_ = 0;
+  }
+}
+
+void DraftGate::record(int drafted, int accepted, double seconds) {
   if (drafted <= 0) return;
   const double rate = double(accepted) / double(drafted);
   if (!open_) {  // the probe's outcome
     if (rate >= min_acceptance_) {
       open_ = true;
       acceptance_ = rate;
-      backoff_ = kMinBackoff;
+      since_plain_ = 0;
+      skip_time_ = true;
+      draft_seconds_ = draft_tokens_ = 0;
+      if (!timed_) backoff_ = kMinBackoff;
     } else {
       backoff_ = std::min(2 * backoff_, kMaxBackoff);
       plain_left_ = backoff_;
@@ -47,9 +74,26 @@ void DraftGate::record(int drafted, int accepted) {
   }
   acceptance_ += kWeight * (rate - acceptance_);
   if (acceptance_ < min_acceptance_) {
-    open_ = false;
-    plain_left_ = backoff_;
+    close();
+    return;
   }
+  if (!timed_ || seconds <= 0) return;
+  ++since_plain_;
+  if (skip_time_) {
+    skip_time_ = false;
+    return;
+  }
+  draft_seconds_ = running(draft_seconds_, seconds);
+  draft_tokens_ = running(draft_tokens_, double(accepted + 1));
+  if (plain_seconds_ == 0 || draft_tokens_ / draft_seconds_ >= 1.0 / plain_seconds_) return;
+  // Drafting emits fewer tokens per second than plain steps.
+  if (draft_seconds_ >= double(drafted + 1) * plain_seconds_) {
+    open_ = false;  // not even full acceptance would pay: plain for the rest of the sequence
+    plain_left_ = std::numeric_limits<int>::max();
+    return;
+  }
+  close();
+  backoff_ = std::min(2 * backoff_, kMaxBackoff);
 }
 
 namespace {

@@ -20,7 +20,7 @@ struct SpecStats {
   int64_t steps = 0;        // verification steps
   int64_t drafted = 0;      // draft tokens proposed
   int64_t accepted = 0;     // draft tokens accepted
-  int64_t plain_steps = 0;  // one-token steps taken while the DraftGate was closed
+  int64_t plain_steps = 0;  // one-token steps: the DraftGate closed, or a timed gate's control step
   double step_seconds = 0;  // wall time of the verification steps: draft, verify, accept, roll back
   double draft_seconds = 0;  // the drafting part of step_seconds (MTP catch-up and draft steps)
   double acceptance_rate() const { return drafted ? double(accepted) / double(drafted) : 0.0; }
@@ -35,8 +35,20 @@ struct SpecStats {
 // average over the last few drafted steps, starting at kPrior) and closes when it drops below
 // `min_acceptance`. While closed, steps are plain; after `backoff` plain steps one probe step
 // drafts: accepted often enough, the gate opens again, else the backoff doubles (kMinBackoff ..
-// kMaxBackoff). It depends on acceptance counts only, never on time, so a seeded run gives the
-// same text every time.
+// kMaxBackoff). By default it depends on acceptance counts only, never on time, so a seeded run
+// gives the same text every time.
+//
+// Timed (greedy decoding only: its text does not depend on which steps draft). What a drafted
+// step costs against a plain one is not known in advance: on a small model per-op overhead
+// makes it ~2.8x (models/dsv3-kjv), so 53% acceptance, above the count gate's break-even, ran
+// 0.87-0.9x plain. So the caller also reports each step's wall time; the gate times plain steps
+// (the first step, then a control step after every kControlEvery drafted ones) and drafted ones
+// (not the first after opening, whose MTP catch-up covers the plain steps' rows), and closes
+// when drafted steps emit fewer tokens per second than plain ones. If a drafted step costs at
+// least what its best case pays (1 + k plain steps), no acceptance can make drafting pay: the
+// gate stays closed for the rest of the sequence (probing would pay an MTP catch-up over every
+// plain step since, for nothing). Otherwise the backoff doubles and a probe reopens it on
+// acceptance alone.
 class DraftGate {
  public:
   // Break-even for one draft per step: 1 + a tokens per step against a step that costs ~1.5x a
@@ -46,20 +58,35 @@ class DraftGate {
   static constexpr double kWeight = 0.25;  // weight of the newest step in the running acceptance
   static constexpr int kMinBackoff = 32, kMaxBackoff = 1024;
 
-  explicit DraftGate(double min_acceptance = kDefaultMinAcceptance) : min_acceptance_(min_acceptance) {}
+  static constexpr int kControlEvery = 16;  // timed: a plain step after this many drafted ones
+
+  explicit DraftGate(double min_acceptance = kDefaultMinAcceptance, bool timed = false)
+      : min_acceptance_(min_acceptance), timed_(timed) {}
   // Called once per decode step: true if this step drafts (then call record), false for a plain step.
   bool draft();
-  // The outcome of a drafted step: `accepted` of `drafted` draft tokens were accepted.
-  void record(int drafted, int accepted);
+  // The outcome of a drafted step: `accepted` of `drafted` draft tokens were accepted, in
+  // `seconds` of wall time (read by a timed gate only).
+  void record(int drafted, int accepted, double seconds = 0);
+  // Timed gate: a plain step took `seconds`.
+  void record_plain(double seconds);
   bool open() const { return open_; }
   double acceptance() const { return acceptance_; }
 
  private:
+  void close();
+
   double min_acceptance_;
+  bool timed_;
   double acceptance_ = kPrior;
   bool open_ = true;
   int backoff_ = kMinBackoff;
   int plain_left_ = 0;  // plain steps before the next probe (gate closed)
+  // Timed: running seconds per plain step and per drafted step, and tokens per drafted step
+  // (0: none measured yet); drafted steps since the last plain one; whether the next drafted
+  // step's time is skipped (the first after opening).
+  double plain_seconds_ = 0, draft_seconds_ = 0, draft_tokens_ = 0;
+  int since_plain_ = 0;
+  bool skip_time_ = true;
 };
 
 struct AcceptResult {

@@ -51,6 +51,70 @@ TEST(DraftGate, ClosesOnLowAcceptanceAndProbesWithBackoff) {
   EXPECT_TRUE(g.open());
 }
 
+// Timed (greedy): the first step times a plain one; the first drafted step after opening is not
+// timed (its MTP catch-up covers the plain steps' rows); drafted steps that emit fewer tokens
+// per second than plain ones close the gate even at full acceptance: for good when a drafted
+// step costs at least 1 + k plain ones (nothing could pay), else with a doubled backoff, and a
+// probe then reopens on acceptance alone, however slow its catch-up.
+TEST(DraftGate, TimedClosesWhenDraftingEmitsFewerTokensPerSecond) {
+  auto plain_steps_before_probe = [](DraftGate& g) {
+    int n = 0;
+    while (!g.draft() && n < 100000) ++n;
+    return n;
+  };
+  {
+    DraftGate g(DraftGate::kDefaultMinAcceptance, /*timed=*/true);
+    EXPECT_FALSE(g.draft()) << "the first step times a plain one";
+    g.record_plain(1.0);  // 1 token/s
+    for (int i = 0; i < 2; ++i) {
+      ASSERT_TRUE(g.draft());
+      ASSERT_TRUE(g.open());
+      g.record(1, 1, 2.8);  // 2 tokens in 2.8 s (the first not timed)
+    }
+    ASSERT_FALSE(g.open()) << "all drafts accepted, but a step costs 2.8 plain ones, more than k + 1";
+    EXPECT_EQ(plain_steps_before_probe(g), 100000) << "no probe: drafting cannot pay on this model";
+  }
+  DraftGate g(DraftGate::kDefaultMinAcceptance, /*timed=*/true);
+  EXPECT_FALSE(g.draft());
+  g.record_plain(1.0);
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(g.draft());
+    g.record(2, 1, 2.5);  // 2 tokens in 2.5 s, where 3 could pay
+  }
+  ASSERT_FALSE(g.open());
+  EXPECT_EQ(plain_steps_before_probe(g), DraftGate::kMinBackoff);
+  g.record(2, 2, 50.0);  // a probe with a long MTP catch-up: opens on acceptance
+  ASSERT_TRUE(g.open());
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(g.draft());
+    g.record(2, 1, 2.5);
+  }
+  ASSERT_FALSE(g.open());
+  EXPECT_EQ(plain_steps_before_probe(g), 2 * DraftGate::kMinBackoff);
+}
+
+TEST(DraftGate, TimedStaysOpenWhileDraftingPaysAndRetimesPlainSteps) {
+  DraftGate g(DraftGate::kDefaultMinAcceptance, /*timed=*/true);
+  EXPECT_FALSE(g.draft());
+  g.record_plain(1.0);
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < DraftGate::kControlEvery; ++i) {
+      ASSERT_TRUE(g.draft()) << "round " << round << " step " << i;
+      g.record(1, 1, 1.5);  // 1.33 tokens/s
+    }
+    EXPECT_FALSE(g.draft()) << "a control step after " << DraftGate::kControlEvery << " drafted ones";
+    g.record_plain(1.0);
+    EXPECT_TRUE(g.open());
+  }
+  // The count gate never reads time: no control steps, and slow drafted steps keep it open.
+  DraftGate u;
+  for (int i = 0; i < 3 * DraftGate::kControlEvery; ++i) {
+    ASSERT_TRUE(u.draft());
+    u.record(1, 1, 100.0);
+  }
+  EXPECT_TRUE(u.open());
+}
+
 TEST(SpeculativeAccept, OutputIsDistributedAsTheTarget) {
   // Draft from q, apply the rule: the accepted-or-replaced token must follow p exactly.
   const std::vector<float> p = {0.5f, 0.2f, 0.2f, 0.1f, 0.0f}, q = {0.1f, 0.5f, 0.1f, 0.1f, 0.2f};
@@ -114,6 +178,7 @@ class SpeculativeGreedy : public ::testing::TestWithParam<std::string> {
     g.stop_at_eos = false;
     g.speculative_k = k;
     g.drafter = drafter;
+    g.timed_draft_gate = false;  // the step counts below are the count gate's
     const GenerateResult r = generate(seq, prompt_, nullptr, g, pool);
     if (stats) *stats = r.spec;
     return r.tokens;
