@@ -9,35 +9,13 @@
 #include "kernels/simd/linear.h"
 #include "kernels/simd/matmul.h"
 #include "kernels/simd/qblocks.h"
-#include "kernels/simd/qgemm.h"
+#include "kernels/simd/variant_gemm.h"
 #include "kernels/variant.h"
 
 namespace dsv3::kernels::avx512 {
 namespace {
 
-// The GEMM: ggml block formats to simd/qgemm.h (the decode kernel's int16 arithmetic), the
-// rest to simd/gemm.h.
-bool is_block(const Matrix& w) { return simd::qblocks::supported(w.dtype); }
-bool gemm_supports(const Matrix& w) { return is_block(w) ? w.cols > 0 : simd::gemm_supports<V>(w); }
-int64_t gemm_packed_x_floats(const Matrix& w, int64_t n) {
-  return is_block(w) ? simd::qgemm::packed_x_floats<Q, V::kGemmTokens>(w, n) : simd::gemm_packed_x_floats<V>(w, n);
-}
-int64_t gemm_scratch_floats(const Matrix& w) {
-  return is_block(w) ? simd::qgemm::scratch_floats<Q>(w) : simd::gemm_scratch_floats<V>(w);
-}
-void gemm_pack_x(const Matrix& w, const float* x, int64_t n, int64_t tile0, int64_t tile1, float* xp) {
-  if (is_block(w)) return simd::qgemm::pack_x<Q, V::kGemmTokens>(w, x, n, tile0, tile1, xp);
-  simd::gemm_pack_x<V>(w, x, n, tile0, tile1, xp);
-}
-void gemm_rows(const Matrix& w, const float* xp, float* y, int64_t t0, int64_t t1, int64_t r0, int64_t r1, float* scratch) {
-  if (is_block(w)) return simd::qgemm::rows<Q, V::kGemmTokens>(w, xp, y, t0, t1, r0, r1, scratch);
-  simd::gemm_rows<V>(w, xp, y, t0, t1, r0, r1, scratch);
-}
-
-const Gemm kGemm{
-    V::kGemmMinTokens, V::kGemmMinTokensFp8, V::kGemmTokens, V::kGemmRowRegs * V::kLanes,
-    gemm_supports, gemm_packed_x_floats, gemm_scratch_floats, gemm_pack_x, gemm_rows,
-};
+const Gemm kGemm = simd::BlockOrFloatGemm<V, Q>::make(V::kGemmMinTokensFp8);
 
 // ggml block formats go to simd/qblocks.h (int16 activations), the rest to simd/linear.h.
 void linear_rows(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1, float* scratch) {
