@@ -86,6 +86,17 @@ TEST(Scheduler, GreedyBatchEqualsAloneEqualsGenerate) {
 // Prefix caching: a chat's next turn (the conversation so far plus a new message) goes to the
 // slot holding the conversation and prefills only what is new; its answer has the bits of a
 // cold prefill. Unrelated prompts go to other free slots and reuse nothing.
+// Scheduler options of the prefix-reuse tests: prompts prefilled 6 tokens at a time, with or
+// without reuse of cached prompt rows (a "warm" and a "cold" scheduler to compare).
+SchedulerOptions chunked_prefill(int max_batch, bool prefix_cache) {
+  SchedulerOptions o;
+  o.max_batch = max_batch;
+  o.ctx_size = 256;
+  o.prefill_chunk = 6;
+  o.prefix_cache = prefix_cache;
+  return o;
+}
+
 TEST(Scheduler, PrefixCacheReusesAConversationsRowsWithIdenticalOutput) {
   const LoadedChatModel& m = tiny_model();
   auto request = [&](const std::string& text, int max_tokens) {
@@ -95,13 +106,8 @@ TEST(Scheduler, PrefixCacheReusesAConversationsRowsWithIdenticalOutput) {
     r.stop_at_eos = false;
     return r;
   };
-  SchedulerOptions o;
-  o.max_batch = 2;
-  o.ctx_size = 256;
-  o.prefill_chunk = 6;
-  Scheduler warm(*m.loaded.model, m.tokenizer, o);
-  o.prefix_cache = false;
-  Scheduler cold(*m.loaded.model, m.tokenizer, o);
+  Scheduler warm(*m.loaded.model, m.tokenizer, chunked_prefill(2, true));
+  Scheduler cold(*m.loaded.model, m.tokenizer, chunked_prefill(2, false));
 
   const GenRequest first = request("User: tell me about the sea.\nAssistant:", 12);
   const std::string answer = run_all(warm, {first})[0];
@@ -142,13 +148,8 @@ TEST(Scheduler, SamplesOfOnePromptCopyTheirSiblingsRows) {
   // n > 1: three samples of a prompt that takes several prefill chunks. One prefills it, the
   // others wait and copy its rows; each answer equals the same seed's answer prefilled alone.
   const LoadedChatModel& m = tiny_model();
-  SchedulerOptions o;
-  o.max_batch = 3;
-  o.ctx_size = 256;
-  o.prefill_chunk = 6;
-  Scheduler warm(*m.loaded.model, m.tokenizer, o);
-  o.prefix_cache = false;
-  Scheduler cold(*m.loaded.model, m.tokenizer, o);
+  Scheduler warm(*m.loaded.model, m.tokenizer, chunked_prefill(3, true));
+  Scheduler cold(*m.loaded.model, m.tokenizer, chunked_prefill(3, false));
   std::vector<GenRequest> reqs;
   for (uint64_t seed = 0; seed < 3; ++seed) {
     GenRequest r;
