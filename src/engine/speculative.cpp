@@ -87,13 +87,11 @@ void DraftGate::record(int drafted, int accepted, double seconds) {
   draft_tokens_ = running(draft_tokens_, double(accepted + 1));
   if (plain_seconds_ == 0 || draft_tokens_ / draft_seconds_ >= 1.0 / plain_seconds_) return;
   // Drafting emits fewer tokens per second than plain steps.
-  if (draft_seconds_ >= double(drafted + 1) * plain_seconds_) {
-    open_ = false;  // not even full acceptance would pay: plain for the rest of the sequence
-    plain_left_ = std::numeric_limits<int>::max();
-    return;
-  }
   close();
-  backoff_ = std::min(2 * backoff_, kMaxBackoff);
+  if (draft_seconds_ >= double(drafted + 1) * plain_seconds_)
+    plain_left_ = std::numeric_limits<int>::max();  // not even full acceptance would pay: plain from now on
+  else
+    backoff_ = std::min(2 * backoff_, kMaxBackoff);
 }
 
 namespace {
