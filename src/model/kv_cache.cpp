@@ -46,8 +46,8 @@ void KVCache::copy_rows(const KVCache& src, int64_t n) {
                  n <= max_seq_ && n <= src.max_seq_,
              "KV cache rows cannot be copied between caches of different shapes");
   const size_t bytes = size_t(n * row_size()) * dtype_size(dtype_);
-  for (size_t l = 0; l < data_.size(); ++l)
-    if (bytes) std::memcpy(data_[l].data(), src.data_[l].data(), bytes);
+  if (bytes == 0) return;
+  for (size_t l = 0; l < data_.size(); ++l) std::memcpy(data_[l].data(), src.data_[l].data(), bytes);
 }
 
 size_t KVCache::bytes() const { return data_.empty() ? 0 : data_.size() * data_[0].size(); }

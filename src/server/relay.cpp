@@ -161,10 +161,9 @@ std::vector<Relay::Piece> next_pieces(Response& resp, milliseconds timeout) {
   for (size_t i = 0; i < resp.relays.size(); ++i) {
     Relay& r = *resp.relays[i];
     if (r.done) continue;
-    const bool was_done = r.done;
     out[i] = r.next(milliseconds(0));
-    any = any || r.done != was_done || !out[i].content.empty() || !out[i].reasoning.empty() ||
-          !out[i].tool_calls.empty() || !out[i].logprobs.empty();
+    any = any || r.done || !out[i].content.empty() || !out[i].reasoning.empty() || !out[i].tool_calls.empty() ||
+          !out[i].logprobs.empty();
   }
   if (any) return out;
   for (size_t i = 0; i < resp.relays.size(); ++i)
