@@ -47,10 +47,18 @@ struct Q {
     const __m256i s = _mm256_set1_epi16(k);
     return {_mm256_sub_epi16(v.lo, s), _mm256_sub_epi16(v.hi, s)};
   }
-  static I16 mul(I16 v, int16_t a, int16_t b) {
-    return {_mm256_mullo_epi16(v.lo, _mm256_set1_epi16(a)), _mm256_mullo_epi16(v.hi, _mm256_set1_epi16(b))};
+  // A block's sub-block scales as int16, 8 at a time, in both 128-bit lanes (the K-quants'
+  // decode): mul_tab multiplies values 0..15 by t[a] and 16..31 by t[b] (low 16 bits of the
+  // products: the callers' fit), each scale spread by one byte shuffle (a, b are constants once the decode loops are unrolled).
+  using Tab = __m256i;
+  static __m128i load64(const void* p) { return _mm_loadl_epi64(static_cast<const __m128i*>(p)); }
+  static Tab tab_s8(const int8_t* p) { return _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(load64(p))); }
+  static Tab tab_u8(const uint8_t* p) { return _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(load64(p))); }
+  static Tab tab_lo4(const uint8_t* p) { return _mm256_and_si256(tab_u8(p), _mm256_set1_epi16(15)); }
+  static __m256i pick(Tab t, int a) { return _mm256_shuffle_epi8(t, _mm256_set1_epi16(int16_t(2 * a | (2 * a + 1) << 8))); }
+  static I16 mul_tab(I16 v, Tab t, int a, int b) {
+    return {_mm256_mullo_epi16(v.lo, pick(t, a)), _mm256_mullo_epi16(v.hi, pick(t, b))};
   }
-  static I16 mul1(I16 v, int16_t a) { return mul(v, a, a); }
   // Value j is v where bit j of `bits` is set, else 0: each 16-bit lane tests its own bit.
   static __m256i bits16(uint16_t bits, __m256i v) {
     const __m256i sel = _mm256_setr_epi16(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384,

@@ -41,9 +41,18 @@ struct Q {
   static I16 and_(I16 v, int16_t m) { return _mm512_and_si512(v, _mm512_set1_epi16(m)); }
   static I16 or_(I16 a, I16 b) { return _mm512_or_si512(a, b); }
   static I16 sub(I16 v, int16_t k) { return _mm512_sub_epi16(v, _mm512_set1_epi16(k)); }
-  // Values 0..15 times a, 16..31 times b (low 16 bits of the products: the callers' fit).
-  static I16 mul(I16 v, int16_t a, int16_t b) { return _mm512_mullo_epi16(v, halves(a, b)); }
-  static I16 mul1(I16 v, int16_t a) { return _mm512_mullo_epi16(v, _mm512_set1_epi16(a)); }
+  // A block's sub-block scales as int16, 8 at a time (the K-quants' decode): mul_tab multiplies
+  // values 0..15 by t[a] and 16..31 by t[b] (low 16 bits of the products: the callers' fit)
+  // with one permute for the factors (a, b are constants once the decode loops are unrolled),
+  // where two broadcasts from scalar registers and an insert cost five uops.
+  using Tab = __m128i;
+  static __m128i load64(const void* p) { return _mm_loadl_epi64(static_cast<const __m128i*>(p)); }
+  static Tab tab_s8(const int8_t* p) { return _mm_cvtepi8_epi16(load64(p)); }
+  static Tab tab_u8(const uint8_t* p) { return _mm_cvtepu8_epi16(load64(p)); }
+  static Tab tab_lo4(const uint8_t* p) { return _mm_and_si128(tab_u8(p), _mm_set1_epi16(15)); }
+  static I16 mul_tab(I16 v, Tab t, int a, int b) {
+    return _mm512_mullo_epi16(v, _mm512_permutexvar_epi16(halves(int16_t(a), int16_t(b)), _mm512_castsi128_si512(t)));
+  }
   // Value j is v where bit j of `bits` is set, else 0.
   static I16 bits(uint32_t bits, int16_t v) { return _mm512_maskz_mov_epi16(__mmask32(bits), _mm512_set1_epi16(v)); }
 

@@ -167,10 +167,10 @@ struct Fmt<Q, DType::Q2_K> {
   static Prep prep(const uint8_t* b) { return {half_at<Q>(b + 80), half_at<Q>(b + 82)}; }
   static void decode(const uint8_t* b, int h, const Prep&, typename Q::I16 (&w)[kBatch]) {
     const typename Q::I16 v = Q::zx32(b + 16 + 32 * h);
+    const typename Q::Tab sc = Q::tab_lo4(b + 8 * h);  // the scales of groups 4h..4h+3
     for (int k = 0; k < 4; ++k) {
-      const int g = 4 * h + k;
       const typename Q::I16 q = k == 3 ? Q::srl(v, 6, 6) : Q::and_(Q::srl(v, 2 * k, 2 * k), 3);
-      w[k] = Q::mul(q, int16_t(b[2 * g] & 15), int16_t(b[2 * g + 1] & 15));
+      w[k] = Q::mul_tab(q, sc, 2 * k, 2 * k + 1);
     }
   }
   static float term(const uint8_t* b, const Prep& p, const QTokens& x, int64_t c0) {
@@ -205,11 +205,12 @@ struct Fmt<Q, DType::Q3_K> {
   }
   static void decode(const uint8_t* b, int h, const Prep& p, typename Q::I16 (&w)[kBatch]) {
     const typename Q::I16 v = Q::zx32(b + 32 + 32 * h), hm = Q::zx32(b);
+    const typename Q::Tab sc = Q::tab_s8(p.sc + 8 * h);
     for (int k = 0; k < 4; ++k) {
       const int g = 4 * h + k;
       const typename Q::I16 q = k == 3 ? Q::srl(v, 6, 6) : Q::and_(Q::srl(v, 2 * k, 2 * k), 3);
       const typename Q::I16 hb = Q::sll(Q::and_(Q::srl(hm, g, g), 1), 2);
-      w[k] = Q::mul(Q::sub(Q::or_(q, hb), 4), p.sc[2 * g], p.sc[2 * g + 1]);
+      w[k] = Q::mul_tab(Q::sub(Q::or_(q, hb), 4), sc, 2 * k, 2 * k + 1);
     }
   }
   static float term(const uint8_t*, const Prep&, const QTokens&, int64_t) { return 0; }
@@ -249,8 +250,9 @@ struct FmtQ45K {
       lo = Q::or_(lo, Q::sll(Q::and_(h, 1), 4));
       hi = Q::or_(hi, Q::sll(Q::and_(h, 2), 3));
     }
-    w[0] = Q::mul1(lo, p.sc[2 * j]);
-    w[1] = Q::mul1(hi, p.sc[2 * j + 1]);
+    const typename Q::Tab sc = Q::tab_u8(p.sc);
+    w[0] = Q::mul_tab(lo, sc, 2 * j, 2 * j);
+    w[1] = Q::mul_tab(hi, sc, 2 * j + 1, 2 * j + 1);
   }
   static float term(const uint8_t*, const Prep& p, const QTokens& x, int64_t c0) {
     return -p.dmin * Q::mins_dot8(p.m, x.bsum32 + c0 / 32);
@@ -275,12 +277,12 @@ struct Fmt<Q, DType::Q6_K> {
   static void decode(const uint8_t* b, int h, const Prep&, typename Q::I16 (&w)[kBatch]) {
     const typename Q::I16 l0 = Q::zx32(b + 64 * h), l1 = Q::zx32(b + 64 * h + 32), hb = Q::zx32(b + 128 + 32 * h);
     const typename Q::I16 lo[4] = {Q::and_(l0, 15), Q::and_(l1, 15), Q::srl(l0, 4, 4), Q::srl(l1, 4, 4)};
-    const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
-    for (int k = 0; k < 4; ++k) {
-      const int g = 4 * h + k;
-      const typename Q::I16 hi = Q::sll(k == 3 ? Q::srl(hb, 6, 6) : Q::and_(Q::srl(hb, 2 * k, 2 * k), 3), 4);
-      w[k] = Q::mul(Q::sub(Q::or_(lo[k], hi), 32), sc[2 * g], sc[2 * g + 1]);
-    }
+    const typename Q::Tab sc = Q::tab_s8(reinterpret_cast<const int8_t*>(b + 192 + 8 * h));  // groups 4h..4h+3
+    // Crumb k of hb moved to bits 4-5 with one shift or none (shifts share one port with the
+    // multiplies on Intel's AVX-512 cores).
+    const typename Q::I16 hi[4] = {Q::and_(Q::sll(hb, 4), 0x30), Q::and_(Q::sll(hb, 2), 0x30), Q::and_(hb, 0x30),
+                                   Q::and_(Q::srl(hb, 2, 2), 0x30)};
+    for (int k = 0; k < 4; ++k) w[k] = Q::mul_tab(Q::sub(Q::or_(lo[k], hi[k]), 32), sc, 2 * k, 2 * k + 1);
   }
   static float term(const uint8_t*, const Prep&, const QTokens&, int64_t) { return 0; }
 };
@@ -328,7 +330,9 @@ void tile(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens
     typename Q::I32 is[RB][NT];
     for (int i = 0; i < RB; ++i)
       for (int t = 0; t < NT; ++t) is[i][t] = Q::zero32();
+#pragma GCC unroll 8
     for (int gb = 0; gb < G / F::kBatch; ++gb)
+#pragma GCC unroll 4
       for (int i = 0; i < RB; ++i) {
         typename Q::I16 w[F::kBatch];
         if (panel.w == nullptr)
