@@ -277,9 +277,9 @@ void register_attention() {
   }
 }
 
-// The absorbed MLA form's transposed products: one head's W_uk^T q_nope ([128, 512] slice of
-// V3's kv_b_proj, FP8, the slice hot in cache as in a layer's head loop) for n tokens, one
-// thread, GFLOP/s per core in CPU time.
+// The absorbed MLA form's transposed products, one thread, GFLOP/s per core in CPU time: one
+// head's W_uk^T q_nope ([128, 512] slice of V3's kv_b_proj, FP8, the slice hot in cache as in a
+// layer's head loop) for n tokens, and the latent output of a chunk of the cache.
 void register_transposed() {
   for (const Variant* v : compiled_variants()) {
     if (!missing_cpu_feature(*v).empty() || std::string(v->name) == "scalar") continue;
@@ -297,6 +297,30 @@ void register_transposed() {
         state.counters["GFLOP/s/core"] = flops * 1e-9 / (process_cpu_seconds() - cpu0);
       })->UseRealTime()->MinTime(0.2);
     }
+    // The latent output o = K^T p of one attention chunk: 256 cached rows [c_kv | k_pe] of 576
+    // BF16 values (the BF16 latent cache, hot in cache: the score product has just read it)
+    // for the n heads of a group as tokens (medium and V3 decode: 16).
+    // "scores": the chunk's other product, K [q_abs | q_pe] (linear), for comparison.
+    for (int64_t n : {4, 8, 16})
+      for (bool scores : {false, true}) {
+        const std::string name = std::string(scores ? "scores" : "transposed") + "/bf16/latent_256x576/n:" +
+                                 std::to_string(n) + "/" + v->name;
+        benchmark::RegisterBenchmark(name.c_str(), [v, n, scores](benchmark::State& state) {
+          Weights w(DType::BF16, 256, 576, size_t(0));
+          std::vector<float> x(size_t(n * 576), 1.0f / 256), y(size_t(n * 576));
+          std::vector<float> scratch(size_t(kLinearScratchRows * 576));
+          const double cpu0 = process_cpu_seconds();
+          for (auto _ : state) {
+            if (scores)
+              v->linear_rows(w.views[0], x.data(), y.data(), n, 0, 256, scratch.data());
+            else
+              v->linear_transposed_acc(w.views[0], x.data(), y.data(), n);
+            benchmark::DoNotOptimize(y.data());
+          }
+          const double flops = double(state.iterations()) * 2.0 * 256 * 576 * double(n);
+          state.counters["GFLOP/s/core"] = flops * 1e-9 / (process_cpu_seconds() - cpu0);
+        })->UseRealTime()->MinTime(0.2);
+      }
   }
 }
 
