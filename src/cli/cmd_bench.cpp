@@ -352,13 +352,21 @@ int run(const Opts& o) {
   // How much of the weights the decode will read through huge-page TLB entries: a file mapping
   // gets them only where the page cache holds 2 MiB folios (how the file was written or read
   // decides that), an anonymous copy (--no-mmap) where the kernel honoured MADV_HUGEPAGE.
+  // The share is of the bytes this process has mapped in (its share of the weights under
+  // mpirun, where dividing by the whole file would make every rank look short of huge pages).
   std::optional<size_t> huge;
-  if (const std::optional<Residency> r = m.residency()) huge = r->huge;
+  size_t mapped = 0;
+  if (const std::optional<Residency> r = m.residency()) {
+    huge = r->huge;
+    mapped = r->resident;
+  }
   if (huge) {
     j["huge_page_bytes"] = *huge;
-    j["huge_page_share"] = double(*huge) / double(std::max<uint64_t>(1, m.file_bytes()));
+    j["huge_page_of_bytes"] = mapped;
+    j["huge_page_share"] = double(*huge) / double(std::max<size_t>(1, mapped));
   } else {
     j["huge_page_bytes"] = nullptr;
+    j["huge_page_of_bytes"] = nullptr;
     j["huge_page_share"] = nullptr;
   }
   std::vector<nlohmann::ordered_json> runs;
@@ -465,7 +473,7 @@ int run(const Opts& o) {
   std::printf("weights          %s, %.1f MB (%s), loaded in %.2fs, paged in %.2fs; peak RSS %.1f MB\n",
               j["weights"].get<std::string>().c_str(), double(m.file_bytes()) / 1e6, huge_text.c_str(),
               load_s, j["populate_seconds"].get<double>(), double(resident.bytes) / 1e6);
-  if (huge && o.load.mmap && *huge < m.file_bytes() * 9 / 10 && m.file_bytes() >= (64u << 20))
+  if (huge && o.load.mmap && *huge < mapped * 9 / 10 && mapped >= (64u << 20))
     std::printf("                 (%.0f%% of the weights are mapped with 4 KiB pages%s)\n",
                 pct * (1 - j["huge_page_share"].get<double>()),
                 // Read back from disk and still small: this filesystem or kernel has no large folios.
