@@ -49,8 +49,7 @@ void DraftGate::record_plain(double seconds) {
   plain_seconds_ = running(plain_seconds_, seconds);
   if (open_) {
     // Drafting paid over the steps since the last control step: back to the shortest backoff.
-    if (since_plain_ > 0 && draft_seconds_ > 0 && draft_tokens_ / draft_seconds_ >= 1.0 / plain_seconds_)
-      backoff_ = kMinBackoff;
+    if (since_plain_ > 0 && draft_seconds_ > 0 && drafting_pays()) backoff_ = kMinBackoff;
     since_plain_ = 0;
   }
 }
@@ -85,7 +84,7 @@ void DraftGate::record(int drafted, int accepted, double seconds) {
   }
   draft_seconds_ = running(draft_seconds_, seconds);
   draft_tokens_ = running(draft_tokens_, double(accepted + 1));
-  if (plain_seconds_ == 0 || draft_tokens_ / draft_seconds_ >= 1.0 / plain_seconds_) return;
+  if (plain_seconds_ == 0 || drafting_pays()) return;
   // Drafting emits fewer tokens per second than plain steps.
   close();
   if (draft_seconds_ >= double(drafted + 1) * plain_seconds_)

@@ -74,6 +74,8 @@ class DraftGate {
 
  private:
   void close();
+  // Timed: drafted steps emit at least as many tokens per second as plain ones (both measured).
+  bool drafting_pays() const { return draft_tokens_ / draft_seconds_ >= 1.0 / plain_seconds_; }
 
   double min_acceptance_;
   bool timed_;
