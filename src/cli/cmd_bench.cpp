@@ -354,16 +354,11 @@ int run(const Opts& o) {
   // decides that), an anonymous copy (--no-mmap) where the kernel honoured MADV_HUGEPAGE.
   // The share is of the bytes this process has mapped in (its share of the weights under
   // mpirun, where dividing by the whole file would make every rank look short of huge pages).
-  std::optional<size_t> huge;
-  size_t mapped = 0;
-  if (const std::optional<Residency> r = m.residency()) {
-    huge = r->huge;
-    mapped = r->resident;
-  }
-  if (huge) {
-    j["huge_page_bytes"] = *huge;
-    j["huge_page_of_bytes"] = mapped;
-    j["huge_page_share"] = double(*huge) / double(std::max<size_t>(1, mapped));
+  const std::optional<Residency> mapped = m.residency();
+  if (mapped) {
+    j["huge_page_bytes"] = mapped->huge;
+    j["huge_page_of_bytes"] = mapped->resident;
+    j["huge_page_share"] = double(mapped->huge) / double(std::max<size_t>(1, mapped->resident));
   } else {
     j["huge_page_bytes"] = nullptr;
     j["huge_page_of_bytes"] = nullptr;
@@ -465,7 +460,7 @@ int run(const Opts& o) {
   std::printf("model            %s (%s kernels, %d threads)\n", o.model.c_str(), kernels::active_variant().c_str(),
               o.threads);
   std::string huge_text = "huge pages unknown";
-  if (huge) {
+  if (mapped) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.0f%% in huge pages", pct * j["huge_page_share"].get<double>());
     huge_text = buf;
@@ -473,7 +468,7 @@ int run(const Opts& o) {
   std::printf("weights          %s, %.1f MB (%s), loaded in %.2fs, paged in %.2fs; peak RSS %.1f MB\n",
               j["weights"].get<std::string>().c_str(), double(m.file_bytes()) / 1e6, huge_text.c_str(),
               load_s, j["populate_seconds"].get<double>(), double(resident.bytes) / 1e6);
-  if (huge && o.load.mmap && *huge < mapped * 9 / 10 && mapped >= (64u << 20))
+  if (mapped && o.load.mmap && mapped->huge < mapped->resident * 9 / 10 && mapped->resident >= (64u << 20))
     std::printf("                 (%.0f%% of the weights are mapped with 4 KiB pages%s)\n",
                 pct * (1 - j["huge_page_share"].get<double>()),
                 // Read back from disk and still small: this filesystem or kernel has no large folios.
