@@ -83,9 +83,6 @@ TEST(Scheduler, GreedyBatchEqualsAloneEqualsGenerate) {
   for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(run_all(chunked, {reqs[i]})[0], interleaved[i]) << i;
 }
 
-// Prefix caching: a chat's next turn (the conversation so far plus a new message) goes to the
-// slot holding the conversation and prefills only what is new; its answer has the bits of a
-// cold prefill. Unrelated prompts go to other free slots and reuse nothing.
 // Scheduler options of the prefix-reuse tests: prompts prefilled 6 tokens at a time, with or
 // without reuse of cached prompt rows (a "warm" and a "cold" scheduler to compare).
 SchedulerOptions chunked_prefill(int max_batch, bool prefix_cache) {
@@ -97,6 +94,9 @@ SchedulerOptions chunked_prefill(int max_batch, bool prefix_cache) {
   return o;
 }
 
+// Prefix caching: a chat's next turn (the conversation so far plus a new message) goes to the
+// slot holding the conversation and prefills only what is new; its answer has the bits of a
+// cold prefill. Unrelated prompts go to other free slots and reuse nothing.
 TEST(Scheduler, PrefixCacheReusesAConversationsRowsWithIdenticalOutput) {
   const LoadedChatModel& m = tiny_model();
   auto request = [&](const std::string& text, int max_tokens) {
