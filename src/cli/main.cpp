@@ -50,7 +50,8 @@ int run(int argc, char** argv) {
   std::string kernel_variant;
   app.add_option("--kernels", kernel_variant,
                  "Kernel variant: f32 (the best float32 one this CPU runs: the reference numerics; GGUF block "
-                 "formats take int16 activations on every SIMD variant, scalar is their float32 reference), scalar, "
+                 "formats take integer activations on every SIMD variant, int16 or 8-bit for Q4_K, scalar is their "
+                 "float32 reference), scalar, "
                  "avx2, avx512, or avx512bf16 (BF16/FP8 weights times activations rounded to BF16, as "
                  "DeepSeek's inference does: mean KL 1.4e-4 against float32 on models/dsv3-kjv; "
                  "docs/kernels.md). Default: the best one this CPU runs, or DSV3_KERNELS");

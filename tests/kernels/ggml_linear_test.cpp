@@ -20,6 +20,7 @@
 
 #include "core/ggml_blocks.h"
 #include "core/thread_pool.h"
+#include "kernels/block_activations.h"
 #include "kernels/scalar/scalar.h"
 #include "kernels/variant.h"
 
@@ -102,7 +103,7 @@ TEST(GgmlLinear, EveryVariantAgainstTheDequantizedWeights) {
               const double p = double(w.dense[size_t(r * cols + c)]) * x[size_t(tk * cols + c)];
               ref += p;
               mag += std::fabs(p);
-              xerr += std::fabs(w.dense[size_t(r * cols + c)]) * amax[size_t(tk * sblocks + c / 256)] / (2 * 16383.0);
+              xerr += std::fabs(w.dense[size_t(r * cols + c)]) * amax[size_t(tk * sblocks + c / 256)] / (2.0 * activation_max(t));
             }
             const double tol = 1e-5 * mag + (v == &scalar::variant() ? 0.0 : xerr) + 1e-30;
             ASSERT_NEAR(y[size_t(tk * rows + r)], ref, tol) << what << " token " << tk << " row " << r;
@@ -124,14 +125,14 @@ TEST(GgmlLinear, EveryVariantAgainstTheDequantizedWeights) {
   }
 }
 
-// The SIMD variants' int16 arithmetic (the decode tiles for few tokens, the GEMM from
-// gemm_min_tokens on) bit for bit against its scalar twin, scalar::linear_rows_int16; and the
+// The SIMD variants' integer arithmetic (int16 or, for Q4_K, 8-bit activations; the decode tiles
+// for few tokens, the GEMM from gemm_min_tokens on) bit for bit against its scalar twin, scalar::linear_rows_int16; and the
 // GEMM's contracts on shapes that cut its panels (32 rows), register tiles (AVX-512 4 rows x 3
 // tokens, AVX2 3 x 2), token tiles (12, 6), row shares (32, 16) and column passes (1024)
 // anywhere: every token as if alone, any thread count, a prompt in chunks on both sides of
 // gemm_min_tokens (24, 8). Activations include a zero token, one with a huge entry, one
 // with a NaN (its outputs NaN, the others untouched) and two of one sign (the minima's sums round).
-TEST(GgmlLinear, Int16KernelsEqualTheirScalarTwin) {
+TEST(GgmlLinear, IntegerKernelsEqualTheirScalarTwin) {
   for (DType t : kBlockTypes) {
     const int64_t cols = dtype_block_elems(t) == 32 ? 1120 : 1280, rows = 71, n = 41;
     const BlockWeight w = make_block_weight(t, rows, cols, 17);

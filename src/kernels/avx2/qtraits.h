@@ -71,6 +71,22 @@ struct Q {
     return {bits16(uint16_t(bits), s), bits16(uint16_t(bits >> 16), s)};
   }
 
+  // 8-bit activations (Q4_K, kernels/block_activations.h): 32 columns per vector, VPMADDUBSW
+  // (unsigned weights x signed activations into int16 pairs) then VPMADDWD by the sub-block's
+  // scale, so lane l sums columns 4l..4l+3 of each 32.
+  using U8 = __m256i;
+  static constexpr int kU8Cols = 32;
+  // Q4_K's 32 bytes at p as the 64 values of two sub-blocks, vector u < 64 / kU8Cols: the low
+  // nibbles (sub-block 2j, u = 0), the high ones (2j + 1, u = 1).
+  static U8 q4k_u8(const uint8_t* p, int u) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return _mm256_and_si256(u == 0 ? v : _mm256_srli_epi16(v, 4), _mm256_set1_epi8(15));
+  }
+  // The int16 factor of vector u of sub-blocks a, a + 1: t[a + u].
+  static __m256i scale_u8(Tab t, int a, int u) { return pick(t, a + u); }
+  static U8 load8(const int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static I32 dot8(U8 w, U8 x, __m256i scale) { return _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), scale); }
+
   static I32 zero32() { return _mm256_setzero_si256(); }
   static I32 dot(I16 w, I16 x) { return _mm256_add_epi32(_mm256_madd_epi16(w.lo, x.lo), _mm256_madd_epi16(w.hi, x.hi)); }
   static I32 add32(I32 a, I32 b) { return _mm256_add_epi32(a, b); }
@@ -127,6 +143,22 @@ struct Q {
     r = _mm_max_ps(r, _mm_movehl_ps(r, r));
     r = _mm_max_ss(r, _mm_movehdup_ps(r));
     return _mm_cvtss_f32(r);
+  }
+  // round16 into int8 (|x[i] x inv| <= 127 by the callers' inv).
+  static void round8(const float* x, int64_t n, float inv, int8_t* xi, int32_t* bsum16) {
+    const __m256 s = _mm256_set1_ps(inv);
+    for (int64_t i = 0; i < n; i += 16) {
+      const __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), s));
+      const __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8), s));
+      const __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xd8);  // 16 int16 in order
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(xi + i),
+                       _mm_packs_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1)));
+      const __m256i t = _mm256_add_epi32(a, b);
+      __m128i u = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+      u = _mm_add_epi32(u, _mm_shuffle_epi32(u, 0x4e));
+      u = _mm_add_epi32(u, _mm_shuffle_epi32(u, 0xb1));
+      bsum16[i / 16] = _mm_cvtsi128_si32(u);
+    }
   }
   // xi[i] = round-to-nearest-even(x[i] x inv) for n (a multiple of 16) values, and the sum of
   // each 16 into bsum16.

@@ -56,6 +56,25 @@ struct Q {
   // Value j is v where bit j of `bits` is set, else 0.
   static I16 bits(uint32_t bits, int16_t v) { return _mm512_maskz_mov_epi16(__mmask32(bits), _mm512_set1_epi16(v)); }
 
+  // 8-bit activations (Q4_K, kernels/block_activations.h): 64 columns per vector, VPMADDUBSW
+  // (unsigned weights x signed activations into int16 pairs) then VPMADDWD by the sub-blocks'
+  // scales, so lane l sums columns 4l..4l+3 of each 64.
+  using U8 = __m512i;
+  static constexpr int kU8Cols = 64;
+  // Q4_K's 32 bytes at p as the 64 values of two sub-blocks, vector u < 64 / kU8Cols: the low
+  // nibbles (sub-block 2j), then the high ones (2j + 1).
+  static U8 q4k_u8(const uint8_t* p, int) {
+    const __m512i v = _mm512_broadcast_i64x4(load256(p));
+    return _mm512_and_si512(_mm512_mask_srli_epi16(v, __mmask32(0xffff0000u), v, 4), _mm512_set1_epi8(15));
+  }
+  // The int16 factors of vector u of sub-blocks a, a + 1: t[a] for its first 32 columns, t[a + 1]
+  // for the rest.
+  static __m512i scale_u8(Tab t, int a, int) {
+    return _mm512_permutexvar_epi16(halves(int16_t(a), int16_t(a + 1)), _mm512_castsi128_si512(t));
+  }
+  static U8 load8(const int8_t* p) { return _mm512_loadu_si512(p); }
+  static I32 dot8(U8 w, U8 x, __m512i scale) { return _mm512_madd_epi16(_mm512_maddubs_epi16(w, x), scale); }
+
   static I32 zero32() { return _mm512_setzero_si512(); }
   static I32 dot(I16 w, I16 x) { return _mm512_madd_epi16(w, x); }
   static I32 add32(I32 a, I32 b) { return _mm512_add_epi32(a, b); }
@@ -103,6 +122,15 @@ struct Q {
       m = _mm512_max_ps(m, _mm512_abs_ps(v));
     }
     return nan ? __builtin_nanf("") : _mm512_reduce_max_ps(m);
+  }
+  // round16 into int8 (|x[i] x inv| <= 127 by the callers' inv).
+  static void round8(const float* x, int64_t n, float inv, int8_t* xi, int32_t* bsum16) {
+    const __m512 s = _mm512_set1_ps(inv);
+    for (int64_t i = 0; i < n; i += 16) {
+      const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), s));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(xi + i), _mm512_cvtsepi32_epi8(q));
+      bsum16[i / 16] = _mm512_reduce_add_epi32(q);
+    }
   }
   // xi[i] = round-to-nearest-even(x[i] x inv) for n (a multiple of 16) values, and the sum of
   // each 16 into bsum16.

@@ -9,14 +9,14 @@
 
 #include "core/dtype.h"
 #include "core/ggml_blocks.h"
+#include "kernels/block_activations.h"
 #include "kernels/scalar/scalar.h"
 #include "kernels/variant.h"
 
 namespace dsv3::kernels::scalar {
 namespace {
 
-constexpr int kXBlock = 256;        // columns per activation scale
-constexpr float kXMax = 16383.0f;  // largest |xi|
+constexpr int kXBlock = 256;  // columns per activation scale
 
 float half_at(const uint8_t* p) {
   uint16_t h;
@@ -24,14 +24,15 @@ float half_at(const uint8_t* p) {
   return f16_to_f32(h);
 }
 
-// One token: xi = round-to-nearest-even(x x (16383 / amax)) per 256 columns, dx = amax / 16383,
-// and the sums of xi over each 16 and 32 columns as floats. Non-finite: dx NaN, xi 0.
+// One token: xi = round-to-nearest-even(x x (X / amax)) per 256 columns, dx = amax / X (X the
+// format's activation_max: 16383, or 127 for the formats with 8-bit activations), and the sums of
+// xi over each 16 and 32 columns as floats. Non-finite: dx NaN, xi 0.
 struct Token {
   std::vector<int32_t> xi;
   std::vector<float> dx, bsum16, bsum32;
 };
 
-Token quantize(const float* x, int64_t cols) {
+Token quantize(const float* x, int64_t cols, float xmax) {
   Token t;
   t.xi.assign(size_t(cols), 0);
   t.dx.assign(size_t((cols + kXBlock - 1) / kXBlock), 0.0f);
@@ -47,8 +48,8 @@ Token quantize(const float* x, int64_t cols) {
       t.dx[size_t(s)] = NAN;
       continue;
     }
-    t.dx[size_t(s)] = amax / kXMax;
-    const float inv = amax > 0 ? kXMax / amax : 0.0f;
+    t.dx[size_t(s)] = amax / xmax;
+    const float inv = amax > 0 ? xmax / amax : 0.0f;
     for (int64_t c = c0; c < c1; ++c) t.xi[size_t(c)] = int32_t(std::nearbyint(x[c] * inv));
   }
   for (int64_t j = 0; j < cols / 16; ++j) {
@@ -191,7 +192,7 @@ void linear_rows_int16(const Matrix& w, const float* x, float* y, int64_t n, int
   const int64_t cols = w.cols, elems = dtype_block_elems(w.dtype), nblocks = cols / elems;
   const size_t block_bytes = dtype_row_bytes(w.dtype, elems);
   for (int64_t t = 0; t < n; ++t) {
-    const Token xt = quantize(x + t * cols, cols);
+    const Token xt = quantize(x + t * cols, cols, float(activation_max(w.dtype)));
     for (int64_t r = r0; r < r1; ++r) {
       const uint8_t* row = static_cast<const uint8_t*>(w.data) + size_t(r) * w.row_bytes();
       std::vector<float> acc(size_t(lanes), 0.0f);
@@ -200,10 +201,13 @@ void linear_rows_int16(const Matrix& w, const float* x, float* y, int64_t n, int
         const int64_t c0 = b * elems;
         const Block k = decode(w.dtype, row + size_t(b) * block_bytes, xt, c0);
         const float dx = xt.dx[size_t(c0 / kXBlock)];
-        // Lane l: the pairs of columns (2p, 2p + 1) of each 32-column group with p % lanes == l,
-        // summed exactly over the block.
+        // Lane l, summed exactly over the block: int16 activations, the pairs of columns
+        // (2p, 2p + 1) of each 32-column group with p % lanes == l; 8-bit activations
+        // (VPMADDUBSW, then VPMADDWD), columns 4l..4l+3 of each 4 x lanes.
         std::vector<int32_t> is(size_t(lanes), 0);
-        for (int64_t c = 0; c < elems; ++c) is[size_t((c % 32) / 2 % lanes)] += k.w[c] * xt.xi[size_t(c0 + c)];
+        const bool i8 = int8_activations(w.dtype);
+        for (int64_t c = 0; c < elems; ++c)
+          is[size_t(i8 ? c % (4 * lanes) / 4 : (c % 32) / 2 % lanes)] += k.w[c] * xt.xi[size_t(c0 + c)];
         const float f = k.d * dx;
         for (int l = 0; l < lanes; ++l) acc[size_t(l)] = std::fma(float(is[size_t(l)]), f, acc[size_t(l)]);
         sacc = std::fma(k.term, dx, sacc);

@@ -27,9 +27,9 @@ void matmul(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const 
 void linear_rows_bf16dot(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1,
                          float* scratch);
 // What the SIMD variants compute for weights in ggml block formats, as plain loops
-// (scalar/qblocks_int16.cpp): activations quantized to int16 per 256 columns, exact int32 sums
-// per block in `lanes` lanes (16: avx512, 8: avx2), float chains per lane, the lanes' halving
-// tree (simd/qblocks.h). Rows [r0, r1) of y = W x for n tokens, as linear_rows.
+// (scalar/qblocks_int16.cpp): activations quantized to int16 per 256 columns (8 bits for the
+// formats kernels/block_activations.h names), exact int32 sums per block in `lanes` lanes (16:
+// avx512, 8: avx2), float chains per lane, the lanes' halving tree (simd/qblocks.h). Rows [r0, r1) of y = W x for n tokens, as linear_rows.
 bool int16_activations_supported(DType t);
 void linear_rows_int16(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1, int lanes);
 // float32 -> BF16 as VCVTNE2PS2BF16 rounds: to nearest even, subnormals read as zero.

@@ -2,14 +2,17 @@
 // integer traits Q (avx512/qtraits.h, avx2/qtraits.h) and instantiated in that ISA's
 // translation unit, like simd/linear.h.
 //
-// Numerics: int16 activations. Each token's activations are quantized per 256 columns to
-// integers of at most 14 bits and a sign, x ~ dx * xi with dx = amax / 16383 (round to nearest
-// even), so each activation moves by at most 2^-15 of its block's largest (BF16 rounding moves
-// it by up to 2^-9 of itself; llama.cpp's 8-bit activations by 2^-8 of the block's largest).
-// Weights are decoded to their integer form, times the sub-block's integer scale where the
-// format has one (K-quants: 4 x 63 = 945 for Q4_K, at most 4096 for Q6_K), and multiplied with
-// VPMADDWD into int32 lanes, exactly, over a block (32 values) or super-block (256). Only then
-// is float arithmetic used: per block and lane acc += float(isum) x (d x dx), and the formats'
+// Numerics: integer activations. Each token's activations are quantized per 256 columns to
+// integers, x ~ dx * xi with dx = amax / X (round to nearest even): X = 16383 (int16: each
+// activation moves by at most 2^-15 of its block's largest; BF16 rounding moves it by up to 2^-9
+// of itself) for every format but Q4_K, X = 127 (8 bits, llama.cpp's Q8_K grid) for Q4_K
+// (kernels/block_activations.h says why). int16: weights are decoded to their integer form,
+// times the sub-block's integer scale where the format has one (K-quants: 4 x 63 = 945 for Q4_K,
+// at most 4096 for Q6_K), and multiplied with VPMADDWD into int32 lanes, exactly, over a block
+// (32 values) or super-block (256); lane l sums columns 2l, 2l + 1 of each 2 x Q::kLanes. 8-bit
+// (tile8): the unsigned nibbles times xi with VPMADDUBSW (at most 2 x 15 x 127 per int16), then
+// VPMADDWD by the sub-block's scale; lane l sums columns 4l..4l+3 of each 4 x Q::kLanes. Only
+// then is float arithmetic used: per block and lane acc += float(isum) x (d x dx), and the formats'
 // minima (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K) add -d_min x (sum over sub-blocks of m x sum(xi)) x dx
 // per block, the sums of xi (per 16 and 32 columns, exact as floats) computed with the
 // activations and the sum over sub-blocks an 8- or 16-wide float dot product. The int32 sums cannot overflow:
@@ -24,12 +27,12 @@
 
 #include "core/dtype.h"
 #include "core/ggml_blocks.h"
+#include "kernels/block_activations.h"
 #include "kernels/matrix.h"
 
 namespace dsv3::kernels::simd::qblocks {
 
-constexpr int kXBlock = 256;      // columns per activation scale
-constexpr int16_t kXMax = 16383;  // largest |xi|: keeps every int32 lane sum in range (above)
+constexpr int kXBlock = 256;  // columns per activation scale
 
 // Every function here is a template over Q or static, as in simd/linear.h: none compiled for
 // one ISA can be merged by the linker into another's code.
@@ -46,32 +49,37 @@ static inline uint32_t u32_at(const uint8_t* p) {
   return v;
 }
 
-// One token's activations as the kernels read them: xi [cols], dx [ceil(cols / 256)], and
-// the sums of xi over each 16 and each 32 columns as floats (exact: at most 32 x 16383), for the
-// minima terms.
+// One token's activations as the kernels read them: xi [cols] (x8 instead for the formats with
+// 8-bit activations), dx [ceil(cols / 256)], and the sums of xi over each 16 and each 32 columns
+// as floats (exact: at most 32 x 16383), for the minima terms.
 struct QTokens {
   const int16_t* xi;
+  const int8_t* x8;
   const float* dx;
   const float* bsum16;
   const float* bsum32;
 };
 
-// x[0, cols) -> xi, dx, bsum16, bsum32 (cols a multiple of 32; `isum` holds cols / 16 ints).
-// Non-finite activations give dx = NaN, xi = 0: the products come out NaN, as the float
-// kernels' would.
-template <class Q>
-void quantize_x(const float* x, int64_t cols, int16_t* xi, float* dx, int32_t* isum, float* bsum16, float* bsum32) {
+// x[0, cols) -> xi (|xi| <= xmax, as int16 or int8), dx, bsum16, bsum32 (cols a multiple of 32;
+// `isum` holds cols / 16 ints). Non-finite activations give dx = NaN, xi = 0: the products come
+// out NaN, as the float kernels' would.
+template <class Q, class T>
+void quantize_x(const float* x, int64_t cols, int xmax, T* xi, float* dx, int32_t* isum, float* bsum16, float* bsum32) {
   for (int64_t s = 0; s * kXBlock < cols; ++s) {
     const int64_t c0 = s * kXBlock, n = c0 + kXBlock < cols ? kXBlock : cols - c0;
     const float amax = Q::absmax(x + c0, n);
     if (!std::isfinite(amax)) {
       dx[s] = NAN;
-      std::memset(xi + c0, 0, size_t(n) * sizeof(int16_t));
+      std::memset(xi + c0, 0, size_t(n) * sizeof(T));
       std::memset(isum + c0 / 16, 0, size_t(n / 16) * sizeof(int32_t));
       continue;
     }
-    dx[s] = amax / float(kXMax);
-    Q::round16(x + c0, n, amax > 0 ? float(kXMax) / amax : 0.0f, xi + c0, isum + c0 / 16);
+    dx[s] = amax / float(xmax);
+    const float inv = amax > 0 ? float(xmax) / amax : 0.0f;
+    if constexpr (sizeof(T) == 1)
+      Q::round8(x + c0, n, inv, xi + c0, isum + c0 / 16);
+    else
+      Q::round16(x + c0, n, inv, xi + c0, isum + c0 / 16);
   }
   for (int64_t j = 0; j < cols / 16; ++j) bsum16[j] = float(isum[j]);
   for (int64_t j = 0; j < cols / 32; ++j) bsum32[j] = float(isum[2 * j] + isum[2 * j + 1]);
@@ -298,12 +306,84 @@ struct Panel {
   int64_t cols = 0;
 };
 
+// The float step of the tiles: per block acc = fma(float(is), d x dx, acc) per lane and
+// sacc = fma(term, dx, sacc); at the end y = reduce_add(acc) + sacc.
+template <class Q, class F, int RB, int NT>
+[[gnu::always_inline]] inline void block_step(const typename Q::I32 (&is)[RB][NT], const typename F::Prep (&p)[RB], const uint8_t* rows,
+                int64_t row_bytes, int64_t off, int64_t c0, const QTokens* xt, typename Q::F (&acc)[RB][NT],
+                float (&sacc)[RB][NT]) {
+  const int64_t s = c0 / kXBlock;
+  for (int i = 0; i < RB; ++i)
+    for (int t = 0; t < NT; ++t) {
+      acc[i][t] = Q::fma(Q::cvt(is[i][t]), Q::set1(p[i].d * xt[t].dx[s]), acc[i][t]);
+      if constexpr (F::kTerm)
+        // An explicit fma: GCC contracts C++ multiply-adds in these FMA-enabled units as it likes
+        // (its ISO-mode -ffp-contract=off covers C only), which differed between tile shapes.
+        sacc[i][t] = std::fma(F::term(rows + i * row_bytes + off, p[i], xt[t], c0), xt[t].dx[s], sacc[i][t]);
+    }
+}
+
+// The tiles' prefetch: the tile's rows as one sequential stream 4 KiB ahead (simd/linear.h:
+// prefetch_tile).
+template <class F, int RB>
+[[gnu::always_inline]] inline void prefetch_blocks(const uint8_t* rows, int64_t row_bytes, int64_t off) {
+  for (int i = 0; i < RB; ++i) {
+    const int64_t at = off * RB + i * F::kBytes;
+    for (int64_t a = (at + 63) & ~int64_t(63); a < at + F::kBytes; a += 64)
+      __builtin_prefetch(rows + (RB - 1) * row_bytes + 4096 + a, 0, 3);
+  }
+}
+
+// tile (below) for Q4_K with 8-bit activations: per 64 columns of a row, the two sub-blocks'
+// nibbles as bytes (Q::q4k_u8) and their scales (Q::scale_u8) once, then per token VPMADDUBSW,
+// VPMADDWD and VPADDD. The weights are always decoded in registers (no panel).
+template <class Q, int RB, int NT>
+void tile8(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens* xt, float* y, int64_t ldy) {
+  using F = Fmt<Q, DType::Q4_K>;
+  constexpr int U = 64 / Q::kU8Cols;
+  typename Q::F acc[RB][NT];
+  float sacc[RB][NT];
+  for (int i = 0; i < RB; ++i)
+    for (int t = 0; t < NT; ++t) {
+      acc[i][t] = Q::zero();
+      sacc[i][t] = 0;
+    }
+  for (int64_t b = 0; b < nblocks; ++b) {
+    const int64_t off = b * F::kBytes, c0 = b * F::kElems;
+    prefetch_blocks<F, RB>(rows, row_bytes, off);
+    typename F::Prep p[RB];
+    typename Q::Tab sc[RB];
+    for (int i = 0; i < RB; ++i) {
+      p[i] = F::prep(rows + i * row_bytes + off);
+      sc[i] = Q::tab_u8(p[i].sc);
+    }
+    typename Q::I32 is[RB][NT];
+    for (int i = 0; i < RB; ++i)
+      for (int t = 0; t < NT; ++t) is[i][t] = Q::zero32();
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j)
+#pragma GCC unroll 4
+      for (int i = 0; i < RB; ++i)
+#pragma GCC unroll 2
+        for (int u = 0; u < U; ++u) {
+          const typename Q::U8 w = Q::q4k_u8(rows + i * row_bytes + off + 16 + 32 * j, u);
+          const auto f = Q::scale_u8(sc[i], 2 * j, u);
+          const int64_t c = c0 + 64 * j + Q::kU8Cols * u;
+          for (int t = 0; t < NT; ++t) is[i][t] = Q::add32(is[i][t], Q::dot8(w, Q::load8(xt[t].x8 + c), f));
+        }
+    block_step<Q, F, RB, NT>(is, p, rows, row_bytes, off, c0, xt, acc, sacc);
+  }
+  for (int i = 0; i < RB; ++i)
+    for (int t = 0; t < NT; ++t) y[t * ldy + i] = Q::reduce_add(acc[i][t]) + sacc[i][t];
+}
+
 // y[t * ldy + i] for RB rows from `rows` (row_bytes apart) and NT tokens, the weights decoded
 // in registers or, with a panel, loaded from it (the same int16 values). Every (row, token)
 // sees the same operations in the same order whatever RB, NT and the panel.
 template <class Q, DType D, int RB, int NT>
 void tile(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens* xt, float* y, int64_t ldy,
           Panel<typename Fmt<Q, D>::Prep> panel) {
+  if constexpr (int8_activations(D)) return tile8<Q, RB, NT>(rows, row_bytes, nblocks, xt, y, ldy);
   using F = Fmt<Q, D>;
   constexpr int G = F::kElems / 32;
   typename Q::F acc[RB][NT];
@@ -314,15 +394,10 @@ void tile(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens
       sacc[i][t] = 0;
     }
   for (int64_t b = 0; b < nblocks; ++b) {
-    const int64_t off = b * F::kBytes, c0 = b * F::kElems, s = c0 / kXBlock;
+    const int64_t off = b * F::kBytes, c0 = b * F::kElems;
     typename F::Prep p[RB];
     if (panel.w == nullptr) {
-      // The tile's rows as one sequential stream 4 KiB ahead (simd/linear.h: prefetch_tile).
-      for (int i = 0; i < RB; ++i) {
-        const int64_t at = off * RB + i * F::kBytes;
-        for (int64_t a = (at + 63) & ~int64_t(63); a < at + F::kBytes; a += 64)
-          __builtin_prefetch(rows + (RB - 1) * row_bytes + 4096 + a, 0, 3);
-      }
+      prefetch_blocks<F, RB>(rows, row_bytes, off);
       for (int i = 0; i < RB; ++i) p[i] = F::prep(rows + i * row_bytes + off);
     } else {
       for (int i = 0; i < RB; ++i) p[i] = panel.prep[i * nblocks + b];
@@ -344,14 +419,7 @@ void tile(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens
           for (int t = 0; t < NT; ++t) is[i][t] = Q::add32(is[i][t], Q::dot(w[q], Q::load16(xt[t].xi + c)));
         }
       }
-    for (int i = 0; i < RB; ++i)
-      for (int t = 0; t < NT; ++t) {
-        acc[i][t] = Q::fma(Q::cvt(is[i][t]), Q::set1(p[i].d * xt[t].dx[s]), acc[i][t]);
-        if constexpr (F::kTerm)
-          // An explicit fma: GCC contracts C++ multiply-adds in these FMA-enabled units as it likes
-          // (its ISO-mode -ffp-contract=off covers C only), which differed between tile shapes.
-          sacc[i][t] = std::fma(F::term(rows + i * row_bytes + off, p[i], xt[t], c0), xt[t].dx[s], sacc[i][t]);
-      }
+    block_step<Q, F, RB, NT>(is, p, rows, row_bytes, off, c0, xt, acc, sacc);
   }
   for (int i = 0; i < RB; ++i)
     for (int t = 0; t < NT; ++t) y[t * ldy + i] = Q::reduce_add(acc[i][t]) + sacc[i][t];
@@ -409,13 +477,16 @@ template <class Q, DType D>
 void linear_rows_typed(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1) {
   constexpr int NT = Q::kTileTokens;
   constexpr int64_t kRowChunk = 24;
+  constexpr bool k8 = int8_activations(D);
   const int64_t cols = w.cols, sblocks = (cols + kXBlock - 1) / kXBlock;
   thread_local std::vector<int16_t> xi;
+  thread_local std::vector<int8_t> x8;
   thread_local std::vector<float> dx;
   thread_local std::vector<int32_t> isum;
   thread_local std::vector<float> bsum16, bsum32;
   thread_local std::vector<QTokens> toks;
-  if (int64_t(xi.size()) < n * cols) xi.resize(size_t(n * cols));
+  if (k8 && int64_t(x8.size()) < n * cols) x8.resize(size_t(n * cols));
+  if (!k8 && int64_t(xi.size()) < n * cols) xi.resize(size_t(n * cols));
   if (int64_t(dx.size()) < n * sblocks) dx.resize(size_t(n * sblocks));
   if (int64_t(isum.size()) < cols / 16) isum.resize(size_t(cols / 16));
   if (int64_t(bsum16.size()) < n * (cols / 16)) bsum16.resize(size_t(n * (cols / 16)));
@@ -424,17 +495,24 @@ void linear_rows_typed(const Matrix& w, const float* x, float* y, int64_t n, int
   for (int64_t t = 0; t < n; ++t) {
     float* b16 = bsum16.data() + t * (cols / 16);
     float* b32 = bsum32.data() + t * (cols / 32);
-    quantize_x<Q>(x + t * cols, cols, xi.data() + t * cols, dx.data() + t * sblocks, isum.data(), b16, b32);
-    toks[size_t(t)] = {xi.data() + t * cols, dx.data() + t * sblocks, b16, b32};
+    float* d = dx.data() + t * sblocks;
+    if constexpr (k8) {
+      quantize_x<Q>(x + t * cols, cols, activation_max(D), x8.data() + t * cols, d, isum.data(), b16, b32);
+      toks[size_t(t)] = {nullptr, x8.data() + t * cols, d, b16, b32};
+    } else {
+      quantize_x<Q>(x + t * cols, cols, activation_max(D), xi.data() + t * cols, d, isum.data(), b16, b32);
+      toks[size_t(t)] = {xi.data() + t * cols, nullptr, d, b16, b32};
+    }
   }
   const int64_t groups = (n + NT - 1) / NT, g = groups > 0 ? (n + groups - 1) / groups : 1;
   // With several token groups each chunk's weights are decoded once into a panel (24 rows of
-  // int16: 336 KiB at 7168 columns, in L2) instead of once per group.
+  // int16: 336 KiB at 7168 columns, in L2) instead of once per group; the 8-bit tiles decode
+  // in registers (a few instructions per 64 weights) and take no panel.
   using Prep = typename Fmt<Q, D>::Prep;
   thread_local std::vector<int16_t> pw;
   thread_local std::vector<Prep> pp;
   Panel<Prep> panel;
-  if (groups > 1) {
+  if (groups > 1 && !k8) {
     const int64_t nblocks = cols / Fmt<Q, D>::kElems;
     if (int64_t(pw.size()) < kRowChunk * cols) pw.resize(size_t(kRowChunk * cols));
     if (int64_t(pp.size()) < kRowChunk * nblocks) pp.resize(size_t(kRowChunk * nblocks));

@@ -6,9 +6,11 @@
 // forwards block formats to avx512's.
 //
 // What the decode kernel computes for row r and token t, and so what this computes:
-//   - the token's activations quantized per 256 columns (quantize_x: int16 xi, dx, sums of xi);
+//   - the token's activations quantized per 256 columns (quantize_x: int16 or 8-bit xi, dx, sums
+//     of xi; kept as int16 here, the 8-bit formats' in lane_order);
 //   - per weight block b and lane l (Q::kLanes lanes; lane l sums columns 2l, 2l + 1 of each
-//     Q::kR16 int16 of a 32-column group), the exact int32 sum is[l] of the block's products,
+//     Q::kR16 int16 of a 32-column group, or for the 8-bit formats 4l..4l+3 of each 4 x
+//     Q::kLanes), the exact int32 sum is[l] of the block's products,
 //     then acc[l] = fma(float(is[l]), d_b x dx, acc[l]), blocks in order;
 //   - per block the minima term, sacc = fma(term_b, dx, sacc), blocks in order;
 //   - y = reduce_add(acc) + sacc.
@@ -44,6 +46,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "kernels/block_activations.h"
 #include "kernels/matrix.h"
 #include "kernels/simd/qblocks.h"
 
@@ -79,6 +82,26 @@ int64_t packed_x_floats(const Matrix& w, int64_t n) {
   return ceil_div(n, NT) * Layout<Q>(w.cols, NT).tile;
 }
 
+// The formats with 8-bit activations (kernels/block_activations.h): their decode tiles' lane l
+// sums columns 4l..4l+3 of each 4L (L = Q::kLanes), where VPMADDWD on int16 sums columns 2l,
+// 2l + 1 of each 2L. So the GEMM keeps its int16 arithmetic (the same exact products) on weights
+// and activations both put in this order: per 4L columns, the column pairs (2p, 2p + 1) with p
+// even, then those with p odd. VPMADDWD's lane l then takes columns 4l, 4l + 1 from the first 2L
+// and 4l + 2, 4l + 3 from the second: the decode tiles' integer sums, lane for lane.
+template <class Q>
+void lane_order(int16_t* v, int64_t n) {
+  constexpr int L = Q::kLanes;
+  uint32_t pairs[2 * L], out[2 * L];
+  for (int64_t c = 0; c + 4 * L <= n; c += 4 * L) {
+    std::memcpy(pairs, v + c, sizeof pairs);
+    for (int p = 0; p < L; ++p) {
+      out[p] = pairs[2 * p];
+      out[L + p] = pairs[2 * p + 1];
+    }
+    std::memcpy(v + c, out, sizeof out);
+  }
+}
+
 // Token tiles [tile0, tile1) of x [n, cols]: quantize_x per token, exactly as the decode kernel
 // calls it; tokens past n are zero.
 template <class Q, int NT>
@@ -102,7 +125,9 @@ void pack_x(const Matrix& w, const float* x, int64_t n, int64_t tile0, int64_t t
         std::memset(xi, 0, size_t(cols) * sizeof(int16_t));
         continue;
       }
-      qblocks::quantize_x<Q>(x + t * cols, cols, xi, dx.data(), isum.data(), b16.data(), b32.data());
+      qblocks::quantize_x<Q>(x + t * cols, cols, activation_max(w.dtype), xi, dx.data(), isum.data(), b16.data(),
+                             b32.data());
+      if (int8_activations(w.dtype)) lane_order<Q>(xi, cols);
       for (int64_t s = 0; s < L.sblocks; ++s) base[L.dx_at + s * kTokLanes + i] = dx[size_t(s)];
       for (int64_t j = 0; j < cols / 16; ++j) base[L.b16_at + j * kTokLanes + i] = b16[size_t(j)];
       for (int64_t j = 0; j < cols / 32; ++j) base[L.b32_at + j * kTokLanes + i] = b32[size_t(j)];
@@ -270,7 +295,10 @@ void rows_typed(const Matrix& w, const float* xp, float* y, int64_t t0, int64_t 
   float* accs = sacc + MC * kTokLanes;  // [row][token][L]
   for (int64_t ra = r0; ra < r1; ra += MC) {
     const int64_t m = r1 - ra < MC ? r1 - ra : MC;
-    for (int64_t i = 0; i < m; ++i) qblocks::decode_panel<Q, D>(w, ra + i, ra + i + 1, pw + i * ps, pp + i * nblocks);
+    for (int64_t i = 0; i < m; ++i) {
+      qblocks::decode_panel<Q, D>(w, ra + i, ra + i + 1, pw + i * ps, pp + i * nblocks);
+      if constexpr (int8_activations(D)) lane_order<Q>(pw + i * ps, cols);
+    }
     for (int64_t tile = t0 / NT; tile * NT < t1; ++tile) {
       const float* base = xp + tile * L.tile;
       const int64_t tt = tile * NT, nt = t1 - tt < NT ? t1 - tt : NT;
