@@ -54,6 +54,13 @@ struct Q {
   static __m128i load64(const void* p) { return _mm_loadl_epi64(static_cast<const __m128i*>(p)); }
   static Tab tab_s8(const int8_t* p) { return _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(load64(p))); }
   static Tab tab_u8(const uint8_t* p) { return _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(load64(p))); }
+  // Q4_K's scales and minima as 16 bytes (x86::q4k_scales_mins): the scales as a table, the
+  // minima as int16 for mins_isum8 (x86::mins_isum8: their dot with int16 sums of 32 xi).
+  using SM = __m128i;
+  static SM q4k_scales_mins(const uint8_t* p) { return x86::q4k_scales_mins(p); }
+  static Tab tab_scales(SM v) { return _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(v)); }
+  static SM mins16(SM v) { return _mm_cvtepu8_epi16(_mm_srli_si128(v, 8)); }
+  static int32_t mins_isum8(SM m16, const int16_t* s) { return x86::mins_isum8(m16, s); }
   static Tab tab_lo4(const uint8_t* p) { return _mm256_and_si256(tab_u8(p), _mm256_set1_epi16(15)); }
   static __m256i pick(Tab t, int a) { return _mm256_shuffle_epi8(t, _mm256_set1_epi16(int16_t(2 * a | (2 * a + 1) << 8))); }
   static I16 mul_tab(I16 v, Tab t, int a, int b) {
@@ -113,6 +120,16 @@ struct Q {
   static constexpr int kR16 = 16;
   static R16 load_r16(const int16_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
   static I32 madd(R16 w, R16 x) { return _mm256_madd_epi16(w, x); }
+  // simd/qgemm.h: lane_order on 32 int16 at p: the even 32-bit pairs, then the odd ones
+  // (SHUFPS picks them per 128-bit half, the 64-bit permute puts the halves in order).
+  static void lane_order4L(int16_t* p) {
+    const __m256 a = _mm256_loadu_ps(reinterpret_cast<const float*>(p));
+    const __m256 b = _mm256_loadu_ps(reinterpret_cast<const float*>(p + 16));
+    const __m256i even = _mm256_castps_si256(_mm256_shuffle_ps(a, b, 0x88));  // a0 a2 b0 b2 | a4 a6 b4 b6
+    const __m256i odd = _mm256_castps_si256(_mm256_shuffle_ps(a, b, 0xdd));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm256_permute4x64_epi64(even, 0xd8));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + 16), _mm256_permute4x64_epi64(odd, 0xd8));
+  }
   static F loadf(const float* p) { return _mm256_loadu_ps(p); }
   static void storef(float* p, F v) { _mm256_storeu_ps(p, v); }
   // Float operations the compiler may not contract into FMAs (GCC contracts C++ arithmetic on

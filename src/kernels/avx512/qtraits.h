@@ -49,6 +49,13 @@ struct Q {
   static __m128i load64(const void* p) { return _mm_loadl_epi64(static_cast<const __m128i*>(p)); }
   static Tab tab_s8(const int8_t* p) { return _mm_cvtepi8_epi16(load64(p)); }
   static Tab tab_u8(const uint8_t* p) { return _mm_cvtepu8_epi16(load64(p)); }
+  // Q4_K's scales and minima as 16 bytes (x86::q4k_scales_mins): the scales as a table, the
+  // minima as int16 for mins_isum8 (x86::mins_isum8: their dot with int16 sums of 32 xi).
+  using SM = __m128i;
+  static SM q4k_scales_mins(const uint8_t* p) { return x86::q4k_scales_mins(p); }
+  static Tab tab_scales(SM v) { return _mm_cvtepu8_epi16(v); }
+  static SM mins16(SM v) { return _mm_cvtepu8_epi16(_mm_srli_si128(v, 8)); }
+  static int32_t mins_isum8(SM m16, const int16_t* s) { return x86::mins_isum8(m16, s); }
   static Tab tab_lo4(const uint8_t* p) { return _mm_and_si128(tab_u8(p), _mm_set1_epi16(15)); }
   static I16 mul_tab(I16 v, Tab t, int a, int b) {
     return _mm512_mullo_epi16(v, _mm512_permutexvar_epi16(halves(int16_t(a), int16_t(b)), _mm512_castsi128_si512(t)));
@@ -102,6 +109,14 @@ struct Q {
   // The GEMM's step is add32(acc, madd(w, x)). VNNI's VPDPWSSD, the same in one instruction,
   // ran slower there on this Zen 5 (docs/kernels.md).
   static I32 madd(R16 w, R16 x) { return _mm512_madd_epi16(w, x); }
+  // simd/qgemm.h: lane_order on 64 int16 at p: the even 32-bit pairs, then the odd ones.
+  static void lane_order4L(int16_t* p) {
+    const __m512i a = _mm512_loadu_si512(p), b = _mm512_loadu_si512(p + 32);
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    _mm512_storeu_si512(p, _mm512_permutex2var_epi32(a, even, b));
+    _mm512_storeu_si512(p + 32, _mm512_permutex2var_epi32(a, odd, b));
+  }
   static F loadf(const float* p) { return _mm512_loadu_ps(p); }
   static void storef(float* p, F v) { _mm512_storeu_ps(p, v); }
   // Float operations the compiler may not contract into FMAs (GCC contracts C++ arithmetic on

@@ -55,6 +55,7 @@ static inline uint32_t u32_at(const uint8_t* p) {
 struct QTokens {
   const int16_t* xi;
   const int8_t* x8;
+  const int16_t* s32;  // with x8: the sums of 32 xi as int16 (at most 32 x 127)
   const float* dx;
   const float* bsum16;
   const float* bsum32;
@@ -336,7 +337,10 @@ template <class F, int RB>
 
 // tile (below) for Q4_K with 8-bit activations: per 64 columns of a row, the two sub-blocks'
 // nibbles as bytes (Q::q4k_u8) and their scales (Q::scale_u8) once, then per token VPMADDUBSW,
-// VPMADDWD and VPADDD. The weights are always decoded in registers (no panel).
+// VPMADDWD and VPADDD. The weights are always decoded in registers (no panel). Per block the
+// scales and minima unpack with byte shuffles (Q::q4k_scales_mins) and the minima term is an
+// integer dot product: with 8-bit activations its sums of 32 are at most 4064, so every product
+// and sum of Fmt::term's float dot is an integer below 2^24, exact, and equal to this one.
 template <class Q, int RB, int NT>
 void tile8(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens* xt, float* y, int64_t ldy) {
   using F = Fmt<Q, DType::Q4_K>;
@@ -349,13 +353,14 @@ void tile8(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QToken
       sacc[i][t] = 0;
     }
   for (int64_t b = 0; b < nblocks; ++b) {
-    const int64_t off = b * F::kBytes, c0 = b * F::kElems;
+    const int64_t off = b * F::kBytes, c0 = b * F::kElems, s = c0 / kXBlock;
     prefetch_blocks<F, RB>(rows, row_bytes, off);
-    typename F::Prep p[RB];
     typename Q::Tab sc[RB];
+    typename Q::SM mins[RB];
     for (int i = 0; i < RB; ++i) {
-      p[i] = F::prep(rows + i * row_bytes + off);
-      sc[i] = Q::tab_u8(p[i].sc);
+      const typename Q::SM v = Q::q4k_scales_mins(rows + i * row_bytes + off + 4);
+      sc[i] = Q::tab_scales(v);
+      mins[i] = Q::mins16(v);
     }
     typename Q::I32 is[RB][NT];
     for (int i = 0; i < RB; ++i)
@@ -371,7 +376,15 @@ void tile8(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QToken
           const int64_t c = c0 + 64 * j + Q::kU8Cols * u;
           for (int t = 0; t < NT; ++t) is[i][t] = Q::add32(is[i][t], Q::dot8(w, Q::load8(xt[t].x8 + c), f));
         }
-    block_step<Q, F, RB, NT>(is, p, rows, row_bytes, off, c0, xt, acc, sacc);
+    for (int i = 0; i < RB; ++i) {
+      const uint8_t* blk = rows + i * row_bytes + off;
+      const float d = half_at<Q>(blk), dmin = half_at<Q>(blk + 2);
+      for (int t = 0; t < NT; ++t) {
+        acc[i][t] = Q::fma(Q::cvt(is[i][t]), Q::set1(d * xt[t].dx[s]), acc[i][t]);
+        const float term = -dmin * float(Q::mins_isum8(mins[i], xt[t].s32 + c0 / 32));
+        sacc[i][t] = std::fma(term, xt[t].dx[s], sacc[i][t]);  // explicit: see block_step
+      }
+    }
   }
   for (int i = 0; i < RB; ++i)
     for (int t = 0; t < NT; ++t) y[t * ldy + i] = Q::reduce_add(acc[i][t]) + sacc[i][t];
@@ -485,7 +498,9 @@ void linear_rows_typed(const Matrix& w, const float* x, float* y, int64_t n, int
   thread_local std::vector<int32_t> isum;
   thread_local std::vector<float> bsum16, bsum32;
   thread_local std::vector<QTokens> toks;
+  thread_local std::vector<int16_t> s32;
   if (k8 && int64_t(x8.size()) < n * cols) x8.resize(size_t(n * cols));
+  if (k8 && int64_t(s32.size()) < n * (cols / 32)) s32.resize(size_t(n * (cols / 32)));
   if (!k8 && int64_t(xi.size()) < n * cols) xi.resize(size_t(n * cols));
   if (int64_t(dx.size()) < n * sblocks) dx.resize(size_t(n * sblocks));
   if (int64_t(isum.size()) < cols / 16) isum.resize(size_t(cols / 16));
@@ -498,10 +513,12 @@ void linear_rows_typed(const Matrix& w, const float* x, float* y, int64_t n, int
     float* d = dx.data() + t * sblocks;
     if constexpr (k8) {
       quantize_x<Q>(x + t * cols, cols, activation_max(D), x8.data() + t * cols, d, isum.data(), b16, b32);
-      toks[size_t(t)] = {nullptr, x8.data() + t * cols, d, b16, b32};
+      int16_t* q = s32.data() + t * (cols / 32);
+      for (int64_t j = 0; j < cols / 32; ++j) q[j] = int16_t(isum[size_t(2 * j)] + isum[size_t(2 * j + 1)]);
+      toks[size_t(t)] = {nullptr, x8.data() + t * cols, q, d, b16, b32};
     } else {
       quantize_x<Q>(x + t * cols, cols, activation_max(D), xi.data() + t * cols, d, isum.data(), b16, b32);
-      toks[size_t(t)] = {xi.data() + t * cols, nullptr, d, b16, b32};
+      toks[size_t(t)] = {xi.data() + t * cols, nullptr, nullptr, d, b16, b32};
     }
   }
   const int64_t groups = (n + NT - 1) / NT, g = groups > 0 ? (n + groups - 1) / groups : 1;

@@ -88,18 +88,10 @@ int64_t packed_x_floats(const Matrix& w, int64_t n) {
 // and activations both put in this order: per 4L columns, the column pairs (2p, 2p + 1) with p
 // even, then those with p odd. VPMADDWD's lane l then takes columns 4l, 4l + 1 from the first 2L
 // and 4l + 2, 4l + 3 from the second: the decode tiles' integer sums, lane for lane.
+// (Q::lane_order4L: one window, two permutes of 32-bit pairs per window.)
 template <class Q>
 void lane_order(int16_t* v, int64_t n) {
-  constexpr int L = Q::kLanes;
-  uint32_t pairs[2 * L], out[2 * L];
-  for (int64_t c = 0; c + 4 * L <= n; c += 4 * L) {
-    std::memcpy(pairs, v + c, sizeof pairs);
-    for (int p = 0; p < L; ++p) {
-      out[p] = pairs[2 * p];
-      out[L + p] = pairs[2 * p + 1];
-    }
-    std::memcpy(v + c, out, sizeof out);
-  }
+  for (int64_t c = 0; c + 4 * Q::kLanes <= n; c += 4 * Q::kLanes) Q::lane_order4L(v + c);
 }
 
 // Token tiles [tile0, tile1) of x [n, cols]: quantize_x per token, exactly as the decode kernel

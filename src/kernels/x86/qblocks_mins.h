@@ -28,4 +28,27 @@ static inline float mins_dot16_hi(const uint8_t* s, const float* b) {
   return hsum8(_mm256_fmadd_ps(m1, _mm256_loadu_ps(b + 8), _mm256_mul_ps(m0, _mm256_loadu_ps(b))));
 }
 
+// Q4_K / Q5_K's 12 bytes of 6-bit scales and minima (at p, 4 bytes into the block) as 16 bytes:
+// the 8 scales, then the 8 minima (ggml::q4k_scale_min): bytes 0-3 hold scales 0-3 in their low
+// 6 bits and scales 4-7's high 2 bits in their top ones, bytes 4-7 the same for the minima,
+// bytes 8-11 scales 4-7's low nibbles and minima 4-7's high ones. Two shuffles place u0 u2 u1 u2
+// and 0 u0 0 u1; 16-bit shifts suffice, the masks keeping each byte's own bits.
+static inline __m128i q4k_scales_mins(const uint8_t* p) {
+  const __m128i s = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));  // 12 bytes used
+  const __m128i a = _mm_shuffle_epi8(s, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+  const __m128i b = _mm_shuffle_epi8(s, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+  const __m128i low = _mm_and_si128(a, _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0));
+  const __m128i mhi = _mm_and_si128(_mm_srli_epi16(a, 4), _mm_setr_epi32(0, 0, 0, 0x0f0f0f0f));
+  const __m128i top = _mm_and_si128(_mm_srli_epi16(b, 2), _mm_set1_epi8(0x30));  // (byte >> 6) << 4
+  return _mm_or_si128(_mm_or_si128(low, mhi), top);
+}
+// sum_j m[j] s[j], j < 8: the minima (int16, from q4k_scales_mins) times int16 sums of 32
+// activations, exact in int32.
+static inline int32_t mins_isum8(__m128i m16, const int16_t* s) {
+  __m128i v = _mm_madd_epi16(m16, _mm_loadu_si128(reinterpret_cast<const __m128i*>(s)));
+  v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4e));
+  v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0xb1));
+  return _mm_cvtsi128_si32(v);
+}
+
 }  // namespace dsv3::kernels::x86
