@@ -16,7 +16,8 @@
 // minima (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K) add -d_min x (sum over sub-blocks of m x sum(xi)) x dx
 // per block, the sums of xi (per 16 and 32 columns, exact as floats) computed with the
 // activations and the sum over sub-blocks an 8- or 16-wide float dot product. The int32 sums cannot overflow:
-// |xi| <= 16383 and a lane sums at most 16 pairs of products (2 x 16 x 4096 x 16383 < 2^31).
+// int16, |xi| <= 16383 and a lane sums at most 16 pairs of products (2 x 16 x 4096 x 16383 <
+// 2^31); 8-bit, a lane sums at most 32 products of 15 x 127 x 63.
 // A (row, token) result depends only on that row and token: not on the thread count, the
 // rows or tokens computed with it, nor n.
 #pragma once
@@ -310,9 +311,9 @@ struct Panel {
 // The float step of the tiles: per block acc = fma(float(is), d x dx, acc) per lane and
 // sacc = fma(term, dx, sacc); at the end y = reduce_add(acc) + sacc.
 template <class Q, class F, int RB, int NT>
-[[gnu::always_inline]] inline void block_step(const typename Q::I32 (&is)[RB][NT], const typename F::Prep (&p)[RB], const uint8_t* rows,
-                int64_t row_bytes, int64_t off, int64_t c0, const QTokens* xt, typename Q::F (&acc)[RB][NT],
-                float (&sacc)[RB][NT]) {
+[[gnu::always_inline]] inline void block_step(const typename Q::I32 (&is)[RB][NT], const typename F::Prep (&p)[RB],
+                                              const uint8_t* rows, int64_t row_bytes, int64_t off, int64_t c0,
+                                              const QTokens* xt, typename Q::F (&acc)[RB][NT], float (&sacc)[RB][NT]) {
   const int64_t s = c0 / kXBlock;
   for (int i = 0; i < RB; ++i)
     for (int t = 0; t < NT; ++t) {
