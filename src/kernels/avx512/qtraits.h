@@ -56,6 +56,11 @@ struct Q {
   static Tab tab_scales(SM v) { return _mm_cvtepu8_epi16(v); }
   static SM mins16(SM v) { return _mm_cvtepu8_epi16(_mm_srli_si128(v, 8)); }
   static int32_t mins_isum8(SM m16, const int16_t* s) { return x86::mins_isum8(m16, s); }
+  // tile8's per-block step for 4 rows, row i in lane i (x86/qblocks_mins.h); lane i of v in
+  // every lane.
+  static x86::DMin4 q4k_d_dmin4(const uint8_t* const (&b)[4]) { return x86::q4k_d_dmin4(b); }
+  static __m128i mins_isum8x4(const SM (&m16)[4], const int16_t* s) { return x86::mins_isum8x4(m16, s); }
+  static F bcast_lane(__m128 v, int i) { return _mm512_permutexvar_ps(_mm512_set1_epi32(i), _mm512_castps128_ps512(v)); }
   static Tab tab_lo4(const uint8_t* p) { return _mm_and_si128(tab_u8(p), _mm_set1_epi16(15)); }
   static I16 mul_tab(I16 v, Tab t, int a, int b) {
     return _mm512_mullo_epi16(v, _mm512_permutexvar_epi16(halves(int16_t(a), int16_t(b)), _mm512_castsi128_si512(t)));

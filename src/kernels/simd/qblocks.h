@@ -21,6 +21,8 @@
 // A (row, token) result depends only on that row and token: not on the thread count, the
 // rows or tokens computed with it, nor n.
 #pragma once
+#include <immintrin.h>
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -346,23 +348,27 @@ template <class Q, int RB, int NT>
 void tile8(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens* xt, float* y, int64_t ldy) {
   using F = Fmt<Q, DType::Q4_K>;
   constexpr int U = 64 / Q::kU8Cols;
+  static_assert(RB <= 4, "the per-block step holds a row per lane of 4");
   typename Q::F acc[RB][NT];
-  float sacc[RB][NT];
-  for (int i = 0; i < RB; ++i)
-    for (int t = 0; t < NT; ++t) {
-      acc[i][t] = Q::zero();
-      sacc[i][t] = 0;
-    }
+  __m128 sacc[NT];  // the minima chains, row i in lane i
+  for (int t = 0; t < NT; ++t) {
+    sacc[t] = _mm_setzero_ps();
+    for (int i = 0; i < RB; ++i) acc[i][t] = Q::zero();
+  }
   for (int64_t b = 0; b < nblocks; ++b) {
     const int64_t off = b * F::kBytes, c0 = b * F::kElems, s = c0 / kXBlock;
     prefetch_blocks<F, RB>(rows, row_bytes, off);
+    // Rows past RB repeat row 0 in the 4-row steps below.
+    const uint8_t* blk[4];
+    for (int i = 0; i < 4; ++i) blk[i] = rows + (i < RB ? i : 0) * row_bytes + off;
     typename Q::Tab sc[RB];
-    typename Q::SM mins[RB];
+    typename Q::SM mins[4];
     for (int i = 0; i < RB; ++i) {
-      const typename Q::SM v = Q::q4k_scales_mins(rows + i * row_bytes + off + 4);
+      const typename Q::SM v = Q::q4k_scales_mins(blk[i] + 4);
       sc[i] = Q::tab_scales(v);
       mins[i] = Q::mins16(v);
     }
+    for (int i = RB; i < 4; ++i) mins[i] = mins[0];
     typename Q::I32 is[RB][NT];
     for (int i = 0; i < RB; ++i)
       for (int t = 0; t < NT; ++t) is[i][t] = Q::zero32();
@@ -377,18 +383,23 @@ void tile8(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QToken
           const int64_t c = c0 + 64 * j + Q::kU8Cols * u;
           for (int t = 0; t < NT; ++t) is[i][t] = Q::add32(is[i][t], Q::dot8(w, Q::load8(xt[t].x8 + c), f));
         }
-    for (int i = 0; i < RB; ++i) {
-      const uint8_t* blk = rows + i * row_bytes + off;
-      const float d = half_at<Q>(blk), dmin = half_at<Q>(blk + 2);
-      for (int t = 0; t < NT; ++t) {
-        acc[i][t] = Q::fma(Q::cvt(is[i][t]), Q::set1(d * xt[t].dx[s]), acc[i][t]);
-        const float term = -dmin * float(Q::mins_isum8(mins[i], xt[t].s32 + c0 / 32));
-        sacc[i][t] = std::fma(term, xt[t].dx[s], sacc[i][t]);  // explicit: see block_step
-      }
+    // Per row and token, as block_step and Fmt::term one row at a time: f = d x dx,
+    // acc = fma(float(is), f, acc), sacc = fma(-dmin x float(minima dot), dx, sacc).
+    const auto dm = Q::q4k_d_dmin4(blk);
+    const __m128 ndmin = _mm_xor_ps(dm.dmin, _mm_set1_ps(-0.0f));
+    for (int t = 0; t < NT; ++t) {
+      const __m128 dx = _mm_set1_ps(xt[t].dx[s]);
+      const __m128 f = _mm_mul_ps(dm.d, dx);
+      for (int i = 0; i < RB; ++i) acc[i][t] = Q::fma(Q::cvt(is[i][t]), Q::bcast_lane(f, i), acc[i][t]);
+      const __m128 term = _mm_mul_ps(ndmin, _mm_cvtepi32_ps(Q::mins_isum8x4(mins, xt[t].s32 + c0 / 32)));
+      sacc[t] = _mm_fmadd_ps(term, dx, sacc[t]);
     }
   }
-  for (int i = 0; i < RB; ++i)
-    for (int t = 0; t < NT; ++t) y[t * ldy + i] = Q::reduce_add(acc[i][t]) + sacc[i][t];
+  for (int t = 0; t < NT; ++t) {
+    float sa[4];
+    _mm_storeu_ps(sa, sacc[t]);
+    for (int i = 0; i < RB; ++i) y[t * ldy + i] = Q::reduce_add(acc[i][t]) + sa[i];
+  }
 }
 
 // y[t * ldy + i] for RB rows from `rows` (row_bytes apart) and NT tokens, the weights decoded

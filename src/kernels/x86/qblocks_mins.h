@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 namespace dsv3::kernels::x86 {
 
@@ -49,6 +50,25 @@ static inline int32_t mins_isum8(__m128i m16, const int16_t* s) {
   v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4e));
   v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0xb1));
   return _mm_cvtsi128_si32(v);
+}
+
+// The per-block float step of simd/qblocks.h's tile8 for up to 4 rows at once, row i in lane i
+// (the same IEEE operations per row as one at a time): the rows' d and d_min (each Q4_K block's
+// first 4 bytes, at b[i]) as floats; their minima dots (mins_isum8) as int32.
+struct DMin4 {
+  __m128 d, dmin;
+};
+static inline DMin4 q4k_d_dmin4(const uint8_t* const (&b)[4]) {
+  uint32_t u[4];
+  for (int i = 0; i < 4; ++i) std::memcpy(&u[i], b[i], 4);
+  const __m256 f = _mm256_cvtph_ps(_mm_setr_epi32(int(u[0]), int(u[1]), int(u[2]), int(u[3])));  // d0 dmin0 d1 ...
+  const __m256 g = _mm256_permutevar8x32_ps(f, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+  return {_mm256_castps256_ps128(g), _mm256_extractf128_ps(g, 1)};
+}
+static inline __m128i mins_isum8x4(const __m128i (&m16)[4], const int16_t* s) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s));
+  return _mm_hadd_epi32(_mm_hadd_epi32(_mm_madd_epi16(m16[0], v), _mm_madd_epi16(m16[1], v)),
+                        _mm_hadd_epi32(_mm_madd_epi16(m16[2], v), _mm_madd_epi16(m16[3], v)));
 }
 
 }  // namespace dsv3::kernels::x86
