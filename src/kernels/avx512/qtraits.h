@@ -58,8 +58,13 @@ struct Q {
   static int32_t mins_isum8(SM m16, const int16_t* s) { return x86::mins_isum8(m16, s); }
   // tile8's per-block step for 4 rows, row i in lane i (x86/qblocks_mins.h); lane i of v in
   // every lane.
-  static x86::DMin4 q4k_d_dmin4(const uint8_t* const (&b)[4]) { return x86::q4k_d_dmin4(b); }
+  using V4 = __m128;
+  using DMin4 = x86::DMin4;
+  static DMin4 q4k_d_dmin4(const uint8_t* const (&b)[4]) { return x86::q4k_d_dmin4(b); }
   static __m128i mins_isum8x4(const SM (&m16)[4], const int16_t* s) { return x86::mins_isum8x4(m16, s); }
+  static V4 q4k_step4(const DMin4& dm, __m128i isum, float dx, V4& sacc) { return x86::q4k_step4(dm, isum, dx, sacc); }
+  static V4 zero4() { return _mm_setzero_ps(); }
+  static void store4(float* p, V4 v) { _mm_storeu_ps(p, v); }
   static F bcast_lane(__m128 v, int i) { return _mm512_permutexvar_ps(_mm512_set1_epi32(i), _mm512_castps128_ps512(v)); }
   static Tab tab_lo4(const uint8_t* p) { return _mm_and_si128(tab_u8(p), _mm_set1_epi16(15)); }
   static I16 mul_tab(I16 v, Tab t, int a, int b) {

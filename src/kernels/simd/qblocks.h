@@ -21,8 +21,6 @@
 // A (row, token) result depends only on that row and token: not on the thread count, the
 // rows or tokens computed with it, nor n.
 #pragma once
-#include <immintrin.h>
-
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -350,9 +348,9 @@ void tile8(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QToken
   constexpr int U = 64 / Q::kU8Cols;
   static_assert(RB <= 4, "the per-block step holds a row per lane of 4");
   typename Q::F acc[RB][NT];
-  __m128 sacc[NT];  // the minima chains, row i in lane i
+  typename Q::V4 sacc[NT];  // the minima chains, row i in lane i
   for (int t = 0; t < NT; ++t) {
-    sacc[t] = _mm_setzero_ps();
+    sacc[t] = Q::zero4();
     for (int i = 0; i < RB; ++i) acc[i][t] = Q::zero();
   }
   for (int64_t b = 0; b < nblocks; ++b) {
@@ -384,20 +382,16 @@ void tile8(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QToken
           for (int t = 0; t < NT; ++t) is[i][t] = Q::add32(is[i][t], Q::dot8(w, Q::load8(xt[t].x8 + c), f));
         }
     // Per row and token, as block_step and Fmt::term one row at a time: f = d x dx,
-    // acc = fma(float(is), f, acc), sacc = fma(-dmin x float(minima dot), dx, sacc).
-    const auto dm = Q::q4k_d_dmin4(blk);
-    const __m128 ndmin = _mm_xor_ps(dm.dmin, _mm_set1_ps(-0.0f));
+    // acc = fma(float(is), f, acc), sacc = fma(-dmin x float(minima dot), dx, sacc) (Q::q4k_step4).
+    const typename Q::DMin4 dm = Q::q4k_d_dmin4(blk);
     for (int t = 0; t < NT; ++t) {
-      const __m128 dx = _mm_set1_ps(xt[t].dx[s]);
-      const __m128 f = _mm_mul_ps(dm.d, dx);
+      const typename Q::V4 f = Q::q4k_step4(dm, Q::mins_isum8x4(mins, xt[t].s32 + c0 / 32), xt[t].dx[s], sacc[t]);
       for (int i = 0; i < RB; ++i) acc[i][t] = Q::fma(Q::cvt(is[i][t]), Q::bcast_lane(f, i), acc[i][t]);
-      const __m128 term = _mm_mul_ps(ndmin, _mm_cvtepi32_ps(Q::mins_isum8x4(mins, xt[t].s32 + c0 / 32)));
-      sacc[t] = _mm_fmadd_ps(term, dx, sacc[t]);
     }
   }
   for (int t = 0; t < NT; ++t) {
     float sa[4];
-    _mm_storeu_ps(sa, sacc[t]);
+    Q::store4(sa, sacc[t]);
     for (int i = 0; i < RB; ++i) y[t * ldy + i] = Q::reduce_add(acc[i][t]) + sa[i];
   }
 }

@@ -71,4 +71,13 @@ static inline __m128i mins_isum8x4(const __m128i (&m16)[4], const int16_t* s) {
                         _mm_hadd_epi32(_mm_madd_epi16(m16[2], v), _mm_madd_epi16(m16[3], v)));
 }
 
+// One token's step for the 4 rows: sacc = fma(-dmin x float(isum), dx, sacc); returns the factors
+// d x dx of the rows' int32 block sums.
+static inline __m128 q4k_step4(const DMin4& dm, __m128i isum, float dx, __m128& sacc) {
+  const __m128 vdx = _mm_set1_ps(dx);
+  const __m128 term = _mm_mul_ps(_mm_xor_ps(dm.dmin, _mm_set1_ps(-0.0f)), _mm_cvtepi32_ps(isum));
+  sacc = _mm_fmadd_ps(term, vdx, sacc);
+  return _mm_mul_ps(dm.d, vdx);
+}
+
 }  // namespace dsv3::kernels::x86
