@@ -54,23 +54,6 @@ struct Q {
   static __m128i load64(const void* p) { return _mm_loadl_epi64(static_cast<const __m128i*>(p)); }
   static Tab tab_s8(const int8_t* p) { return _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(load64(p))); }
   static Tab tab_u8(const uint8_t* p) { return _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(load64(p))); }
-  // Q4_K's scales and minima as 16 bytes (x86::q4k_scales_mins): the scales as a table, the
-  // minima as int16 for mins_isum8 (x86::mins_isum8: their dot with int16 sums of 32 xi).
-  using SM = __m128i;
-  static SM q4k_scales_mins(const uint8_t* p) { return x86::q4k_scales_mins(p); }
-  static Tab tab_scales(SM v) { return _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(v)); }
-  static SM mins16(SM v) { return _mm_cvtepu8_epi16(_mm_srli_si128(v, 8)); }
-  static int32_t mins_isum8(SM m16, const int16_t* s) { return x86::mins_isum8(m16, s); }
-  // tile8's per-block step for 4 rows, row i in lane i (x86/qblocks_mins.h); lane i of v in
-  // every lane.
-  using V4 = __m128;
-  using DMin4 = x86::DMin4;
-  static DMin4 q4k_d_dmin4(const uint8_t* const (&b)[4]) { return x86::q4k_d_dmin4(b); }
-  static __m128i mins_isum8x4(const SM (&m16)[4], const int16_t* s) { return x86::mins_isum8x4(m16, s); }
-  static V4 q4k_step4(const DMin4& dm, __m128i isum, float dx, V4& sacc) { return x86::q4k_step4(dm, isum, dx, sacc); }
-  static V4 zero4() { return _mm_setzero_ps(); }
-  static void store4(float* p, V4 v) { _mm_storeu_ps(p, v); }
-  static F bcast_lane(__m128 v, int i) { return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v), _mm256_set1_epi32(i)); }
   static Tab tab_lo4(const uint8_t* p) { return _mm256_and_si256(tab_u8(p), _mm256_set1_epi16(15)); }
   static __m256i pick(Tab t, int a) { return _mm256_shuffle_epi8(t, _mm256_set1_epi16(int16_t(2 * a | (2 * a + 1) << 8))); }
   static I16 mul_tab(I16 v, Tab t, int a, int b) {
@@ -103,6 +86,23 @@ struct Q {
   static __m256i scale_u8(Tab t, int a, int u) { return pick(t, a + u); }
   static U8 load8(const int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
   static I32 dot8(U8 w, U8 x, __m256i scale) { return _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), scale); }
+
+  // Q4_K's scales and minima as 16 bytes (x86::q4k_scales_mins): the scales as a table, the
+  // minima as int16 for mins_isum8x4.
+  using SM = __m128i;
+  static SM q4k_scales_mins(const uint8_t* p) { return x86::q4k_scales_mins(p); }
+  static Tab tab_scales(SM v) { return _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(v)); }
+  static SM mins16(SM v) { return _mm_cvtepu8_epi16(_mm_srli_si128(v, 8)); }
+  // tile8's per-block step for 4 rows, row i in lane i (x86/qblocks_mins.h); bcast_lane puts
+  // lane i of v in every lane.
+  using V4 = __m128;
+  using DMin4 = x86::DMin4;
+  static DMin4 q4k_d_dmin4(const uint8_t* const (&b)[4]) { return x86::q4k_d_dmin4(b); }
+  static __m128i mins_isum8x4(const SM (&m16)[4], const int16_t* s) { return x86::mins_isum8x4(m16, s); }
+  static V4 q4k_step4(const DMin4& dm, __m128i isum, float dx, V4& sacc) { return x86::q4k_step4(dm, isum, dx, sacc); }
+  static V4 zero4() { return _mm_setzero_ps(); }
+  static void store4(float* p, V4 v) { _mm_storeu_ps(p, v); }
+  static F bcast_lane(__m128 v, int i) { return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v), _mm256_set1_epi32(i)); }
 
   static I32 zero32() { return _mm256_setzero_si256(); }
   static I32 dot(I16 w, I16 x) { return _mm256_add_epi32(_mm256_madd_epi16(w.lo, x.lo), _mm256_madd_epi16(w.hi, x.hi)); }

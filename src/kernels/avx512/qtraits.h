@@ -49,23 +49,6 @@ struct Q {
   static __m128i load64(const void* p) { return _mm_loadl_epi64(static_cast<const __m128i*>(p)); }
   static Tab tab_s8(const int8_t* p) { return _mm_cvtepi8_epi16(load64(p)); }
   static Tab tab_u8(const uint8_t* p) { return _mm_cvtepu8_epi16(load64(p)); }
-  // Q4_K's scales and minima as 16 bytes (x86::q4k_scales_mins): the scales as a table, the
-  // minima as int16 for mins_isum8 (x86::mins_isum8: their dot with int16 sums of 32 xi).
-  using SM = __m128i;
-  static SM q4k_scales_mins(const uint8_t* p) { return x86::q4k_scales_mins(p); }
-  static Tab tab_scales(SM v) { return _mm_cvtepu8_epi16(v); }
-  static SM mins16(SM v) { return _mm_cvtepu8_epi16(_mm_srli_si128(v, 8)); }
-  static int32_t mins_isum8(SM m16, const int16_t* s) { return x86::mins_isum8(m16, s); }
-  // tile8's per-block step for 4 rows, row i in lane i (x86/qblocks_mins.h); lane i of v in
-  // every lane.
-  using V4 = __m128;
-  using DMin4 = x86::DMin4;
-  static DMin4 q4k_d_dmin4(const uint8_t* const (&b)[4]) { return x86::q4k_d_dmin4(b); }
-  static __m128i mins_isum8x4(const SM (&m16)[4], const int16_t* s) { return x86::mins_isum8x4(m16, s); }
-  static V4 q4k_step4(const DMin4& dm, __m128i isum, float dx, V4& sacc) { return x86::q4k_step4(dm, isum, dx, sacc); }
-  static V4 zero4() { return _mm_setzero_ps(); }
-  static void store4(float* p, V4 v) { _mm_storeu_ps(p, v); }
-  static F bcast_lane(__m128 v, int i) { return _mm512_permutexvar_ps(_mm512_set1_epi32(i), _mm512_castps128_ps512(v)); }
   static Tab tab_lo4(const uint8_t* p) { return _mm_and_si128(tab_u8(p), _mm_set1_epi16(15)); }
   static I16 mul_tab(I16 v, Tab t, int a, int b) {
     return _mm512_mullo_epi16(v, _mm512_permutexvar_epi16(halves(int16_t(a), int16_t(b)), _mm512_castsi128_si512(t)));
@@ -91,6 +74,23 @@ struct Q {
   }
   static U8 load8(const int8_t* p) { return _mm512_loadu_si512(p); }
   static I32 dot8(U8 w, U8 x, __m512i scale) { return _mm512_madd_epi16(_mm512_maddubs_epi16(w, x), scale); }
+
+  // Q4_K's scales and minima as 16 bytes (x86::q4k_scales_mins): the scales as a table, the
+  // minima as int16 for mins_isum8x4.
+  using SM = __m128i;
+  static SM q4k_scales_mins(const uint8_t* p) { return x86::q4k_scales_mins(p); }
+  static Tab tab_scales(SM v) { return _mm_cvtepu8_epi16(v); }
+  static SM mins16(SM v) { return _mm_cvtepu8_epi16(_mm_srli_si128(v, 8)); }
+  // tile8's per-block step for 4 rows, row i in lane i (x86/qblocks_mins.h); bcast_lane puts
+  // lane i of v in every lane.
+  using V4 = __m128;
+  using DMin4 = x86::DMin4;
+  static DMin4 q4k_d_dmin4(const uint8_t* const (&b)[4]) { return x86::q4k_d_dmin4(b); }
+  static __m128i mins_isum8x4(const SM (&m16)[4], const int16_t* s) { return x86::mins_isum8x4(m16, s); }
+  static V4 q4k_step4(const DMin4& dm, __m128i isum, float dx, V4& sacc) { return x86::q4k_step4(dm, isum, dx, sacc); }
+  static V4 zero4() { return _mm_setzero_ps(); }
+  static void store4(float* p, V4 v) { _mm_storeu_ps(p, v); }
+  static F bcast_lane(__m128 v, int i) { return _mm512_permutexvar_ps(_mm512_set1_epi32(i), _mm512_castps128_ps512(v)); }
 
   static I32 zero32() { return _mm512_setzero_si512(); }
   static I32 dot(I16 w, I16 x) { return _mm512_madd_epi16(w, x); }

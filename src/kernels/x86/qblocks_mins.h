@@ -1,6 +1,7 @@
-// The block formats' minima terms (simd/qblocks.h) as 8-wide float dot products, with AVX2 +
-// FMA, for both x86 traits (avx2/qtraits.h, avx512/qtraits.h). Internal linkage: each ISA's
-// translation unit gets its own copy, compiled with its own flags.
+// The block formats' minima terms (simd/qblocks.h) as 8-wide float dot products, and the 8-bit
+// Q4_K tile's per-block step (scale unpack, integer minima dots, the float step of 4 rows), with
+// AVX2 + FMA, for both x86 traits (avx2/qtraits.h, avx512/qtraits.h). Internal linkage: each
+// ISA's translation unit gets its own copy, compiled with its own flags.
 #pragma once
 #include <immintrin.h>
 
@@ -43,18 +44,10 @@ static inline __m128i q4k_scales_mins(const uint8_t* p) {
   const __m128i top = _mm_and_si128(_mm_srli_epi16(b, 2), _mm_set1_epi8(0x30));  // (byte >> 6) << 4
   return _mm_or_si128(_mm_or_si128(low, mhi), top);
 }
-// sum_j m[j] s[j], j < 8: the minima (int16, from q4k_scales_mins) times int16 sums of 32
-// activations, exact in int32.
-static inline int32_t mins_isum8(__m128i m16, const int16_t* s) {
-  __m128i v = _mm_madd_epi16(m16, _mm_loadu_si128(reinterpret_cast<const __m128i*>(s)));
-  v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4e));
-  v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0xb1));
-  return _mm_cvtsi128_si32(v);
-}
-
 // The per-block float step of simd/qblocks.h's tile8 for up to 4 rows at once, row i in lane i
 // (the same IEEE operations per row as one at a time): the rows' d and d_min (each Q4_K block's
-// first 4 bytes, at b[i]) as floats; their minima dots (mins_isum8) as int32.
+// first 4 bytes, at b[i]) as floats; their minima dots, sum_j m[j] s[j] over the 8 minima (int16,
+// from q4k_scales_mins) and int16 sums of 32 activations, as int32 (exact).
 struct DMin4 {
   __m128 d, dmin;
 };
