@@ -11,7 +11,7 @@
 namespace dsv3::kernels::avx2 {
 namespace {
 
-struct Q {
+struct Q : x86::Q4k8Step {
   struct I16 {
     __m256i lo, hi;  // values 0..15 and 16..31 as int16
   };
@@ -87,21 +87,9 @@ struct Q {
   static U8 load8(const int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
   static I32 dot8(U8 w, U8 x, __m256i scale) { return _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), scale); }
 
-  // Q4_K's scales and minima as 16 bytes (x86::q4k_scales_mins): the scales as a table, the
-  // minima as int16 for mins_isum8x4.
-  using SM = __m128i;
-  static SM q4k_scales_mins(const uint8_t* p) { return x86::q4k_scales_mins(p); }
+  // The 8-bit Q4_K tile's per-block step (x86::Q4k8Step, x86/qblocks_mins.h): the scales as a
+  // table; bcast_lane puts lane i of a 4-row vector in every lane.
   static Tab tab_scales(SM v) { return _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(v)); }
-  static SM mins16(SM v) { return _mm_cvtepu8_epi16(_mm_srli_si128(v, 8)); }
-  // tile8's per-block step for 4 rows, row i in lane i (x86/qblocks_mins.h); bcast_lane puts
-  // lane i of v in every lane.
-  using V4 = __m128;
-  using DMin4 = x86::DMin4;
-  static DMin4 q4k_d_dmin4(const uint8_t* const (&b)[4]) { return x86::q4k_d_dmin4(b); }
-  static __m128i mins_isum8x4(const SM (&m16)[4], const int16_t* s) { return x86::mins_isum8x4(m16, s); }
-  static V4 q4k_step4(const DMin4& dm, __m128i isum, float dx, V4& sacc) { return x86::q4k_step4(dm, isum, dx, sacc); }
-  static V4 zero4() { return _mm_setzero_ps(); }
-  static void store4(float* p, V4 v) { _mm_storeu_ps(p, v); }
   static F bcast_lane(__m128 v, int i) { return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v), _mm256_set1_epi32(i)); }
 
   static I32 zero32() { return _mm256_setzero_si256(); }
@@ -171,31 +159,21 @@ struct Q {
     r = _mm_max_ss(r, _mm_movehdup_ps(r));
     return _mm_cvtss_f32(r);
   }
-  // round16 into int8 (|x[i] x inv| <= 127 by the callers' inv).
-  static void round8(const float* x, int64_t n, float inv, int8_t* xi, int32_t* bsum16) {
-    const __m256 s = _mm256_set1_ps(inv);
-    for (int64_t i = 0; i < n; i += 16) {
-      const __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), s));
-      const __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8), s));
-      const __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xd8);  // 16 int16 in order
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(xi + i),
-                       _mm_packs_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1)));
-      const __m256i t = _mm256_add_epi32(a, b);
-      __m128i u = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
-      u = _mm_add_epi32(u, _mm_shuffle_epi32(u, 0x4e));
-      u = _mm_add_epi32(u, _mm_shuffle_epi32(u, 0xb1));
-      bsum16[i / 16] = _mm_cvtsi128_si32(u);
-    }
-  }
-  // xi[i] = round-to-nearest-even(x[i] x inv) for n (a multiple of 16) values, and the sum of
-  // each 16 into bsum16.
-  static void round16(const float* x, int64_t n, float inv, int16_t* xi, int32_t* bsum16) {
+  // xi[i] = round-to-nearest-even(x[i] x inv) for n (a multiple of 16) values, as int16 or int8
+  // (T; |x[i] x inv| fits by the callers' inv), and the sum of each 16 into bsum16.
+  template <class T>
+  static void round(const float* x, int64_t n, float inv, T* xi, int32_t* bsum16) {
     const __m256 s = _mm256_set1_ps(inv);
     for (int64_t i = 0; i < n; i += 16) {
       const __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), s));
       const __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8), s));
       // packs interleaves 128-bit halves (a0-3 b0-3 a4-7 b4-7); the permute restores the order
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(xi + i), _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xd8));
+      const __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xd8);
+      if constexpr (sizeof(T) == 1)
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(xi + i),
+                         _mm_packs_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1)));
+      else
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(xi + i), w);
       const __m256i t = _mm256_add_epi32(a, b);
       __m128i u = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
       u = _mm_add_epi32(u, _mm_shuffle_epi32(u, 0x4e));

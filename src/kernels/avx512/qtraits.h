@@ -11,7 +11,7 @@
 namespace dsv3::kernels::avx512 {
 namespace {
 
-struct Q {
+struct Q : x86::Q4k8Step {
   using I16 = __m512i;  // values 0..31 of a group as int16
   using I32 = __m512i;  // 16 int32 lanes: lane l sums the products of values 2l and 2l + 1
   using F = __m512;
@@ -75,21 +75,9 @@ struct Q {
   static U8 load8(const int8_t* p) { return _mm512_loadu_si512(p); }
   static I32 dot8(U8 w, U8 x, __m512i scale) { return _mm512_madd_epi16(_mm512_maddubs_epi16(w, x), scale); }
 
-  // Q4_K's scales and minima as 16 bytes (x86::q4k_scales_mins): the scales as a table, the
-  // minima as int16 for mins_isum8x4.
-  using SM = __m128i;
-  static SM q4k_scales_mins(const uint8_t* p) { return x86::q4k_scales_mins(p); }
+  // The 8-bit Q4_K tile's per-block step (x86::Q4k8Step, x86/qblocks_mins.h): the scales as a
+  // table; bcast_lane puts lane i of a 4-row vector in every lane.
   static Tab tab_scales(SM v) { return _mm_cvtepu8_epi16(v); }
-  static SM mins16(SM v) { return _mm_cvtepu8_epi16(_mm_srli_si128(v, 8)); }
-  // tile8's per-block step for 4 rows, row i in lane i (x86/qblocks_mins.h); bcast_lane puts
-  // lane i of v in every lane.
-  using V4 = __m128;
-  using DMin4 = x86::DMin4;
-  static DMin4 q4k_d_dmin4(const uint8_t* const (&b)[4]) { return x86::q4k_d_dmin4(b); }
-  static __m128i mins_isum8x4(const SM (&m16)[4], const int16_t* s) { return x86::mins_isum8x4(m16, s); }
-  static V4 q4k_step4(const DMin4& dm, __m128i isum, float dx, V4& sacc) { return x86::q4k_step4(dm, isum, dx, sacc); }
-  static V4 zero4() { return _mm_setzero_ps(); }
-  static void store4(float* p, V4 v) { _mm_storeu_ps(p, v); }
   static F bcast_lane(__m128 v, int i) { return _mm512_permutexvar_ps(_mm512_set1_epi32(i), _mm512_castps128_ps512(v)); }
 
   static I32 zero32() { return _mm512_setzero_si512(); }
@@ -148,22 +136,17 @@ struct Q {
     }
     return nan ? __builtin_nanf("") : _mm512_reduce_max_ps(m);
   }
-  // round16 into int8 (|x[i] x inv| <= 127 by the callers' inv).
-  static void round8(const float* x, int64_t n, float inv, int8_t* xi, int32_t* bsum16) {
+  // xi[i] = round-to-nearest-even(x[i] x inv) for n (a multiple of 16) values, as int16 or int8
+  // (T; |x[i] x inv| fits by the callers' inv), and the sum of each 16 into bsum16.
+  template <class T>
+  static void round(const float* x, int64_t n, float inv, T* xi, int32_t* bsum16) {
     const __m512 s = _mm512_set1_ps(inv);
     for (int64_t i = 0; i < n; i += 16) {
       const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), s));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(xi + i), _mm512_cvtsepi32_epi8(q));
-      bsum16[i / 16] = _mm512_reduce_add_epi32(q);
-    }
-  }
-  // xi[i] = round-to-nearest-even(x[i] x inv) for n (a multiple of 16) values, and the sum of
-  // each 16 into bsum16.
-  static void round16(const float* x, int64_t n, float inv, int16_t* xi, int32_t* bsum16) {
-    const __m512 s = _mm512_set1_ps(inv);
-    for (int64_t i = 0; i < n; i += 16) {
-      const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), s));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(xi + i), _mm512_cvtsepi32_epi16(q));
+      if constexpr (sizeof(T) == 1)
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(xi + i), _mm512_cvtsepi32_epi8(q));
+      else
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(xi + i), _mm512_cvtsepi32_epi16(q));
       bsum16[i / 16] = _mm512_reduce_add_epi32(q);
     }
   }

@@ -78,10 +78,7 @@ void quantize_x(const float* x, int64_t cols, int xmax, T* xi, float* dx, int32_
     }
     dx[s] = amax / float(xmax);
     const float inv = amax > 0 ? float(xmax) / amax : 0.0f;
-    if constexpr (sizeof(T) == 1)
-      Q::round8(x + c0, n, inv, xi + c0, isum + c0 / 16);
-    else
-      Q::round16(x + c0, n, inv, xi + c0, isum + c0 / 16);
+    Q::round(x + c0, n, inv, xi + c0, isum + c0 / 16);
   }
   for (int64_t j = 0; j < cols / 16; ++j) bsum16[j] = float(isum[j]);
   for (int64_t j = 0; j < cols / 32; ++j) bsum32[j] = float(isum[2 * j] + isum[2 * j + 1]);

@@ -73,4 +73,22 @@ static inline __m128 q4k_step4(const DMin4& dm, __m128i isum, float dx, __m128& 
   return _mm_mul_ps(dm.d, vdx);
 }
 
+// The part of the integer traits (avx2/qtraits.h, avx512/qtraits.h) that the 8-bit Q4_K tile's
+// per-block step shares across both ISAs: Q derives from it and adds tab_scales and bcast_lane.
+// In an anonymous namespace, like the functions above, so that each ISA's copy stays its own.
+namespace {
+struct Q4k8Step {
+  using SM = __m128i;  // Q4_K's scales and minima as 16 bytes (q4k_scales_mins)
+  using V4 = __m128;   // 4 rows, row i in lane i
+  using DMin4 = x86::DMin4;
+  static SM q4k_scales_mins(const uint8_t* p) { return x86::q4k_scales_mins(p); }
+  static SM mins16(SM v) { return _mm_cvtepu8_epi16(_mm_srli_si128(v, 8)); }  // the minima as int16
+  static DMin4 q4k_d_dmin4(const uint8_t* const (&b)[4]) { return x86::q4k_d_dmin4(b); }
+  static __m128i mins_isum8x4(const SM (&m16)[4], const int16_t* s) { return x86::mins_isum8x4(m16, s); }
+  static V4 q4k_step4(const DMin4& dm, __m128i isum, float dx, V4& sacc) { return x86::q4k_step4(dm, isum, dx, sacc); }
+  static V4 zero4() { return _mm_setzero_ps(); }
+  static void store4(float* p, V4 v) { _mm_storeu_ps(p, v); }
+};
+}  // namespace
+
 }  // namespace dsv3::kernels::x86
