@@ -304,6 +304,7 @@ int run(const Opts& o) {
   j["model"] = o.model;
   j["threads"] = o.threads;
   j["kernels"] = kernels::active_variant();
+  if (const std::string fp8 = kernels::active_fp8_path(); !fp8.empty()) j["fp8_products"] = fp8;
   j["weights"] = o.load.mmap ? "mmap" : "read into huge-page-backed memory (--no-mmap)";
   j["mlock"] = o.load.mlock;
   j["recache"] = o.load.recache;
@@ -457,8 +458,9 @@ int run(const Opts& o) {
   };
   auto val = [&](const std::string& key, const char* fmt) { return val_in(j, key, fmt); };
   const double pct = 100;
-  std::printf("model            %s (%s kernels, %d threads)\n", o.model.c_str(), kernels::active_variant().c_str(),
-              o.threads);
+  const std::string fp8_path = j.contains("fp8_products") ? ", FP8 few-token products by " + j["fp8_products"].get<std::string>() : "";
+  std::printf("model            %s (%s kernels%s, %d threads)\n", o.model.c_str(), kernels::active_variant().c_str(),
+              fp8_path.c_str(), o.threads);
   std::string huge_text = "huge pages unknown";
   if (mapped) {
     char buf[64];

@@ -24,6 +24,24 @@ const std::vector<const Variant*>& compiled_variants() {
   return all;
 }
 
+const Variant* bf16_variant_with(Fp8Dot how) {
+#if DSV3_KERNELS_X86
+  return &avx512::bf16_variant(how);
+#else
+  (void)how;
+  return nullptr;
+#endif
+}
+
+std::string bf16_fp8_path() {
+#if DSV3_KERNELS_X86
+  if (!missing_cpu_feature(avx512::bf16_variant()).empty()) return "";
+  return avx512::fp8_dot() == Fp8Dot::kFma ? "fma" : "lookup";
+#else
+  return "";
+#endif
+}
+
 std::string missing_cpu_feature(const Variant& v) {
 #if DSV3_KERNELS_X86
   return x86::missing_feature(v.name);

@@ -107,5 +107,6 @@ void matmul(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const 
 }
 
 std::string active_variant() { return active().name; }
+std::string active_fp8_path() { return active().name == std::string("avx512bf16") ? bf16_fp8_path() : ""; }
 
 }  // namespace dsv3::kernels

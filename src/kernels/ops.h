@@ -58,5 +58,8 @@ void matmul(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const 
 // best this CPU supports unless --kernels or the environment variable DSV3_KERNELS names one
 // ("f32": the best float32 one).
 std::string active_variant();
+// How the active variant multiplies FP8 weights for a few tokens where it has a choice
+// (avx512bf16: "fma" or "lookup", timed on first use; variant.h: Fp8Dot), else "".
+std::string active_fp8_path();
 
 }  // namespace dsv3::kernels

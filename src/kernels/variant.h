@@ -107,9 +107,21 @@ const Variant& bf16dot_variant();
 namespace avx2 {
 const Variant& variant();
 }
+// avx512bf16's two ways to multiply FP8 weights for a few tokens, with the same bits: VDPBF16PS
+// on codes looked up as BF16, or float32 FMAs on codes decoded to float32 (avx512/bf16dot.cpp).
+enum class Fp8Dot { kAuto, kLookup, kFma };
+// avx512bf16 with its FP8 path fixed (kAuto: avx512bf16 itself), for tests and benchmarks; null
+// where avx512bf16 is not compiled.
+const Variant* bf16_variant_with(Fp8Dot how);
+// "fma" or "lookup": the path avx512bf16 takes on this CPU, timed on first use; "" where
+// avx512bf16 is not compiled or this CPU cannot run it.
+std::string bf16_fp8_path();
+
 namespace avx512 {
 const Variant& variant();
 const Variant& bf16_variant();  // "avx512bf16" (avx512/bf16dot.cpp)
+Fp8Dot fp8_dot();               // bf16_fp8_path(); call only where avx512bf16 runs
+const Variant& bf16_variant(Fp8Dot how);
 }
 
 }  // namespace dsv3::kernels

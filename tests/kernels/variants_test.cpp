@@ -577,20 +577,42 @@ class Bf16Dot : public ::testing::Test {
 };
 
 // The vector code (one-token tiles of every width, token groups, the GEMM on 1-3 threads) gives
-// exactly the bits of its scalar twin, the readable statement of what it computes.
+// exactly the bits of its scalar twin, the readable statement of what it computes: both ways of
+// multiplying FP8 weights (BF16 lookup + VDPBF16PS, float32 decode + FMAs) and the one this CPU
+// takes by default.
 TEST_F(Bf16Dot, MatchesItsScalarTwinBitwise) {
   const Variant& twin = scalar::bf16dot_variant();
   const Shape shapes[] = {{1, 1}, {3, 31}, {5, 33}, {9, 64}, {4, 65}, {127, 129}, {129, 127}, {40, 300}, {7, 4097}};
-  for (DType d : {DType::BF16, DType::F8_E4M3})
-    for (const Shape& s : shapes) {
-      const Weight w = make_weight(d, s.rows, s.cols, uint32_t(s.rows * 7 + s.cols));
-      for (int64_t n : {1, 2, 3, 4, 5, 8, 9, 24, 37}) {
-        const auto x = random_vec(n * s.cols, uint32_t(n * 3 + s.cols));
-        const auto y_twin = run_linear(twin, w.m, x, n);
-        EXPECT_EQ(run_linear(*v_, w.m, x, n), y_twin) << dtype_name(d) << " " << s.rows << "x" << s.cols << " n " << n;
-        EXPECT_EQ(run_linear_with(*v_, w.m, x, n, 2), y_twin) << dtype_name(d) << " " << s.rows << "x" << s.cols << " n " << n;
+  for (Fp8Dot how : {Fp8Dot::kAuto, Fp8Dot::kLookup, Fp8Dot::kFma}) {
+    const Variant& v = *bf16_variant_with(how);
+    for (DType d : {DType::BF16, DType::F8_E4M3})
+      for (const Shape& s : shapes) {
+        const Weight w = make_weight(d, s.rows, s.cols, uint32_t(s.rows * 7 + s.cols));
+        for (int64_t n : {1, 2, 3, 4, 5, 8, 9, 24, 37}) {
+          const auto x = random_vec(n * s.cols, uint32_t(n * 3 + s.cols));
+          const auto y_twin = run_linear(twin, w.m, x, n);
+          EXPECT_EQ(run_linear(v, w.m, x, n), y_twin) << v.name << " " << dtype_name(d) << " " << s.rows << "x" << s.cols << " n " << n;
+          EXPECT_EQ(run_linear_with(v, w.m, x, n, 2), y_twin) << v.name << " " << dtype_name(d) << " " << s.rows << "x" << s.cols << " n " << n;
+        }
       }
+  }
+}
+
+// The FMA path's activations carry 2^120 (the decoded FP8 weights 2^-120), so it takes only
+// activations with |x * scale| below 2^7 and leaves the rest to the lookup tile: same bits for
+// activations far outside that range, and for sums that underflow to (flushed) subnormals.
+TEST_F(Bf16Dot, FmaPathOutsideItsRangeAndNearUnderflow) {
+  const Variant& twin = scalar::bf16dot_variant();
+  const Variant& fma = *bf16_variant_with(Fp8Dot::kFma);
+  const Weight w = make_weight(DType::F8_E4M3, 40, 300, 11);
+  for (float gain : {1e4f, 1e-36f, 3e-38f}) {  // x' ~ 1e2..1e3 (past 2^7); products near float32's floor
+    for (int64_t n : {1, 3}) {
+      auto x = random_vec(n * 300, uint32_t(n + 5));
+      for (float& v : x) v *= gain;
+      const auto y_twin = run_linear(twin, w.m, x, n);
+      EXPECT_EQ(run_linear(fma, w.m, x, n), y_twin) << "gain " << gain << " n " << n;
     }
+  }
 }
 
 // A view marked f32_activations is multiplied as the float32 variant multiplies it (the same
@@ -622,13 +644,14 @@ TEST_F(Bf16Dot, EveryFp8CodeIncludingSubnormals) {
   std::vector<uint8_t> codes(cols);
   for (int64_t c = 0; c < cols; ++c) codes[size_t(c)] = (c & 0x7f) == 0x7f ? 0 : uint8_t(c);  // NaN codes: 0
   const Matrix w{DType::F8_E4M3, 1, cols, codes.data()};
-  for (int64_t c = 0; c < cols; ++c) {
-    if (codes[size_t(c)] != c) continue;
-    std::vector<float> x(size_t(cols), 0.0f), y(1), scratch(size_t(kLinearScratchRows * cols));
-    x[size_t(c)] = 1.0f;
-    v_->linear_rows(w, x.data(), y.data(), 1, 0, 1, scratch.data());
-    EXPECT_EQ(y[0], fp8e4m3_to_f32(uint8_t(c))) << "code " << c;
-  }
+  for (Fp8Dot how : {Fp8Dot::kLookup, Fp8Dot::kFma})
+    for (int64_t c = 0; c < cols; ++c) {
+      if (codes[size_t(c)] != c) continue;
+      std::vector<float> x(size_t(cols), 0.0f), y(1), scratch(size_t(kLinearScratchRows * cols));
+      x[size_t(c)] = 1.0f;
+      bf16_variant_with(how)->linear_rows(w, x.data(), y.data(), 1, 0, 1, scratch.data());
+      EXPECT_EQ(y[0], fp8e4m3_to_f32(uint8_t(c))) << "code " << c << " " << bf16_variant_with(how)->name;
+    }
 }
 
 // The twin against the float32 reference: rounding an activation to BF16 (8 significant bits,

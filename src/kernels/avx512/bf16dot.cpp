@@ -16,6 +16,9 @@
 // As in the float32 variant, the one-token kernel (register tiles of up to 4 tokens) and the
 // many-token GEMM give every (row, token) the same bits: the GEMM runs the same 16 lane chains
 // as 16 lane GEMMs over pairs of columns (simd/gemm.h explains the scheme for floats).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -184,10 +187,154 @@ void linear_rows_typed(const Matrix& w, const float* x, float* y, int64_t n, int
                                                    });
 }
 
+// ---- FP8 weights through float32 FMAs, with VDPBF16PS's bits -----------------------------------
+//
+// Every product VDPBF16PS forms here is exact in float32 (an FP8 code's 4 significant bits times
+// a BF16's 8), and it adds each to the accumulator with one rounding to float32, flushing a
+// subnormal sum to zero. An FMA of the same exact product rounds the same sum the same way, and
+// MXCSR's flush-to-zero flushes it the same way. So lane l's chain over the pairs c = 32v + 2l,
+// (acc + w[c + 1] x'[c + 1]) + w[c] x'[c], is two FMAs per vector v, one on the odd columns and
+// one on the even ones, and gives the VDPBF16PS tile's bits exactly, reduce_add tree included.
+//
+// Why: on Sapphire/Emerald Rapids VDPBF16PS does 32 multiply-adds per ~2 cycles where the two
+// FMA pipes do 32 per cycle, and the byte permutes of the FP8 -> BF16 lookup (VPERMI2B) run one
+// per ~1.7 cycles, so the lookup tile decodes FP8 at ~12-13 G weights/s per core, under what a
+// core reads from memory. Decoding 64 codes to float32 takes one VPERMB and shifts (V's group
+// decode, with an index that puts the even and the odd columns of each 32 in their own vector).
+// Where VDPBF16PS and VPERMI2B run at full rate (Zen 4/5), the lookup tile is the faster one;
+// fp8_dot() picks per CPU by timing both (the bits are the same either way).
+//
+// The weights decode to value x 2^-120 (V::load_fp8_group); the activations are packed as
+// x'' = bf16(x * scale) x 2^120, so every product is w x' itself. x'' stays finite while |x'| <
+// 2^8: fma_exact checks a bound before the call and else the lookup tile runs.
+
+// Per 32 columns, per token: the odd columns' x'' (16 floats), then the even ones'.
+void pack_x_pairs(const float* f, const float* x, int64_t ldx, int nt, int64_t cols, float* xp) {
+  const __m512 unit = V::set1(0x1p120f);
+  const __m512i hi16 = _mm512_set1_epi32(int(0xffff0000u));
+  for (int64_t j = 0; j * kVecCols < cols; ++j) {
+    const int64_t c = j * kVecCols;
+    const int n0 = cols - c < L ? int(cols - c) : L, n1 = cols - c - L < L ? int(cols - c - L) : L;
+    for (int t = 0; t < nt; ++t) {
+      const float* xt = x + t * ldx + c;
+      __m512 lo = V::load_f32(xt, n0), hi = n1 > 0 ? V::load_f32(xt + L, n1) : V::zero();
+      if (f != nullptr) lo = V::mul(lo, V::load_f32(f + c, L)), hi = V::mul(hi, V::load_f32(f + c + L, L));
+      const __m512i b = to_bf16(lo, hi);  // dword k: column 2k (low half), 2k + 1 (high half)
+      float* out = xp + (j * nt + t) * kVecCols;
+      _mm512_storeu_ps(out, V::mul(_mm512_castsi512_ps(_mm512_and_si512(b, hi16)), unit));
+      _mm512_storeu_ps(out + L, V::mul(_mm512_castsi512_ps(_mm512_slli_epi32(b, 16)), unit));
+    }
+  }
+}
+int64_t packed_pairs(int nt, int64_t cols) { return (cols + kVecCols - 1) / kVecCols * kVecCols * nt; }
+
+// Whether the FMA path gives the lookup tile's bits for every row of w and token of x:
+//  - x'' stays finite: max |x| x max |scale| < 2^7 (a BF16 rounding then leaves |x'| < 2^8);
+//  - no product is a float32 subnormal, which VDPBF16PS would round (and flush) before adding
+//    where the FMA adds it exactly: every nonzero |x| x min |scale| >= 2^-116 (then |x'| >=
+//    2^-117 and |w x'| >= 2^-126 for the smallest FP8 subnormal, 2^-9).
+// False for NaN. A scan of x and of the rows' scales: far less than the rows' weights.
+bool fma_exact(const Matrix& w, const float* x, int64_t n) {
+  float smax = 1.0f, smin = 1.0f;
+  if (w.quantized() && w.rows > 0) {
+    smax = 0.0f, smin = 3.0e38f;
+    const int64_t b0 = w.row0 / w.block_rows, b1 = (w.row0 + w.rows - 1) / w.block_rows;
+    for (int64_t k = b0 * w.scale_cols; k < (b1 + 1) * w.scale_cols; ++k) {
+      float s;
+      std::memcpy(&s, w.scale + k, sizeof s);
+      smax = std::max(smax, std::fabs(s)), smin = std::min(smin, std::fabs(s));
+    }
+  }
+  __m512 hi = V::zero(), lo = V::set1(3.0e38f);
+  const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+  const int64_t total = n * w.cols;
+  for (int64_t i = 0; i < total; i += L) {
+    const __m512 v = _mm512_and_ps(V::load_f32(x + i, total - i < L ? int(total - i) : L), abs_mask);
+    if (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) != 0) return false;
+    hi = _mm512_max_ps(hi, v);
+    lo = _mm512_mask_min_ps(lo, _mm512_cmp_ps_mask(v, V::zero(), _CMP_GT_OQ), lo, v);
+  }
+  return V::reduce_max(hi) * smax < 0x1p7f && _mm512_reduce_min_ps(lo) * smin >= 0x1p-116f;
+}
+
+// MXCSR's flush-to-zero on (and denormals-are-zero off: the decoded FP8 subnormals are float32
+// subnormals) for the scope.
+class FlushToZero {
+ public:
+  FlushToZero() : saved_(_mm_getcsr()) { _mm_setcsr((saved_ | 0x8000u) & ~0x0040u); }
+  ~FlushToZero() { _mm_setcsr(saved_); }
+  FlushToZero(const FlushToZero&) = delete;
+  FlushToZero& operator=(const FlushToZero&) = delete;
+
+ private:
+  unsigned saved_;
+};
+
+// The FMA tile: RB rows x NT tokens, as tile<F8_E4M3, RB, NT> computes them.
+template <int RB, int NT>
+void fma_tile(const Matrix& w, const uint8_t* rows, const float* xp, float* y, int64_t ldy) {
+  // Dword k: codes 2k, 2k + 1, 32 + 2k, 33 + 2k, so out = {even, odd} columns of each 32.
+  const __m512i idx = _mm512_setr_epi32(0x21200100, 0x23220302, 0x25240504, 0x27260706, 0x29280908, 0x2b2a0b0a,
+                                        0x2d2c0d0c, 0x2f2e0f0e, 0x31301110, 0x33321312, 0x35341514, 0x37361716,
+                                        0x39381918, 0x3b3a1b1a, 0x3d3c1d1c, 0x3f3e1f1e);
+  const int64_t cols = w.cols, row_bytes = cols;
+  __m512 acc[RB][NT];
+  for (int i = 0; i < RB; ++i)
+    for (int t = 0; t < NT; ++t) acc[i][t] = V::zero();
+  auto step = [&](int64_t c, int cnt) __attribute__((always_inline)) {
+    __m512 wv[RB][4];
+    for (int i = 0; i < RB; ++i) {
+      simd::prefetch_tile<RB>(rows, i, row_bytes, c, kStepCols, V::kPrefetchBytes);
+      V::load_fp8_group(rows + i * row_bytes + c, cnt, idx, wv[i]);
+    }
+    const float* xc = xp + (c / kVecCols) * NT * kVecCols;
+    for (int v = 0; v < 2; ++v) {
+      if (v == 1 && cnt <= kVecCols) break;  // as the lookup tile: no second VDPBF16PS
+      for (int t = 0; t < NT; ++t) {
+        const float* xv = xc + (v * NT + t) * kVecCols;
+        const __m512 odd = _mm512_loadu_ps(xv), even = _mm512_loadu_ps(xv + L);
+        for (int i = 0; i < RB; ++i) acc[i][t] = V::fma(wv[i][2 * v + 1], odd, acc[i][t]);
+        for (int i = 0; i < RB; ++i) acc[i][t] = V::fma(wv[i][2 * v], even, acc[i][t]);
+      }
+    }
+  };
+  int64_t c = 0;
+  for (; c + kStepCols <= cols; c += kStepCols) step(c, kStepCols);
+  if (c < cols) step(c, int(cols - c));
+  for (int i = 0; i < RB; ++i)
+    for (int t = 0; t < NT; ++t) y[t * ldy + i] = V::reduce_add(acc[i][t]);
+}
+
+// Rows per FMA tile: 4 x 4 decoded vectors + 4 x NT accumulators fit 32 registers up to 2 tokens.
+constexpr int fma_tile_rows(int nt) { return nt <= 2 ? 4 : 3; }
+static_assert(simd::kTileRowChunk % 4 == 0 && simd::kTileRowChunk % 3 == 0);
+
+template <int NT>
+void fma_tile_rows_any(int nt, const Matrix& w, int64_t r0, int64_t r1, const float* xp, float* y) {
+  if constexpr (NT > 1)
+    if (nt < NT) return fma_tile_rows_any<NT - 1>(nt, w, r0, r1, xp, y);
+  constexpr int RB = fma_tile_rows(NT);
+  const uint8_t* data = static_cast<const uint8_t*>(w.data);
+  int64_t r = r0;
+  for (; r + RB <= r1; r += RB) fma_tile<RB, NT>(w, data + size_t(r) * size_t(w.cols), xp, y + r, w.rows);
+  for (; r < r1; ++r) fma_tile<1, NT>(w, data + size_t(r) * size_t(w.cols), xp, y + r, w.rows);
+}
+
+void linear_rows_fp8_fma(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1) {
+  const FlushToZero ftz;
+  simd::linear_rows_blocked<kTileTokens, float>(w, x, y, n, r0, r1, 1.0f, kVecCols, packed_pairs, pack_x_pairs,
+                                                [&](int nt, int64_t rc, int64_t rce, const float* xp, float* yt) {
+                                                  fma_tile_rows_any<kTileTokens>(nt, w, rc, rce, xp, yt);
+                                                });
+}
+
+template <Fp8Dot How>
 void linear_rows(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1, float* scratch) {
   if (!is_bf16_path(w)) return variant().linear_rows(w, x, y, n, r0, r1, scratch);
   if (!bf16_supported(w)) return scalar::linear_rows_bf16dot(w, x, y, n, r0, r1, scratch);
   if (w.dtype == DType::BF16) return linear_rows_typed<DType::BF16>(w, x, y, n, r0, r1);
+  const bool fma = How == Fp8Dot::kFma || (How == Fp8Dot::kAuto && fp8_dot() == Fp8Dot::kFma);
+  if (fma && fma_exact(w.row_slice(r0, r1 - r0), x, n)) return linear_rows_fp8_fma(w, x, y, n, r0, r1);
   return linear_rows_typed<DType::F8_E4M3>(w, x, y, n, r0, r1);
 }
 
@@ -405,18 +552,53 @@ const Gemm kGemm{
     V::kGemmMinTokens, V::kGemmMinTokens, NT, G, gemm_supports, gemm_packed_x_floats, gemm_scratch_floats, gemm_pack_x, gemm_rows,
 };
 
+// Times the two FP8 one-token paths on a 64 x 2048 matrix in L2 (~10 us a call), alternating,
+// best of 9 each: the decode's instruction mix, not memory, is what differs between them.
+Fp8Dot time_fp8_dot() {
+  constexpr int64_t rows = 64, cols = 2048;
+  std::vector<uint8_t> codes(size_t(rows * cols));
+  for (size_t i = 0; i < codes.size(); ++i) codes[i] = uint8_t(((i * 37 + 11) & 0xef) | 0x08);  // normal, no NaN
+  std::vector<float> x(static_cast<size_t>(cols)), y(static_cast<size_t>(rows));
+  for (int64_t c = 0; c < cols; ++c) x[size_t(c)] = 1.0f + float(c % 7) * 0.125f;
+  const Matrix w{DType::F8_E4M3, rows, cols, codes.data()};
+  auto seconds = [&](auto&& fn) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int k = 0; k < 4; ++k) fn();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  double lookup = 1e30, fma = 1e30;
+  for (int round = 0; round < 9; ++round) {
+    lookup = std::min(lookup, seconds([&] { linear_rows_typed<DType::F8_E4M3>(w, x.data(), y.data(), 1, 0, rows); }));
+    fma = std::min(fma, seconds([&] { linear_rows_fp8_fma(w, x.data(), y.data(), 1, 0, rows); }));
+  }
+  return fma < lookup ? Fp8Dot::kFma : Fp8Dot::kLookup;
+}
+
+Variant make_bf16_variant(const char* name, decltype(Variant::linear_rows) rows) {
+  Variant b = variant();
+  b.name = name;
+  b.linear_rows = rows;
+  b.gemm = &kGemm;
+  b.bf16_activations = true;
+  return b;
+}
+
 }  // namespace
 
+Fp8Dot fp8_dot() {
+  static const Fp8Dot how = time_fp8_dot();
+  return how;
+}
+
 const Variant& bf16_variant() {
-  static const Variant v = [] {
-    Variant b = variant();
-    b.name = "avx512bf16";
-    b.linear_rows = linear_rows;
-    b.gemm = &kGemm;
-    b.bf16_activations = true;
-    return b;
-  }();
+  static const Variant v = make_bf16_variant("avx512bf16", linear_rows<Fp8Dot::kAuto>);
   return v;
+}
+
+const Variant& bf16_variant(Fp8Dot how) {
+  static const Variant lookup = make_bf16_variant("avx512bf16-lookup", linear_rows<Fp8Dot::kLookup>),
+                       fma = make_bf16_variant("avx512bf16-fma", linear_rows<Fp8Dot::kFma>);
+  return how == Fp8Dot::kAuto ? bf16_variant() : how == Fp8Dot::kFma ? fma : lookup;
 }
 
 }  // namespace dsv3::kernels::avx512

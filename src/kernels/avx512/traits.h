@@ -118,11 +118,16 @@ struct V {
   // 16-bit shift left by 8 the low byte (codes k and 32 + k); a 32-bit shift left by 16 moves
   // a low half's result to the top; the AND clears sign copies and neighbours' bits.
   static void load_fp8_group(const void* p, int count, Reg (&out)[4]) {
-    const __m512i b = count >= 64 ? _mm512_loadu_si512(p)
-                                  : _mm512_maskz_loadu_epi8(count >= 64 ? ~__mmask64(0) : (__mmask64(1) << count) - 1, p);
     const __m512i idx = _mm512_setr_epi32(0x30201000, 0x31211101, 0x32221202, 0x33231303, 0x34241404, 0x35251505,
                                           0x36261606, 0x37271707, 0x38281808, 0x39291909, 0x3a2a1a0a, 0x3b2b1b0b,
                                           0x3c2c1c0c, 0x3d2d1d0d, 0x3e2e1e0e, 0x3f2f1f0f);
+    load_fp8_group(p, count, idx, out);
+  }
+  // The same decode, with `idx` choosing the codes: byte q of dword k of idx names the code out[q]
+  // lane k gets (avx512bf16's FMA path takes the even and odd columns apart with it).
+  static void load_fp8_group(const void* p, int count, __m512i idx, Reg (&out)[4]) {
+    const __m512i b = count >= 64 ? _mm512_loadu_si512(p)
+                                  : _mm512_maskz_loadu_epi8(count >= 64 ? ~__mmask64(0) : (__mmask64(1) << count) - 1, p);
     const __m512i m = fp8_mask(), v = _mm512_permutexvar_epi8(idx, b);
     const __m512i hi = _mm512_srai_epi16(v, 4), lo = _mm512_srai_epi16(_mm512_slli_epi16(v, 8), 4);
     out[0] = _mm512_castsi512_ps(_mm512_and_si512(_mm512_slli_epi32(lo, 16), m));
