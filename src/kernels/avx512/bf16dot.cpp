@@ -198,11 +198,12 @@ void linear_rows_typed(const Matrix& w, const float* x, float* y, int64_t n, int
 //
 // Why: on Sapphire/Emerald Rapids VDPBF16PS does 32 multiply-adds per ~2 cycles where the two
 // FMA pipes do 32 per cycle, and the byte permutes of the FP8 -> BF16 lookup (VPERMI2B) run one
-// per ~1.7 cycles, so the lookup tile decodes FP8 at ~12-13 G weights/s per core, under what a
-// core reads from memory. Decoding 64 codes to float32 takes one VPERMB and shifts (V's group
-// decode, with an index that puts the even and the odd columns of each 32 in their own vector).
-// Where VDPBF16PS and VPERMI2B run at full rate (Zen 4/5), the lookup tile is the faster one;
-// fp8_dot() picks per CPU by timing both (the bits are the same either way).
+// per ~1.7 cycles, so the lookup tile decodes FP8 at ~13-14 G weights/s per core from L2, about
+// what a core reads from memory. Decoding 64 codes to float32 takes one VPERMB and shifts (V's
+// group decode, with an index that puts the even and the odd columns of each 32 in their own
+// vector): 16-18 G weights/s there. Where VDPBF16PS and VPERMI2B run at full rate (Zen 4/5:
+// not measured here) the lookup tile should be the faster one, so fp8_dot() picks per CPU by
+// timing both (the bits are the same either way).
 //
 // The weights decode to value x 2^-120 (V::load_fp8_group); the activations are packed as
 // x'' = bf16(x * scale) x 2^120, so every product is w x' itself. x'' stays finite while |x'| <
