@@ -29,6 +29,7 @@ struct V {
   // runs: 73-75 tok/s vs 69 with each row prefetched 2 KiB ahead in itself (48 GB/s period).
   static constexpr int kPrefetchBytes = 4096;
   static constexpr int kFp8Group = 4, kFp8GroupTokens = 2;
+  static constexpr bool kFp8GroupPerRow = false;  // all RB rows' groups decoded, then FMA'd
   // linear_transposed_acc: 8 accumulators = 128 columns = one FP8 scale block.
   static constexpr int kPanel = 8;
   // linear_transposed_acc tiles: 8 tokens x 3 vectors (24 accumulators + 3 weights + 1

@@ -118,10 +118,11 @@ void dequant_row_range(const Matrix& w, int64_t r, int64_t c0, int64_t n, float*
 }
 
 // Vectors of one row decoded together in tile<V, D, RB, NT>: FP8 on a target with a group
-// decode (V::kFp8Group > 1: AVX-512 decodes 64 codes with one byte permute) uses it while the
-// tile is narrow enough in tokens that RB x group weights fit in registers next to the
-// accumulators; else one vector at a time. Either way column c lands in lane c % L with the
-// same float, and each accumulator sees the same FMA sequence.
+// decode (V::kFp8Group > 1: AVX-512 decodes 64 codes with one byte permute, AVX2 32 with a
+// dword permute and a byte shuffle) uses it while the tile is narrow enough in tokens that the
+// group weights (RB x group, or one row's group with V::kFp8GroupPerRow) fit in registers next
+// to the accumulators; else one vector at a time. Either way column c lands in lane c % L with
+// the same float, and each accumulator sees the same FMA sequence.
 template <class V, DType D, int NT>
 constexpr int group_vectors() {
   return D == DType::F8_E4M3 && NT <= V::kFp8GroupTokens ? V::kFp8Group : 1;
@@ -170,6 +171,23 @@ void tile(const Matrix& w, const uint8_t* rows, const float* xp, float* y, int64
   for (int i = 0; i < RB; ++i)
     for (int t = 0; t < NT; ++t) acc[i][t] = V::zero();
   auto step = [&](int64_t c, int cnt) __attribute__((always_inline)) {  // cnt <= GL columns
+    if constexpr (GW > 1 && V::kFp8GroupPerRow) {
+      // One row's group at a time (GW registers, not RB x GW), its activations reloaded per row;
+      // each accumulator still sees its vectors in column order.
+      const float* xc = xp + (c / L) * NT * L;
+      for (int i = 0; i < RB; ++i) {
+        if constexpr (V::kPrefetchBytes > 0)
+          prefetch_tile<RB>(rows, i, row_bytes, c * elem_bytes<D>(), GL * elem_bytes<D>(), V::kPrefetchBytes);
+        Reg wv[GW];
+        load_weight_group<V, D, GW>(rows + i * row_bytes, c, cnt, wv);
+        for (int q = 0; q < GW; ++q) {
+          if (q * L >= cnt) break;
+          const int cq = cnt - q * L < L ? cnt - q * L : L;
+          for (int t = 0; t < NT; ++t) acc[i][t] = V::fma(wv[q], V::load_f32(xc + (q * NT + t) * L, cq), acc[i][t]);
+        }
+      }
+      return;
+    }
     Reg wv[RB][GW];
     for (int i = 0; i < RB; ++i) {
       if constexpr (V::kPrefetchBytes > 0)
