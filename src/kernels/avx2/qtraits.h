@@ -95,6 +95,8 @@ struct Q : x86::Q4k8Step {
   static I32 zero32() { return _mm256_setzero_si256(); }
   static I32 dot(I16 w, I16 x) { return _mm256_add_epi32(_mm256_madd_epi16(w.lo, x.lo), _mm256_madd_epi16(w.hi, x.hi)); }
   static I32 add32(I32 a, I32 b) { return _mm256_add_epi32(a, b); }
+  static I32 dot_acc(I32 a, I16 w, I16 x) { return add32(a, dot(w, x)); }  // AVX2 has no VPDPWSSD
+  static I32 dot8_acc(I32 a, U8 w, U8 x, __m256i scale) { return add32(a, dot8(w, x, scale)); }
   static F cvt(I32 v) { return _mm256_cvtepi32_ps(v); }
   static F zero() { return _mm256_setzero_ps(); }
   static F set1(float v) { return _mm256_set1_ps(v); }

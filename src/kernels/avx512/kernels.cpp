@@ -1,4 +1,4 @@
-// The AVX-512 kernel variant (F, BW, VL, DQ, VBMI; compiled with those flags and reached only
+// The AVX-512 kernel variant (F, BW, VL, DQ, VBMI, VNNI; compiled with those flags and reached only
 // after dispatch.cpp saw them in cpuid), with the traits of avx512/traits.h: float32 activations
 // throughout, as the AVX2 variant. avx512/bf16dot.cpp builds the avx512bf16 variant on it.
 #include "kernels/avx512/qtraits.h"

@@ -74,6 +74,9 @@ struct Q : x86::Q4k8Step {
   }
   static U8 load8(const int8_t* p) { return _mm512_loadu_si512(p); }
   static I32 dot8(U8 w, U8 x, __m512i scale) { return _mm512_madd_epi16(_mm512_maddubs_epi16(w, x), scale); }
+  static I32 dot8_acc(I32 a, U8 w, U8 x, __m512i scale) {  // a + dot8(w, x, scale), VPDPWSSD
+    return _mm512_dpwssd_epi32(a, _mm512_maddubs_epi16(w, x), scale);
+  }
 
   // The 8-bit Q4_K tile's per-block step (x86::Q4k8Step, x86/qblocks_mins.h): the scales as a
   // table; bcast_lane puts lane i of a 4-row vector in every lane.
@@ -82,6 +85,8 @@ struct Q : x86::Q4k8Step {
 
   static I32 zero32() { return _mm512_setzero_si512(); }
   static I32 dot(I16 w, I16 x) { return _mm512_madd_epi16(w, x); }
+  // a + dot(w, x) in one instruction (VNNI's VPDPWSSD: the same int32 sums, wrapping alike).
+  static I32 dot_acc(I32 a, I16 w, I16 x) { return _mm512_dpwssd_epi32(a, w, x); }
   static I32 add32(I32 a, I32 b) { return _mm512_add_epi32(a, b); }
   static F cvt(I32 v) { return _mm512_cvtepi32_ps(v); }
   static F zero() { return _mm512_setzero_ps(); }

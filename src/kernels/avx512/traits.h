@@ -1,4 +1,4 @@
-// The AVX-512 traits V the simd/ templates are instantiated with (F, BW, VL, DQ, VBMI): 16
+// The AVX-512 traits V the simd/ templates are instantiated with (F, BW, VL, DQ, VBMI, VNNI): 16
 // float lanes, 32 registers, masked loads for every tail. Included only by translation units
 // compiled with the AVX-512 flags (kernels.cpp, bf16dot.cpp); the anonymous namespace gives
 // each its own copy, so no inline function compiled with these flags can be merged into code

@@ -376,7 +376,7 @@ void tile8(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QToken
           const typename Q::U8 w = Q::q4k_u8(rows + i * row_bytes + off + 16 + 32 * j, u);
           const auto f = Q::scale_u8(sc[i], 2 * j, u);
           const int64_t c = c0 + 64 * j + Q::kU8Cols * u;
-          for (int t = 0; t < NT; ++t) is[i][t] = Q::add32(is[i][t], Q::dot8(w, Q::load8(xt[t].x8 + c), f));
+          for (int t = 0; t < NT; ++t) is[i][t] = Q::dot8_acc(is[i][t], w, Q::load8(xt[t].x8 + c), f);
         }
     // Per row and token, as block_step and Fmt::term one row at a time: f = d x dx,
     // acc = fma(float(is), f, acc), sacc = fma(-dmin x float(minima dot), dx, sacc) (Q::q4k_step4).
@@ -432,7 +432,7 @@ void tile(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens
           for (int q = 0; q < F::kBatch; ++q) w[q] = Q::load16(panel.w + i * panel.cols + c0 + 32 * (gb * F::kBatch + q));
         for (int q = 0; q < F::kBatch; ++q) {
           const int64_t c = c0 + 32 * (gb * F::kBatch + q);
-          for (int t = 0; t < NT; ++t) is[i][t] = Q::add32(is[i][t], Q::dot(w[q], Q::load16(xt[t].xi + c)));
+          for (int t = 0; t < NT; ++t) is[i][t] = Q::dot_acc(is[i][t], w[q], Q::load16(xt[t].xi + c));
         }
       }
     block_step<Q, F, RB, NT>(is, p, rows, row_bytes, off, c0, xt, acc, sacc);

@@ -50,6 +50,7 @@ std::string missing_feature(const std::string& variant) {
     if (!bit(l7.b, 31)) return "avx512vl";
     if (!bit(l7.b, 17)) return "avx512dq";
     if (!bit(l7.c, 1)) return "avx512vbmi";
+    if (!bit(l7.c, 11)) return "avx512vnni";
     if (variant == "avx512bf16" && !bit(l7s1.a, 5)) return "avx512bf16";
     return "";
   }
