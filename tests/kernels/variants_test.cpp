@@ -599,13 +599,16 @@ TEST_F(Bf16Dot, MatchesItsScalarTwinBitwise) {
 }
 
 // The FMA path's activations carry 2^120 (the decoded FP8 weights 2^-120), so it takes only
-// activations with |x * scale| below 2^7 and leaves the rest to the lookup tile: same bits for
-// activations far outside that range, and for sums that underflow to (flushed) subnormals.
+// rounded activations x' = x * scale with 2^-117 <= |x'| < 2^8 (or 0) and has the lookup tile
+// redo the rest: same bits for activations inside the range but large, past it, and tiny enough
+// that products would be float32 subnormals.
 TEST_F(Bf16Dot, FmaPathOutsideItsRangeAndNearUnderflow) {
   const Variant& twin = scalar::bf16dot_variant();
   const Variant& fma = *bf16_variant_with(Fp8Dot::kFma);
   const Weight w = make_weight(DType::F8_E4M3, 40, 300, 11);
-  for (float gain : {1e4f, 1e-36f, 3e-38f}) {  // x' ~ 1e2..1e3 (past 2^7); products near float32's floor
+  // x' ~ 1e2 (inside, near the top), ~1e3 (past 2^8), ~1e-38 and ~3e-40 (products near and
+  // under float32's floor)
+  for (float gain : {1e4f, 1e5f, 1e-36f, 3e-38f}) {
     for (int64_t n : {1, 3}) {
       auto x = random_vec(n * 300, uint32_t(n + 5));
       for (float& v : x) v *= gain;

@@ -18,7 +18,6 @@
 // as 16 lane GEMMs over pairs of columns (simd/gemm.h explains the scheme for floats).
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -110,9 +109,10 @@ bool bf16_supported(const Matrix& w) {
 
 // ---- One-token kernel: register tiles over rows x tokens --------------------------------------
 
-// Tokens [0, nt) of x [.., cols] (rows ldx apart) times f (null: 1), rounded to BF16, as
-// [ceil(cols / 32)][nt][32 BF16]: a tile's activations for one vector of columns contiguous.
-void pack_x_bf16(const float* f, const float* x, int64_t ldx, int nt, int64_t cols, uint16_t* xp) {
+// fn(j, t, b) for every 32-column vector j and token t < nt of x [.., cols] (rows ldx apart):
+// b = x[t][32j .. 32j + 31] times f (null: 1), rounded to BF16, in column order (zeros past cols).
+template <class Fn>
+void for_each_bf16_vector(const float* f, const float* x, int64_t ldx, int nt, int64_t cols, const Fn& fn) {
   for (int64_t j = 0; j * kVecCols < cols; ++j) {
     const int64_t c = j * kVecCols;
     const int n0 = cols - c < L ? int(cols - c) : L, n1 = cols - c - L < L ? int(cols - c - L) : L;
@@ -120,9 +120,16 @@ void pack_x_bf16(const float* f, const float* x, int64_t ldx, int nt, int64_t co
       const float* xt = x + t * ldx + c;
       __m512 lo = V::load_f32(xt, n0), hi = n1 > 0 ? V::load_f32(xt + L, n1) : V::zero();
       if (f != nullptr) lo = V::mul(lo, V::load_f32(f + c, L)), hi = V::mul(hi, V::load_f32(f + c + L, L));
-      _mm512_storeu_si512(xp + (j * nt + t) * kVecCols, to_bf16(lo, hi));
+      fn(j, t, to_bf16(lo, hi));
     }
   }
+}
+
+// Tokens [0, nt) of x times f as BF16, [ceil(cols / 32)][nt][32 BF16]: a tile's activations for
+// one vector of columns contiguous.
+void pack_x_bf16(const float* f, const float* x, int64_t ldx, int nt, int64_t cols, uint16_t* xp) {
+  for_each_bf16_vector(f, x, ldx, nt, cols,
+                       [&](int64_t j, int t, __m512i b) { _mm512_storeu_si512(xp + (j * nt + t) * kVecCols, b); });
 }
 int64_t packed_bf16(int nt, int64_t cols) { return (cols + kVecCols - 1) / kVecCols * kVecCols * nt; }
 
@@ -206,57 +213,32 @@ void linear_rows_typed(const Matrix& w, const float* x, float* y, int64_t n, int
 // timing both (the bits are the same either way).
 //
 // The weights decode to value x 2^-120 (V::load_fp8_group); the activations are packed as
-// x'' = bf16(x * scale) x 2^120, so every product is w x' itself. x'' stays finite while |x'| <
-// 2^8: fma_exact checks a bound before the call and else the lookup tile runs.
+// x'' = bf16(x * scale) x 2^120, so every product is w x' itself. The packing checks every x'
+// against the path's range (pack_x_pairs); if one is outside it (in practice never: |x'| would
+// have to reach 2^8 or fall below 2^-117), the lookup tile computes the rows again.
 
-// Per 32 columns, per token: the odd columns' x'' (16 floats), then the even ones'.
-void pack_x_pairs(const float* f, const float* x, int64_t ldx, int nt, int64_t cols, float* xp) {
+// Per 32 columns, per token: the odd columns' x'' (16 floats), then the even ones'. Returns
+// whether every x' lets the FMA path give the lookup tile's bits (its BF16 exponent e, for
+// nonzero x', in [10, 134]):
+//  - |x'| < 2^8, so x'' = x' x 2^120 is finite (NaN and infinities fail here);
+//  - |x'| >= 2^-117, so no product with an FP8 weight (the smallest subnormal is 2^-9) is a
+//    float32 subnormal, which VDPBF16PS would round (and flush) before adding where the FMA
+//    adds it exactly.
+bool pack_x_pairs(const float* f, const float* x, int64_t ldx, int nt, int64_t cols, float* xp) {
   const __m512 unit = V::set1(0x1p120f);
-  const __m512i hi16 = _mm512_set1_epi32(int(0xffff0000u));
-  for (int64_t j = 0; j * kVecCols < cols; ++j) {
-    const int64_t c = j * kVecCols;
-    const int n0 = cols - c < L ? int(cols - c) : L, n1 = cols - c - L < L ? int(cols - c - L) : L;
-    for (int t = 0; t < nt; ++t) {
-      const float* xt = x + t * ldx + c;
-      __m512 lo = V::load_f32(xt, n0), hi = n1 > 0 ? V::load_f32(xt + L, n1) : V::zero();
-      if (f != nullptr) lo = V::mul(lo, V::load_f32(f + c, L)), hi = V::mul(hi, V::load_f32(f + c + L, L));
-      const __m512i b = to_bf16(lo, hi);  // dword k: column 2k (low half), 2k + 1 (high half)
-      float* out = xp + (j * nt + t) * kVecCols;
-      _mm512_storeu_ps(out, V::mul(_mm512_castsi512_ps(_mm512_and_si512(b, hi16)), unit));
-      _mm512_storeu_ps(out + L, V::mul(_mm512_castsi512_ps(_mm512_slli_epi32(b, 16)), unit));
-    }
-  }
+  const __m512i hi16 = _mm512_set1_epi32(int(0xffff0000u)), exp_mask = _mm512_set1_epi16(0xff),
+                one = _mm512_set1_epi16(1), below = _mm512_set1_epi16(10 - 1), above = _mm512_set1_epi16(135);
+  __mmask32 bad = 0;
+  for_each_bf16_vector(f, x, ldx, nt, cols, [&](int64_t j, int t, __m512i b) {  // dword k: columns 2k, 2k + 1
+    const __m512i e = _mm512_and_si512(_mm512_srli_epi16(b, 7), exp_mask);
+    bad |= _mm512_cmplt_epu16_mask(_mm512_sub_epi16(e, one), below) | _mm512_cmpge_epu16_mask(e, above);
+    float* out = xp + (j * nt + t) * kVecCols;
+    _mm512_storeu_ps(out, V::mul(_mm512_castsi512_ps(_mm512_and_si512(b, hi16)), unit));
+    _mm512_storeu_ps(out + L, V::mul(_mm512_castsi512_ps(_mm512_slli_epi32(b, 16)), unit));
+  });
+  return bad == 0;
 }
 int64_t packed_pairs(int nt, int64_t cols) { return (cols + kVecCols - 1) / kVecCols * kVecCols * nt; }
-
-// Whether the FMA path gives the lookup tile's bits for every row of w and token of x:
-//  - x'' stays finite: max |x| x max |scale| < 2^7 (a BF16 rounding then leaves |x'| < 2^8);
-//  - no product is a float32 subnormal, which VDPBF16PS would round (and flush) before adding
-//    where the FMA adds it exactly: every nonzero |x| x min |scale| >= 2^-116 (then |x'| >=
-//    2^-117 and |w x'| >= 2^-126 for the smallest FP8 subnormal, 2^-9).
-// False for NaN. A scan of x and of the rows' scales: far less than the rows' weights.
-bool fma_exact(const Matrix& w, const float* x, int64_t n) {
-  float smax = 1.0f, smin = 1.0f;
-  if (w.quantized() && w.rows > 0) {
-    smax = 0.0f, smin = 3.0e38f;
-    const int64_t b0 = w.row0 / w.block_rows, b1 = (w.row0 + w.rows - 1) / w.block_rows;
-    for (int64_t k = b0 * w.scale_cols; k < (b1 + 1) * w.scale_cols; ++k) {
-      float s;
-      std::memcpy(&s, w.scale + k, sizeof s);
-      smax = std::max(smax, std::fabs(s)), smin = std::min(smin, std::fabs(s));
-    }
-  }
-  __m512 hi = V::zero(), lo = V::set1(3.0e38f);
-  const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
-  const int64_t total = n * w.cols;
-  for (int64_t i = 0; i < total; i += L) {
-    const __m512 v = _mm512_and_ps(V::load_f32(x + i, total - i < L ? int(total - i) : L), abs_mask);
-    if (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) != 0) return false;
-    hi = _mm512_max_ps(hi, v);
-    lo = _mm512_mask_min_ps(lo, _mm512_cmp_ps_mask(v, V::zero(), _CMP_GT_OQ), lo, v);
-  }
-  return V::reduce_max(hi) * smax < 0x1p7f && _mm512_reduce_min_ps(lo) * smin >= 0x1p-116f;
-}
 
 // MXCSR's flush-to-zero on (and denormals-are-zero off: the decoded FP8 subnormals are float32
 // subnormals) for the scope.
@@ -321,12 +303,20 @@ void fma_tile_rows_any(int nt, const Matrix& w, int64_t r0, int64_t r1, const fl
   for (; r < r1; ++r) fma_tile<1, NT>(w, data + size_t(r) * size_t(w.cols), xp, y + r, w.rows);
 }
 
-void linear_rows_fp8_fma(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1) {
+// Rows [r0, r1) of y through the FMA tiles; false if some activation is outside the path's
+// range (pack_x_pairs), and then y's rows must be recomputed by the lookup tile.
+bool linear_rows_fp8_fma(const Matrix& w, const float* x, float* y, int64_t n, int64_t r0, int64_t r1) {
   const FlushToZero ftz;
-  simd::linear_rows_blocked<kTileTokens, float>(w, x, y, n, r0, r1, 1.0f, kVecCols, packed_pairs, pack_x_pairs,
-                                                [&](int nt, int64_t rc, int64_t rce, const float* xp, float* yt) {
-                                                  fma_tile_rows_any<kTileTokens>(nt, w, rc, rce, xp, yt);
-                                                });
+  bool exact = true;
+  simd::linear_rows_blocked<kTileTokens, float>(
+      w, x, y, n, r0, r1, 1.0f, kVecCols, packed_pairs,
+      [&](const float* f, const float* xt, int64_t ldx, int nt, int64_t cols, float* xp) {
+        exact = pack_x_pairs(f, xt, ldx, nt, cols, xp) && exact;
+      },
+      [&](int nt, int64_t rc, int64_t rce, const float* xp, float* yt) {
+        fma_tile_rows_any<kTileTokens>(nt, w, rc, rce, xp, yt);
+      });
+  return exact;
 }
 
 template <Fp8Dot How>
@@ -335,8 +325,8 @@ void linear_rows(const Matrix& w, const float* x, float* y, int64_t n, int64_t r
   if (!bf16_supported(w)) return scalar::linear_rows_bf16dot(w, x, y, n, r0, r1, scratch);
   if (w.dtype == DType::BF16) return linear_rows_typed<DType::BF16>(w, x, y, n, r0, r1);
   const bool fma = How == Fp8Dot::kFma || (How == Fp8Dot::kAuto && fp8_dot() == Fp8Dot::kFma);
-  if (fma && fma_exact(w.row_slice(r0, r1 - r0), x, n)) return linear_rows_fp8_fma(w, x, y, n, r0, r1);
-  return linear_rows_typed<DType::F8_E4M3>(w, x, y, n, r0, r1);
+  if (fma && linear_rows_fp8_fma(w, x, y, n, r0, r1)) return;
+  linear_rows_typed<DType::F8_E4M3>(w, x, y, n, r0, r1);
 }
 
 // ---- Many-token kernel: 16 lane GEMMs over pairs of columns -----------------------------------
