@@ -82,6 +82,34 @@ struct Q : x86::Q4k8Step {
     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
     return _mm256_and_si256(u == 0 ? v : _mm256_srli_epi16(v, 4), _mm256_set1_epi8(15));
   }
+  // Q5_K's fifth bits (qh[32] at p) of the same 32 values as q4k_u8(qs + 32j, u): bit 2j + u of
+  // qh[l], as 16 (to OR into the nibbles).
+  static U8 q5k_hi(const uint8_t* p, int j, int u) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    const int n = 4 - 2 * j - u;  // bit 2j + u moves to bit 4, within its byte
+    return _mm256_and_si256(n >= 0 ? _mm256_slli_epi16(v, n) : _mm256_srli_epi16(v, -n), _mm256_set1_epi8(16));
+  }
+  static U8 or8(U8 a, U8 b) { return _mm256_or_si256(a, b); }
+  // Q3_K's high bits (hmask[32] at p) of the 32 values of q2k_u8 for group g + u: bit g + u of
+  // hmask[l], as 4 (to OR into the crumbs).
+  static U8 q3k_hi(const uint8_t* p, int g, int u) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    const int n = 2 - g - u;
+    return _mm256_and_si256(n >= 0 ? _mm256_slli_epi16(v, n) : _mm256_srli_epi16(v, -n), _mm256_set1_epi8(4));
+  }
+  // Q2_K's 32 bytes at p (qs[32h..32h + 31]) as values 128h + 64k + 32u + l: crumb 2k + u.
+  static U8 q2k_u8(const uint8_t* p, int k, int u) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    const int n = 2 * (2 * k + u);
+    return _mm256_and_si256(n == 0 ? v : _mm256_srli_epi16(v, n), _mm256_set1_epi8(3));
+  }
+  // The int16 factors of vector u of Q2_K's sub-blocks a..a + 3 of the table t: t[a + 2u] for its
+  // first 16 columns (128-bit lane 0), t[a + 2u + 1] for the rest (t is in both lanes).
+  static __m256i q2k_scale(Tab t, int a, int u) {
+    const int lo = a + 2 * u, hi = lo + 1;
+    const __m128i c0 = _mm_set1_epi16(int16_t(2 * lo | (2 * lo + 1) << 8)), c1 = _mm_set1_epi16(int16_t(2 * hi | (2 * hi + 1) << 8));
+    return _mm256_shuffle_epi8(t, _mm256_set_m128i(c1, c0));
+  }
   // The int16 factor of vector u of sub-blocks a, a + 1: t[a + u].
   static __m256i scale_u8(Tab t, int a, int u) { return pick(t, a + u); }
   static U8 load8(const int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
@@ -144,6 +172,7 @@ struct Q : x86::Q4k8Step {
   static F add_exact(F a, F b) { return _mm256_add_ps(a, b); }
   static float mins_dot8(const uint8_t* m, const float* b) { return x86::mins_dot8(m, b); }
   static float mins_dot16_hi(const uint8_t* s, const float* b) { return x86::mins_dot16_hi(s, b); }
+  static float q3k_offsets16(const int8_t* sc, const float* b) { return x86::q3k_offsets16(sc, b); }
 
   // max |x[i]| over n (a multiple of 16) values; NaN if any is NaN.
   static float absmax(const float* x, int64_t n) {

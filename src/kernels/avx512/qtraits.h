@@ -67,6 +67,41 @@ struct Q : x86::Q4k8Step {
     const __m512i v = _mm512_broadcast_i64x4(load256(p));
     return _mm512_and_si512(_mm512_mask_srli_epi16(v, __mmask32(0xffff0000u), v, 4), _mm512_set1_epi8(15));
   }
+  // Q5_K's fifth bits (qh[32] at p) of the same 64 values as q4k_u8(qs + 32j): bit 2j of qh[l]
+  // for the low nibbles, bit 2j + 1 for the high ones, as 16 (to OR into the nibbles).
+  static U8 q5k_hi(const uint8_t* p, int j, int) {
+    const __m512i v = _mm512_broadcast_i64x4(load256(p));
+    const __m512i lo = shift8(v, 4 - 2 * j);
+    return _mm512_and_si512(_mm512_mask_mov_epi16(lo, __mmask32(0xffff0000u), shift8(v, 3 - 2 * j)),
+                            _mm512_set1_epi8(16));
+  }
+  // v's 16-bit lanes shifted left by n (right by -n); only bits that stay in their byte are used.
+  static __m512i shift8(__m512i v, int n) {
+    return n >= 0 ? _mm512_slli_epi16(v, unsigned(n)) : _mm512_srli_epi16(v, unsigned(-n));
+  }
+  static U8 or8(U8 a, U8 b) { return _mm512_or_si512(a, b); }
+  // Q3_K's high bits (hmask[32] at p) of the 64 values of q2k_u8 for group g (g, g + 1 of its
+  // two halves): bit g of hmask[l], then bit g + 1, as 4 (to OR into the crumbs).
+  static U8 q3k_hi(const uint8_t* p, int g, int) {
+    const __m512i v = _mm512_broadcast_i64x4(load256(p));
+    return _mm512_and_si512(_mm512_mask_mov_epi16(shift8(v, 2 - g), __mmask32(0xffff0000u), shift8(v, 1 - g)),
+                            _mm512_set1_epi8(4));
+  }
+  // Q2_K's 32 bytes at p (qs[32h..32h + 31]) as 64 values: crumb 2k of each byte, then crumb
+  // 2k + 1 (k = 0, 1: values 128h + 64k..128h + 64k + 63).
+  static U8 q2k_u8(const uint8_t* p, int k, int) {
+    const __m512i v = _mm512_broadcast_i64x4(load256(p));
+    const __m512i lo = k == 0 ? v : _mm512_srli_epi16(v, 4);
+    return _mm512_and_si512(_mm512_mask_srli_epi16(lo, __mmask32(0xffff0000u), v, unsigned(4 * k + 2)),
+                            _mm512_set1_epi8(3));
+  }
+  // The int16 factors of a vector of Q2_K's four sub-blocks a..a + 3 of the table t (16 columns,
+  // 8 int16 products, each).
+  static __m512i q2k_scale(Tab t, int a, int) {
+    const __m512i quarter = _mm512_cvtepu8_epi16(_mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
+                                                                  2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+    return _mm512_permutexvar_epi16(_mm512_add_epi16(quarter, _mm512_set1_epi16(int16_t(a))), _mm512_castsi128_si512(t));
+  }
   // The int16 factors of vector u of sub-blocks a, a + 1: t[a] for its first 32 columns, t[a + 1]
   // for the rest.
   static __m512i scale_u8(Tab t, int a, int) {
@@ -129,6 +164,7 @@ struct Q : x86::Q4k8Step {
   static F add_exact(F a, F b) { return _mm512_add_round_ps(a, b, _MM_FROUND_CUR_DIRECTION); }
   static float mins_dot8(const uint8_t* m, const float* b) { return x86::mins_dot8(m, b); }
   static float mins_dot16_hi(const uint8_t* s, const float* b) { return x86::mins_dot16_hi(s, b); }
+  static float q3k_offsets16(const int8_t* sc, const float* b) { return x86::q3k_offsets16(sc, b); }
 
   // max |x[i]| over n (a multiple of 16) values; NaN if any is NaN.
   static float absmax(const float* x, int64_t n) {

@@ -131,9 +131,13 @@ Block decode(DType t, const uint8_t* b, const Token& x, int64_t c0) {
         for (int q = 0; q < 4; ++q)
           for (int l = 0; l < 32; ++l) {
             const int g = 4 * h + q;
-            const int v = ((b[32 + 32 * h + l] >> (2 * q)) & 3) - (((b[l] >> g) & 1) ? 0 : 4);
+            const int v = ((b[32 + 32 * h + l] >> (2 * q)) & 3) + (((b[l] >> g) & 1) ? 4 : 0);  // 0..7
             k.w[32 * g + l] = v * ggml::q3k_scale(2 * g + l / 16, b + 96);
           }
+      // The -4 of every value: -d x 4 x sum_j sc[j] x (sum of sub-block j's xi), an exact integer.
+      int64_t off = 0;
+      for (int j = 0; j < 16; ++j) off += int64_t(ggml::q3k_scale(j, b + 96)) * int64_t(x.bsum16[size_t(c0 / 16 + j)]);
+      k.term = -k.d * float(4 * off);
       break;
     }
     case DType::Q4_K:

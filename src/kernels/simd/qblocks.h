@@ -5,19 +5,19 @@
 // Numerics: integer activations. Each token's activations are quantized per 256 columns to
 // integers, x ~ dx * xi with dx = amax / X (round to nearest even): X = 16383 (int16: each
 // activation moves by at most 2^-15 of its block's largest; BF16 rounding moves it by up to 2^-9
-// of itself) for every format but Q4_K, X = 127 (8 bits, llama.cpp's Q8_K grid) for Q4_K
+// of itself) for most formats, X = 127 (8 bits, llama.cpp's Q8_K grid) for Q2_K-Q5_K
 // (kernels/block_activations.h says why). int16: weights are decoded to their integer form,
 // times the sub-block's integer scale where the format has one (K-quants: 4 x 63 = 945 for Q4_K,
 // at most 4096 for Q6_K), and multiplied with VPMADDWD into int32 lanes, exactly, over a block
 // (32 values) or super-block (256); lane l sums columns 2l, 2l + 1 of each 2 x Q::kLanes. 8-bit
-// (tile8): the unsigned nibbles times xi with VPMADDUBSW (at most 2 x 15 x 127 per int16), then
-// VPMADDWD by the sub-block's scale; lane l sums columns 4l..4l+3 of each 4 x Q::kLanes. Only
-// then is float arithmetic used: per block and lane acc += float(isum) x (d x dx), and the formats'
-// minima (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K) add -d_min x (sum over sub-blocks of m x sum(xi)) x dx
-// per block, the sums of xi (per 16 and 32 columns, exact as floats) computed with the
-// activations and the sum over sub-blocks an 8- or 16-wide float dot product. The int32 sums cannot overflow:
-// int16, |xi| <= 16383 and a lane sums at most 16 pairs of products (2 x 16 x 4096 x 16383 <
-// 2^31); 8-bit, a lane sums at most 32 products of 15 x 127 x 63.
+// (tile8, tile8_k16): the unsigned values times xi with VPMADDUBSW (at most 2 x 31 x 127 per
+// int16), then VPMADDWD by the sub-block's scale; lane l sums columns 4l..4l+3 of each 4 x
+// Q::kLanes. Only then is float arithmetic used: per block and lane acc += float(isum) x (d x dx),
+// and the formats' minima (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K; Q3_K's offset likewise) add -d_min x (sum over sub-blocks of m x
+// sum(xi)) x dx per block, the sums of xi (per 16 and 32 columns, exact as floats) computed with
+// the activations and the sum over sub-blocks an 8- or 16-wide float dot product. The int32 sums
+// cannot overflow: int16, |xi| <= 16383 and a lane sums at most 16 pairs of products (2 x 16 x
+// 4096 x 16383 < 2^31); 8-bit, a lane sums at most 32 products of 31 x 127 x 63.
 // A (row, token) result depends only on that row and token: not on the thread count, the
 // rows or tokens computed with it, nor n.
 #pragma once
@@ -186,11 +186,14 @@ struct Fmt<Q, DType::Q2_K> {
 };
 
 // Q3_K: hmask[32] @0, qs[64] @32, scales[12] @96, d @108. Value 128h + 32k + l (group g = 4h + k):
-// crumb k of qs[32h + l], minus 4 unless bit g of hmask[l] is set.
+// crumb k of qs[32h + l], minus 4 unless bit g of hmask[l] is set. With 8-bit activations the
+// integer form is the unsigned 0..7 (crumb, plus 4 where the bit is set) times the scale, and the
+// -4 is a term like the minima: -d x 4 x sum_j sc[j] x (sum of the 16 xi of sub-block j).
 template <class Q>
 struct Fmt<Q, DType::Q3_K> {
   static constexpr int kElems = 256, kBytes = 110, kBatch = 4;
-  static constexpr bool kTerm = false;
+  static_assert(int8_activations(DType::Q3_K), "the unsigned form and its offset term are the 8-bit numerics");
+  static constexpr bool kTerm = true;
   struct Prep {
     float d;
     int8_t sc[16];
@@ -217,10 +220,12 @@ struct Fmt<Q, DType::Q3_K> {
       const int g = 4 * h + k;
       const typename Q::I16 q = k == 3 ? Q::srl(v, 6, 6) : Q::and_(Q::srl(v, 2 * k, 2 * k), 3);
       const typename Q::I16 hb = Q::sll(Q::and_(Q::srl(hm, g, g), 1), 2);
-      w[k] = Q::mul_tab(Q::sub(Q::or_(q, hb), 4), sc, 2 * k, 2 * k + 1);
+      w[k] = Q::mul_tab(Q::or_(q, hb), sc, 2 * k, 2 * k + 1);
     }
   }
-  static float term(const uint8_t*, const Prep&, const QTokens&, int64_t) { return 0; }
+  static float term(const uint8_t*, const Prep& p, const QTokens& x, int64_t c0) {
+    return -p.d * Q::q3k_offsets16(p.sc, x.bsum16 + c0 / 16);
+  }
 };
 
 // Q4_K: d @0, dmin @2, scales[12] @4, qs[128] @16; Q5_K adds qh[32] @16 and moves qs to @48.
@@ -333,15 +338,20 @@ template <class F, int RB>
   }
 }
 
-// tile (below) for Q4_K with 8-bit activations: per 64 columns of a row, the two sub-blocks'
-// nibbles as bytes (Q::q4k_u8) and their scales (Q::scale_u8) once, then per token VPMADDUBSW,
-// VPMADDWD and VPADDD. The weights are always decoded in registers (no panel). Per block the
-// scales and minima unpack with byte shuffles (Q::q4k_scales_mins) and the minima term is an
-// integer dot product: with 8-bit activations its sums of 32 are at most 4064, so every product
-// and sum of Fmt::term's float dot is an integer below 2^24, exact, and equal to this one.
-template <class Q, int RB, int NT>
+// tile (below) for Q4_K and Q5_K with 8-bit activations: per 64 columns of a row, the two
+// sub-blocks' values as bytes (Q::q4k_u8: the nibbles; Q5_K ORs in its fifth bits, Q::q5k_hi) and
+// their scales (Q::scale_u8) once, then per token VPMADDUBSW, VPMADDWD and VPADDD (at most
+// 2 x 31 x 127 per int16). The weights are always decoded in registers (no panel). Per block the
+// scales and minima unpack with byte shuffles (Q::q4k_scales_mins: both formats share the
+// layout of d, dmin and the scales) and the minima term is an integer dot product: with 8-bit
+// activations its sums of 32 are at most 4064, so every product and sum of Fmt::term's float dot
+// is an integer below 2^24, exact, and equal to this one.
+template <class Q, DType D, int RB, int NT>
 void tile8(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens* xt, float* y, int64_t ldy) {
-  using F = Fmt<Q, DType::Q4_K>;
+  static_assert(D == DType::Q4_K || D == DType::Q5_K);
+  constexpr bool kQ5 = D == DType::Q5_K;
+  constexpr int64_t kQs = kQ5 ? 48 : 16;  // qs' offset in the block (Q5_K: qh[32] at 16)
+  using F = Fmt<Q, D>;
   constexpr int U = 64 / Q::kU8Cols;
   static_assert(RB <= 4, "the per-block step holds a row per lane of 4");
   typename Q::F acc[RB][NT];
@@ -373,7 +383,8 @@ void tile8(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QToken
       for (int i = 0; i < RB; ++i)
 #pragma GCC unroll 2
         for (int u = 0; u < U; ++u) {
-          const typename Q::U8 w = Q::q4k_u8(rows + i * row_bytes + off + 16 + 32 * j, u);
+          typename Q::U8 w = Q::q4k_u8(rows + i * row_bytes + off + kQs + 32 * j, u);
+          if constexpr (kQ5) w = Q::or8(w, Q::q5k_hi(rows + i * row_bytes + off + 16, j, u));
           const auto f = Q::scale_u8(sc[i], 2 * j, u);
           const int64_t c = c0 + 64 * j + Q::kU8Cols * u;
           for (int t = 0; t < NT; ++t) is[i][t] = Q::dot8_acc(is[i][t], w, Q::load8(xt[t].x8 + c), f);
@@ -393,13 +404,72 @@ void tile8(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QToken
   }
 }
 
+// tile (below) for Q2_K and Q3_K with 8-bit activations (sub-blocks of 16 values): per 64
+// columns of a row, two crumbs of 32 bytes of qs as bytes (Q::q2k_u8; Q3_K ORs in its high bits
+// from hmask, Q::q3k_hi) and the four sub-blocks' scales as int16 factors (Q::q2k_scale) once,
+// then per token VPMADDUBSW (at most 2 x 7 x 127 per int16), VPMADDWD and VPADDD. Per block the
+// float step and the term (Q2_K's minima, Q3_K's offset) are block_step's.
+template <class Q, DType D, int RB, int NT>
+void tile8_k16(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens* xt, float* y, int64_t ldy) {
+  static_assert(D == DType::Q2_K || D == DType::Q3_K);
+  constexpr bool kQ3 = D == DType::Q3_K;
+  constexpr int64_t kQs = kQ3 ? 32 : 16;  // qs' offset in the block (Q3_K: hmask[32] at 0)
+  using F = Fmt<Q, D>;
+  constexpr int U = 64 / Q::kU8Cols;
+  typename Q::F acc[RB][NT];
+  float sacc[RB][NT];
+  for (int i = 0; i < RB; ++i)
+    for (int t = 0; t < NT; ++t) {
+      acc[i][t] = Q::zero();
+      sacc[i][t] = 0;
+    }
+  for (int64_t b = 0; b < nblocks; ++b) {
+    const int64_t off = b * F::kBytes, c0 = b * F::kElems;
+    prefetch_blocks<F, RB>(rows, row_bytes, off);
+    typename F::Prep p[RB];
+    typename Q::Tab sc[RB][2];  // the scales of sub-blocks 8h..8h + 7
+    for (int i = 0; i < RB; ++i) {
+      p[i] = F::prep(rows + i * row_bytes + off);
+      for (int h = 0; h < 2; ++h)
+        if constexpr (kQ3)
+          sc[i][h] = Q::tab_s8(p[i].sc + 8 * h);
+        else
+          sc[i][h] = Q::tab_lo4(rows + i * row_bytes + off + 8 * h);
+    }
+    typename Q::I32 is[RB][NT];
+    for (int i = 0; i < RB; ++i)
+      for (int t = 0; t < NT; ++t) is[i][t] = Q::zero32();
+    // Vector j holds values 64j..64j + 63: crumbs 2 (j % 2) and 2 (j % 2) + 1 of qs[32 (j / 2) + l]
+    // (groups g = 2j, 2j + 1), sub-blocks 4j..4j + 3.
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j)
+#pragma GCC unroll 4
+      for (int i = 0; i < RB; ++i)
+#pragma GCC unroll 2
+        for (int u = 0; u < U; ++u) {
+          const uint8_t* blk = rows + i * row_bytes + off;
+          typename Q::U8 w = Q::q2k_u8(blk + kQs + 32 * (j / 2), j % 2, u);
+          if constexpr (kQ3) w = Q::or8(w, Q::q3k_hi(blk, 2 * j, u));
+          const auto f = Q::q2k_scale(sc[i][j / 2], 4 * (j % 2), u);
+          const int64_t c = c0 + 64 * j + Q::kU8Cols * u;
+          for (int t = 0; t < NT; ++t) is[i][t] = Q::dot8_acc(is[i][t], w, Q::load8(xt[t].x8 + c), f);
+        }
+    block_step<Q, F, RB, NT>(is, p, rows, row_bytes, off, c0, xt, acc, sacc);
+  }
+  for (int i = 0; i < RB; ++i)
+    for (int t = 0; t < NT; ++t) y[t * ldy + i] = Q::reduce_add(acc[i][t]) + sacc[i][t];
+}
+
 // y[t * ldy + i] for RB rows from `rows` (row_bytes apart) and NT tokens, the weights decoded
 // in registers or, with a panel, loaded from it (the same int16 values). Every (row, token)
 // sees the same operations in the same order whatever RB, NT and the panel.
 template <class Q, DType D, int RB, int NT>
 void tile(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens* xt, float* y, int64_t ldy,
           Panel<typename Fmt<Q, D>::Prep> panel) {
-  if constexpr (int8_activations(D)) return tile8<Q, RB, NT>(rows, row_bytes, nblocks, xt, y, ldy);
+  if constexpr (D == DType::Q2_K || D == DType::Q3_K) return tile8_k16<Q, D, RB, NT>(rows, row_bytes, nblocks, xt, y, ldy);
+  if constexpr (D == DType::Q4_K || D == DType::Q5_K) return tile8<Q, D, RB, NT>(rows, row_bytes, nblocks, xt, y, ldy);
+  static_assert(!int8_activations(D) || D == DType::Q2_K || D == DType::Q3_K || D == DType::Q4_K || D == DType::Q5_K,
+                "a format with 8-bit activations needs its tile8");
   using F = Fmt<Q, D>;
   constexpr int G = F::kElems / 32;
   typename Q::F acc[RB][NT];

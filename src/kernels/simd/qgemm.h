@@ -147,6 +147,12 @@ typename Q::F term(const uint8_t* blk, const typename Fmt<Q, D>::Prep& p, const 
     for (int j = 0; j < 8; ++j)
       v[j] = Q::mul_exact(Q::set1(float(p.m[j])), Q::loadf(base + L.b32_at + (c0 / 32 + j) * kTokLanes));
     return Q::mul_exact(Q::set1(-p.dmin), tree8<Q>(v));
+  } else if constexpr (D == DType::Q3_K) {
+    // x86::q3k_offsets16: 4 x sum_j sc[j] x bsum16[j], every product and sum an exact integer
+    V v = Q::zero();
+    const float* b = base + L.b16_at + c0 / 16 * kTokLanes;
+    for (int j = 0; j < 16; ++j) v = Q::fma(Q::set1(float(4 * p.sc[j])), Q::loadf(b + j * kTokLanes), v);
+    return Q::mul_exact(Q::set1(-p.d), v);
   } else {
     static_assert(D == DType::Q2_K);
     V v[8];  // x86::mins_dot16_hi: fma(m[8 + j], b[8 + j], m[j] x b[j]), then hsum8

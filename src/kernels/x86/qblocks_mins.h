@@ -30,6 +30,14 @@ static inline float mins_dot16_hi(const uint8_t* s, const float* b) {
   return hsum8(_mm256_fmadd_ps(m1, _mm256_loadu_ps(b + 8), _mm256_mul_ps(m0, _mm256_loadu_ps(b))));
 }
 
+// 4 sum_j sc[j] b[j], j < 16 (Q3_K's offset term with 8-bit activations: its -4 times the signed
+// scales, times sums of 16). Every product and sum is an integer below 2^24: exact.
+static inline float q3k_offsets16(const int8_t* sc, const float* b) {
+  const __m256 s0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))));
+  const __m256 s1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + 8))));
+  return 4.0f * hsum8(_mm256_fmadd_ps(s1, _mm256_loadu_ps(b + 8), _mm256_mul_ps(s0, _mm256_loadu_ps(b))));
+}
+
 // Q4_K / Q5_K's 12 bytes of 6-bit scales and minima (at p, 4 bytes into the block) as 16 bytes:
 // the 8 scales, then the 8 minima (ggml::q4k_scale_min): bytes 0-3 hold scales 0-3 in their low
 // 6 bits and scales 4-7's high 2 bits in their top ones, bytes 4-7 the same for the minima,
