@@ -199,18 +199,9 @@ struct Fmt<Q, DType::Q3_K> {
     int8_t sc[16];
   };
   static Prep prep(const uint8_t* b) {
-    // ggml::q3k_scale for all 16 on 32-bit words: scale j's low nibble is nibble j / 8 of byte
-    // j % 8, its high 2 bits are bits 2 (j / 4) of byte 8 + j % 4.
     Prep p;
     p.d = half_at<Q>(b + 108);
-    uint32_t u[3];
-    std::memcpy(u, b + 96, 12);
-    uint32_t sc[4];
-    for (int k = 0; k < 4; ++k)
-      sc[k] = ((k < 2 ? u[k] : u[k - 2] >> 4) & 0x0f0f0f0fu) | (((u[2] >> (2 * k)) & 0x03030303u) << 4);
-    uint8_t b6[16];
-    std::memcpy(b6, sc, 16);
-    for (int j = 0; j < 16; ++j) p.sc[j] = int8_t(b6[j] - 32);
+    Q::q3k_scales(b + 96, p.sc);  // ggml::q3k_scale for all 16
     return p;
   }
   static void decode(const uint8_t* b, int h, const Prep& p, typename Q::I16 (&w)[kBatch]) {
