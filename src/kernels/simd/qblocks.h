@@ -57,6 +57,7 @@ struct QTokens {
   const int16_t* xi;
   const int8_t* x8;
   const int16_t* s32;  // with x8: the sums of 32 xi as int16 (at most 32 x 127)
+  const int16_t* s16;  // with x8: the sums of 16 xi as int16
   const float* dx;
   const float* bsum16;
   const float* bsum32;
@@ -399,33 +400,53 @@ void tile8(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QToken
 // columns of a row, two crumbs of 32 bytes of qs as bytes (Q::q2k_u8; Q3_K ORs in its high bits
 // from hmask, Q::q3k_hi) and the four sub-blocks' scales as int16 factors (Q::q2k_scale) once,
 // then per token VPMADDUBSW (at most 2 x 7 x 127 per int16), VPMADDWD and VPADDD. Per block the
-// float step and the term (Q2_K's minima, Q3_K's offset) are block_step's.
+// float step runs for 4 rows at once as tile8's, and the term (Q2_K's minima, Q3_K's offset) is an
+// integer dot product over the sums of 16 xi (at most 2032; times at most 32 x 16: exact as
+// floats, so equal to Fmt::term's float dot).
 template <class Q, DType D, int RB, int NT>
 void tile8_k16(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens* xt, float* y, int64_t ldy) {
   static_assert(D == DType::Q2_K || D == DType::Q3_K);
+  static_assert(RB <= 4, "the per-block step holds a row per lane of 4");
   constexpr bool kQ3 = D == DType::Q3_K;
   constexpr int64_t kQs = kQ3 ? 32 : 16;  // qs' offset in the block (Q3_K: hmask[32] at 0)
   using F = Fmt<Q, D>;
   constexpr int U = 64 / Q::kU8Cols;
   typename Q::F acc[RB][NT];
-  float sacc[RB][NT];
-  for (int i = 0; i < RB; ++i)
-    for (int t = 0; t < NT; ++t) {
-      acc[i][t] = Q::zero();
-      sacc[i][t] = 0;
-    }
+  typename Q::V4 sacc[NT];  // the term's chains, row i in lane i
+  for (int t = 0; t < NT; ++t) {
+    sacc[t] = Q::zero4();
+    for (int i = 0; i < RB; ++i) acc[i][t] = Q::zero();
+  }
   for (int64_t b = 0; b < nblocks; ++b) {
-    const int64_t off = b * F::kBytes, c0 = b * F::kElems;
+    const int64_t off = b * F::kBytes, c0 = b * F::kElems, s = c0 / kXBlock;
     prefetch_blocks<F, RB>(rows, row_bytes, off);
-    typename F::Prep p[RB];
-    typename Q::Tab sc[RB][2];  // the scales of sub-blocks 8h..8h + 7
-    for (int i = 0; i < RB; ++i) {
-      p[i] = F::prep(rows + i * row_bytes + off);
-      for (int h = 0; h < 2; ++h)
-        if constexpr (kQ3)
-          sc[i][h] = Q::tab_s8(p[i].sc + 8 * h);
-        else
-          sc[i][h] = Q::tab_lo4(rows + i * row_bytes + off + 8 * h);
+    // Rows past RB repeat row 0 in the 4-row steps below.
+    const uint8_t* blk[4];
+    for (int i = 0; i < 4; ++i) blk[i] = rows + (i < RB ? i : 0) * row_bytes + off;
+    // Per row the scales' tables (sub-blocks 8h..8h + 7) and the term's 16 integer factors: Q2_K's
+    // minima, Q3_K's signed scales (its term is -4d x sum sc_j x sum16_j: d_min := 4d, exact).
+    typename Q::Tab sc[RB][2];
+    typename Q::M16 m16[4];
+    typename Q::DMin4 dm;
+    if constexpr (kQ3) {
+      float d[4];
+      for (int i = 0; i < 4; ++i) {
+        const typename F::Prep p = F::prep(blk[i]);
+        d[i] = p.d;
+        m16[i] = Q::s8x16(p.sc);
+        if (i < RB)
+          for (int h = 0; h < 2; ++h) sc[i][h] = Q::tab_s8(p.sc + 8 * h);
+      }
+      dm = Q::d4_times4(d);
+    } else {
+      const uint8_t* dd[4];
+      for (int i = 0; i < 4; ++i) {
+        m16[i] = Q::hi4x16(blk[i]);
+        dd[i] = blk[i] + 80;
+        if (i < RB)
+          for (int h = 0; h < 2; ++h) sc[i][h] = Q::tab_lo4(blk[i] + 8 * h);
+      }
+      dm = Q::q4k_d_dmin4(dd);  // d @80, d_min @82: Q4_K's first 4 bytes' layout
     }
     typename Q::I32 is[RB][NT];
     for (int i = 0; i < RB; ++i)
@@ -438,17 +459,24 @@ void tile8_k16(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QT
       for (int i = 0; i < RB; ++i)
 #pragma GCC unroll 2
         for (int u = 0; u < U; ++u) {
-          const uint8_t* blk = rows + i * row_bytes + off;
-          typename Q::U8 w = Q::q2k_u8(blk + kQs + 32 * (j / 2), j % 2, u);
-          if constexpr (kQ3) w = Q::or8(w, Q::q3k_hi(blk, 2 * j, u));
+          typename Q::U8 w = Q::q2k_u8(blk[i] + kQs + 32 * (j / 2), j % 2, u);
+          if constexpr (kQ3) w = Q::or8(w, Q::q3k_hi(blk[i], 2 * j, u));
           const auto f = Q::q2k_scale(sc[i][j / 2], 4 * (j % 2), u);
           const int64_t c = c0 + 64 * j + Q::kU8Cols * u;
           for (int t = 0; t < NT; ++t) is[i][t] = Q::dot8_acc(is[i][t], w, Q::load8(xt[t].x8 + c), f);
         }
-    block_step<Q, F, RB, NT>(is, p, rows, row_bytes, off, c0, xt, acc, sacc);
+    // Per row and token, as block_step and Fmt::term one row at a time: f = d x dx,
+    // acc = fma(float(is), f, acc), sacc = fma(-d_min x float(term's integer dot), dx, sacc).
+    for (int t = 0; t < NT; ++t) {
+      const typename Q::V4 f = Q::q4k_step4(dm, Q::isum16x4(m16, xt[t].s16 + c0 / 16), xt[t].dx[s], sacc[t]);
+      for (int i = 0; i < RB; ++i) acc[i][t] = Q::fma(Q::cvt(is[i][t]), Q::bcast_lane(f, i), acc[i][t]);
+    }
   }
-  for (int i = 0; i < RB; ++i)
-    for (int t = 0; t < NT; ++t) y[t * ldy + i] = Q::reduce_add(acc[i][t]) + sacc[i][t];
+  for (int t = 0; t < NT; ++t) {
+    float sa[4];
+    Q::store4(sa, sacc[t]);
+    for (int i = 0; i < RB; ++i) y[t * ldy + i] = Q::reduce_add(acc[i][t]) + sa[i];
+  }
 }
 
 // y[t * ldy + i] for RB rows from `rows` (row_bytes apart) and NT tokens, the weights decoded
@@ -562,9 +590,10 @@ void linear_rows_typed(const Matrix& w, const float* x, float* y, int64_t n, int
   thread_local std::vector<int32_t> isum;
   thread_local std::vector<float> bsum16, bsum32;
   thread_local std::vector<QTokens> toks;
-  thread_local std::vector<int16_t> s32;
+  thread_local std::vector<int16_t> s32, s16;
   if (k8 && int64_t(x8.size()) < n * cols) x8.resize(size_t(n * cols));
   if (k8 && int64_t(s32.size()) < n * (cols / 32)) s32.resize(size_t(n * (cols / 32)));
+  if (k8 && int64_t(s16.size()) < n * (cols / 16)) s16.resize(size_t(n * (cols / 16)));
   if (!k8 && int64_t(xi.size()) < n * cols) xi.resize(size_t(n * cols));
   if (int64_t(dx.size()) < n * sblocks) dx.resize(size_t(n * sblocks));
   if (int64_t(isum.size()) < cols / 16) isum.resize(size_t(cols / 16));
@@ -579,10 +608,12 @@ void linear_rows_typed(const Matrix& w, const float* x, float* y, int64_t n, int
       quantize_x<Q>(x + t * cols, cols, activation_max(D), x8.data() + t * cols, d, isum.data(), b16, b32);
       int16_t* q = s32.data() + t * (cols / 32);
       for (int64_t j = 0; j < cols / 32; ++j) q[j] = int16_t(isum[size_t(2 * j)] + isum[size_t(2 * j + 1)]);
-      toks[size_t(t)] = {nullptr, x8.data() + t * cols, q, d, b16, b32};
+      int16_t* q16 = s16.data() + t * (cols / 16);
+      for (int64_t j = 0; j < cols / 16; ++j) q16[j] = int16_t(isum[size_t(j)]);
+      toks[size_t(t)] = {nullptr, x8.data() + t * cols, q, q16, d, b16, b32};
     } else {
       quantize_x<Q>(x + t * cols, cols, activation_max(D), xi.data() + t * cols, d, isum.data(), b16, b32);
-      toks[size_t(t)] = {xi.data() + t * cols, nullptr, nullptr, d, b16, b32};
+      toks[size_t(t)] = {xi.data() + t * cols, nullptr, nullptr, nullptr, d, b16, b32};
     }
   }
   const int64_t groups = (n + NT - 1) / NT, g = groups > 0 ? (n + groups - 1) / groups : 1;

@@ -88,6 +88,29 @@ static inline __m128i mins_isum8x4(const __m128i (&m16)[4], const int16_t* s) {
                         _mm_hadd_epi32(_mm_madd_epi16(m16[2], v), _mm_madd_epi16(m16[3], v)));
 }
 
+// 4 rows' dots of 16 int16 factors (m[i]) with 16 int16 sums (at s), as int32 (exact), row i in
+// lane i: Q2_K's minima or Q3_K's scales times the sums of 16 activations.
+static inline __m128i isum16x4(const __m256i (&m)[4], const int16_t* s) {
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s));
+  const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(_mm256_madd_epi16(m[0], v), _mm256_madd_epi16(m[1], v)),
+                                      _mm256_hadd_epi32(_mm256_madd_epi16(m[2], v), _mm256_madd_epi16(m[3], v)));
+  return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+// Q2_K's 16 minima (the high nibbles of its scales, the block's first 16 bytes) as int16.
+static inline __m256i hi4x16(const uint8_t* b) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b));
+  return _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(15)));
+}
+// 16 signed bytes as int16.
+static inline __m256i s8x16(const int8_t* p) {
+  return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+// Q3_K's step factors for 4 rows: d, and 4d as the "d_min" of its offset term (exact: a power of two).
+static inline DMin4 d4_times4(const float (&d)[4]) {
+  const __m128 v = _mm_loadu_ps(d);
+  return {v, _mm_mul_ps(v, _mm_set1_ps(4.0f))};
+}
+
 // One token's step for the 4 rows: sacc = fma(-dmin x float(isum), dx, sacc); returns the factors
 // d x dx of the rows' int32 block sums.
 static inline __m128 q4k_step4(const DMin4& dm, __m128i isum, float dx, __m128& sacc) {
@@ -109,6 +132,12 @@ struct Q4k8Step {
   static SM mins16(SM v) { return _mm_cvtepu8_epi16(_mm_srli_si128(v, 8)); }  // the minima as int16
   static DMin4 q4k_d_dmin4(const uint8_t* const (&b)[4]) { return x86::q4k_d_dmin4(b); }
   static __m128i mins_isum8x4(const SM (&m16)[4], const int16_t* s) { return x86::mins_isum8x4(m16, s); }
+  // The Q2_K / Q3_K tile's term (x86::isum16x4): 16 int16 factors per row.
+  using M16 = __m256i;
+  static M16 hi4x16(const uint8_t* b) { return x86::hi4x16(b); }
+  static M16 s8x16(const int8_t* p) { return x86::s8x16(p); }
+  static DMin4 d4_times4(const float (&d)[4]) { return x86::d4_times4(d); }
+  static __m128i isum16x4(const M16 (&m)[4], const int16_t* s) { return x86::isum16x4(m, s); }
   static V4 q4k_step4(const DMin4& dm, __m128i isum, float dx, V4& sacc) { return x86::q4k_step4(dm, isum, dx, sacc); }
   static V4 zero4() { return _mm_setzero_ps(); }
   static void store4(float* p, V4 v) { _mm_storeu_ps(p, v); }
