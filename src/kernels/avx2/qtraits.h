@@ -170,9 +170,6 @@ struct Q : x86::Q4k8Step {
   }
   // Its operands are products made opaque, FMAs or sums: nothing for the compiler to contract.
   static F add_exact(F a, F b) { return _mm256_add_ps(a, b); }
-  static float mins_dot8(const uint8_t* m, const float* b) { return x86::mins_dot8(m, b); }
-  static float mins_dot16_hi(const uint8_t* s, const float* b) { return x86::mins_dot16_hi(s, b); }
-  static float q3k_offsets16(const int8_t* sc, const float* b) { return x86::q3k_offsets16(sc, b); }
   static void q3k_scales(const uint8_t* p, int8_t* out) { x86::q3k_scales(p, out); }
 
   // max |x[i]| over n (a multiple of 16) values; NaN if any is NaN.

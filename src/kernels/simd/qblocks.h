@@ -86,7 +86,8 @@ void quantize_x(const float* x, int64_t cols, int xmax, T* xi, float* dx, int32_
 }
 
 // ---- Formats: a block's factors (prep), the integer form of its 32-value group g (group), and
-// the additive term of its minima, in units of dx (term; formats with kTerm only) ------------------
+// for the int16 formats with kTerm the additive term of its minima, in units of dx (term; the
+// 8-bit formats' terms are integer dots in their tiles and float dots in the GEMM) ------------------
 
 template <class Q, DType D>
 struct Fmt;
@@ -181,9 +182,6 @@ struct Fmt<Q, DType::Q2_K> {
       w[k] = Q::mul_tab(q, sc, 2 * k, 2 * k + 1);
     }
   }
-  static float term(const uint8_t* b, const Prep& p, const QTokens& x, int64_t c0) {
-    return -p.dmin * Q::mins_dot16_hi(b, x.bsum16 + c0 / 16);
-  }
 };
 
 // Q3_K: hmask[32] @0, qs[64] @32, scales[12] @96, d @108. Value 128h + 32k + l (group g = 4h + k):
@@ -214,9 +212,6 @@ struct Fmt<Q, DType::Q3_K> {
       const typename Q::I16 hb = Q::sll(Q::and_(Q::srl(hm, g, g), 1), 2);
       w[k] = Q::mul_tab(Q::or_(q, hb), sc, 2 * k, 2 * k + 1);
     }
-  }
-  static float term(const uint8_t*, const Prep& p, const QTokens& x, int64_t c0) {
-    return -p.d * Q::q3k_offsets16(p.sc, x.bsum16 + c0 / 16);
   }
 };
 
@@ -257,9 +252,6 @@ struct FmtQ45K {
     const typename Q::Tab sc = Q::tab_u8(p.sc);
     w[0] = Q::mul_tab(lo, sc, 2 * j, 2 * j);
     w[1] = Q::mul_tab(hi, sc, 2 * j + 1, 2 * j + 1);
-  }
-  static float term(const uint8_t*, const Prep& p, const QTokens& x, int64_t c0) {
-    return -p.dmin * Q::mins_dot8(p.m, x.bsum32 + c0 / 32);
   }
 };
 template <class Q>
@@ -336,8 +328,8 @@ template <class F, int RB>
 // 2 x 31 x 127 per int16). The weights are always decoded in registers (no panel). Per block the
 // scales and minima unpack with byte shuffles (Q::q4k_scales_mins: both formats share the
 // layout of d, dmin and the scales) and the minima term is an integer dot product: with 8-bit
-// activations its sums of 32 are at most 4064, so every product and sum of Fmt::term's float dot
-// is an integer below 2^24, exact, and equal to this one.
+// activations its sums of 32 are at most 4064, so every product and sum of the term's float dot
+// (the scalar twin's, the GEMM's) is an integer below 2^24, exact, and equal to this one.
 template <class Q, DType D, int RB, int NT>
 void tile8(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens* xt, float* y, int64_t ldy) {
   static_assert(D == DType::Q4_K || D == DType::Q5_K);
@@ -381,7 +373,7 @@ void tile8(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QToken
           const int64_t c = c0 + 64 * j + Q::kU8Cols * u;
           for (int t = 0; t < NT; ++t) is[i][t] = Q::dot8_acc(is[i][t], w, Q::load8(xt[t].x8 + c), f);
         }
-    // Per row and token, as block_step and Fmt::term one row at a time: f = d x dx,
+    // Per row and token, as block_step would one row at a time: f = d x dx,
     // acc = fma(float(is), f, acc), sacc = fma(-dmin x float(minima dot), dx, sacc) (Q::q4k_step4).
     const typename Q::DMin4 dm = Q::q4k_d_dmin4(blk);
     for (int t = 0; t < NT; ++t) {
@@ -402,7 +394,7 @@ void tile8(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QToken
 // then per token VPMADDUBSW (at most 2 x 7 x 127 per int16), VPMADDWD and VPADDD. Per block the
 // float step runs for 4 rows at once as tile8's, and the term (Q2_K's minima, Q3_K's offset) is an
 // integer dot product over the sums of 16 xi (at most 2032; times at most 32 x 16: exact as
-// floats, so equal to Fmt::term's float dot).
+// floats, so equal to the twin's and the GEMM's float dots).
 template <class Q, DType D, int RB, int NT>
 void tile8_k16(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens* xt, float* y, int64_t ldy) {
   static_assert(D == DType::Q2_K || D == DType::Q3_K);
@@ -465,7 +457,7 @@ void tile8_k16(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QT
           const int64_t c = c0 + 64 * j + Q::kU8Cols * u;
           for (int t = 0; t < NT; ++t) is[i][t] = Q::dot8_acc(is[i][t], w, Q::load8(xt[t].x8 + c), f);
         }
-    // Per row and token, as block_step and Fmt::term one row at a time: f = d x dx,
+    // Per row and token, as block_step would one row at a time: f = d x dx,
     // acc = fma(float(is), f, acc), sacc = fma(-d_min x float(term's integer dot), dx, sacc).
     for (int t = 0; t < NT; ++t) {
       const typename Q::V4 f = Q::q4k_step4(dm, Q::isum16x4(m16, xt[t].s16 + c0 / 16), xt[t].dx[s], sacc[t]);
@@ -479,16 +471,12 @@ void tile8_k16(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QT
   }
 }
 
-// y[t * ldy + i] for RB rows from `rows` (row_bytes apart) and NT tokens, the weights decoded
-// in registers or, with a panel, loaded from it (the same int16 values). Every (row, token)
-// sees the same operations in the same order whatever RB, NT and the panel.
+// tile (below) for the formats with int16 activations: the weights decoded in registers or,
+// with a panel, loaded from it (the same int16 values).
 template <class Q, DType D, int RB, int NT>
-void tile(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens* xt, float* y, int64_t ldy,
-          Panel<typename Fmt<Q, D>::Prep> panel) {
-  if constexpr (D == DType::Q2_K || D == DType::Q3_K) return tile8_k16<Q, D, RB, NT>(rows, row_bytes, nblocks, xt, y, ldy);
-  if constexpr (D == DType::Q4_K || D == DType::Q5_K) return tile8<Q, D, RB, NT>(rows, row_bytes, nblocks, xt, y, ldy);
-  static_assert(!int8_activations(D) || D == DType::Q2_K || D == DType::Q3_K || D == DType::Q4_K || D == DType::Q5_K,
-                "a format with 8-bit activations needs its tile8");
+void tile16(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens* xt, float* y, int64_t ldy,
+            Panel<typename Fmt<Q, D>::Prep> panel) {
+  static_assert(!int8_activations(D), "a format with 8-bit activations needs its own tile");
   using F = Fmt<Q, D>;
   constexpr int G = F::kElems / 32;
   typename Q::F acc[RB][NT];
@@ -528,6 +516,20 @@ void tile(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens
   }
   for (int i = 0; i < RB; ++i)
     for (int t = 0; t < NT; ++t) y[t * ldy + i] = Q::reduce_add(acc[i][t]) + sacc[i][t];
+}
+
+// y[t * ldy + i] for RB rows from `rows` (row_bytes apart) and NT tokens. Every (row, token)
+// sees the same operations in the same order whatever RB, NT and the panel (which the 8-bit
+// tiles, decoding in registers, do not take).
+template <class Q, DType D, int RB, int NT>
+void tile(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens* xt, float* y, int64_t ldy,
+          Panel<typename Fmt<Q, D>::Prep> panel) {
+  if constexpr (D == DType::Q2_K || D == DType::Q3_K)
+    tile8_k16<Q, D, RB, NT>(rows, row_bytes, nblocks, xt, y, ldy);
+  else if constexpr (D == DType::Q4_K || D == DType::Q5_K)
+    tile8<Q, D, RB, NT>(rows, row_bytes, nblocks, xt, y, ldy);
+  else
+    tile16<Q, D, RB, NT>(rows, row_bytes, nblocks, xt, y, ldy, panel);
 }
 
 // Rows [r0, r1) for NT tokens; a panel, if any, holds rows from r0 on.

@@ -23,8 +23,9 @@
 // 16 and 32 xi. A thread decodes MC = Q::kGemmPanelRows rows once into an int16 panel (decode_panel, the values the
 // decode tiles multiply), then for each token tile:
 //   - the minima terms of every row for all the tile's tokens at once, a token per lane: the
-//     decode kernel's 8- or 16-wide dot product (x86/qblocks_mins.h) as elementwise
-//     operations across tokens, in its order (tree8 below);
+//     scalar twin's 8- or 16-wide dot product as elementwise operations across tokens, in its
+//     order (tree8 below; for the 8-bit formats every product and sum is an exact integer, so
+//     the tiles' integer dots give the same floats);
 //   - the factors d_b x dx per block, row and token, a token per lane (one multiply per row,
 //     block and Q::kLanes tokens, instead of one per row, block and token);
 //   - register tiles of RB rows x NTT tokens (Q::kGemmTileRows x Q::kGemmTileTokens): RB x NTT
@@ -127,7 +128,7 @@ void pack_x(const Matrix& w, const float* x, int64_t n, int64_t tile0, int64_t t
   }
 }
 
-// ((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7)): x86::hsum8's order.
+// ((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7)): the scalar twin's tree8.
 template <class Q>
 typename Q::F tree8(const typename Q::F (&v)[8]) {
   return Q::add_exact(Q::add_exact(Q::add_exact(v[0], v[4]), Q::add_exact(v[2], v[6])),
@@ -143,19 +144,19 @@ typename Q::F term(const uint8_t* blk, const typename Fmt<Q, D>::Prep& p, const 
   if constexpr (D == DType::Q4_1 || D == DType::Q5_1) {
     return Q::mul_exact(Q::set1(p.m), Q::loadf(base + L.b32_at + c0 / 32 * kTokLanes));
   } else if constexpr (D == DType::Q4_K || D == DType::Q5_K) {
-    V v[8];  // x86::mins_dot8: products m[j] x bsum32[j], then hsum8
+    V v[8];  // products m[j] x bsum32[j], then the 8-lane tree (exact integers)
     for (int j = 0; j < 8; ++j)
       v[j] = Q::mul_exact(Q::set1(float(p.m[j])), Q::loadf(base + L.b32_at + (c0 / 32 + j) * kTokLanes));
     return Q::mul_exact(Q::set1(-p.dmin), tree8<Q>(v));
   } else if constexpr (D == DType::Q3_K) {
-    // x86::q3k_offsets16: 4 x sum_j sc[j] x bsum16[j], every product and sum an exact integer
+    // 4 x sum_j sc[j] x bsum16[j], every product and sum an exact integer
     V v = Q::zero();
     const float* b = base + L.b16_at + c0 / 16 * kTokLanes;
     for (int j = 0; j < 16; ++j) v = Q::fma(Q::set1(float(4 * p.sc[j])), Q::loadf(b + j * kTokLanes), v);
     return Q::mul_exact(Q::set1(-p.d), v);
   } else {
     static_assert(D == DType::Q2_K);
-    V v[8];  // x86::mins_dot16_hi: fma(m[8 + j], b[8 + j], m[j] x b[j]), then hsum8
+    V v[8];  // fma(m[8 + j], b[8 + j], m[j] x b[j]), then the 8-lane tree (exact integers)
     const float* b = base + L.b16_at + c0 / 16 * kTokLanes;
     for (int j = 0; j < 8; ++j)
       v[j] = Q::fma(Q::set1(float(blk[8 + j] >> 4)), Q::loadf(b + (8 + j) * kTokLanes),
