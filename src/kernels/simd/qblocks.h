@@ -10,7 +10,7 @@
 // times the sub-block's integer scale where the format has one (K-quants: 4 x 63 = 945 for Q4_K,
 // at most 4096 for Q6_K), and multiplied with VPMADDWD into int32 lanes, exactly, over a block
 // (32 values) or super-block (256); lane l sums columns 2l, 2l + 1 of each 2 x Q::kLanes. 8-bit
-// (tile8, tile8_k16): the unsigned values times xi with VPMADDUBSW (at most 2 x 31 x 127 per
+// (tile8): the unsigned values times xi with VPMADDUBSW (at most 2 x 31 x 127 per
 // int16), then VPMADDWD by the sub-block's scale; lane l sums columns 4l..4l+3 of each 4 x
 // Q::kLanes. Only then is float arithmetic used: per block and lane acc += float(isum) x (d x dx),
 // and the formats' minima (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K; Q3_K's offset likewise) add -d_min x (sum over sub-blocks of m x
@@ -322,108 +322,62 @@ template <class F, int RB>
   }
 }
 
-// tile (below) for Q4_K and Q5_K with 8-bit activations: per 64 columns of a row, the two
-// sub-blocks' values as bytes (Q::q4k_u8: the nibbles; Q5_K ORs in its fifth bits, Q::q5k_hi) and
-// their scales (Q::scale_u8) once, then per token VPMADDUBSW, VPMADDWD and VPADDD (at most
-// 2 x 31 x 127 per int16). The weights are always decoded in registers (no panel). Per block the
-// scales and minima unpack with byte shuffles (Q::q4k_scales_mins: both formats share the
-// layout of d, dmin and the scales) and the minima term is an integer dot product: with 8-bit
-// activations its sums of 32 are at most 4064, so every product and sum of the term's float dot
-// (the scalar twin's, the GEMM's) is an integer below 2^24, exact, and equal to this one.
-template <class Q, DType D, int RB, int NT>
-void tile8(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens* xt, float* y, int64_t ldy) {
-  static_assert(D == DType::Q4_K || D == DType::Q5_K);
-  constexpr bool kQ5 = D == DType::Q5_K;
-  constexpr int64_t kQs = kQ5 ? 48 : 16;  // qs' offset in the block (Q5_K: qh[32] at 16)
-  using F = Fmt<Q, D>;
-  constexpr int U = 64 / Q::kU8Cols;
-  static_assert(RB <= 4, "the per-block step holds a row per lane of 4");
-  typename Q::F acc[RB][NT];
-  typename Q::V4 sacc[NT];  // the minima chains, row i in lane i
-  for (int t = 0; t < NT; ++t) {
-    sacc[t] = Q::zero4();
-    for (int i = 0; i < RB; ++i) acc[i][t] = Q::zero();
-  }
-  for (int64_t b = 0; b < nblocks; ++b) {
-    const int64_t off = b * F::kBytes, c0 = b * F::kElems, s = c0 / kXBlock;
-    prefetch_blocks<F, RB>(rows, row_bytes, off);
-    // Rows past RB repeat row 0 in the 4-row steps below.
-    const uint8_t* blk[4];
-    for (int i = 0; i < 4; ++i) blk[i] = rows + (i < RB ? i : 0) * row_bytes + off;
-    typename Q::Tab sc[RB];
-    typename Q::SM mins[4];
+// The per-block parts of tile8 (below) for each 8-bit format, for RB <= 4 rows at blk[0..3]
+// (rows past RB repeat row 0): their scales, the term's integer factors and d, d_min as 4 lanes
+// (DMin4), built once per block; w(b, j, u) and f(i, j, u), the bytes and int16 factors of vector
+// u of 64-column group j of row i (block b); isum(x, c0), the 4 rows' integer term dots for a
+// token. Every product and sum of a term is an integer below 2^24, so its float is the scalar
+// twin's and the GEMM's (their float dots are exact).
+template <class Q, DType D, int RB>
+struct Block8;
+
+// Q4_K and Q5_K: per 64 columns the two sub-blocks' nibbles (Q::q4k_u8; Q5_K ORs in its fifth
+// bits, Q::q5k_hi) and scales (Q::scale_u8). Scales and minima unpack with byte shuffles
+// (Q::q4k_scales_mins: both formats' d, d_min and scales share the layout); the minima dot runs
+// over the sums of 32 xi (at most 4064).
+template <class Q, DType D, int RB>
+  requires(D == DType::Q4_K || D == DType::Q5_K)
+struct Block8<Q, D, RB> {
+  static constexpr bool kQ5 = D == DType::Q5_K;
+  static constexpr int64_t kQs = kQ5 ? 48 : 16;  // qs' offset in the block (Q5_K: qh[32] at 16)
+  typename Q::Tab sc[RB];
+  typename Q::SM mins[4];
+  typename Q::DMin4 dm;
+  explicit Block8(const uint8_t* const (&blk)[4]) {
     for (int i = 0; i < RB; ++i) {
       const typename Q::SM v = Q::q4k_scales_mins(blk[i] + 4);
       sc[i] = Q::tab_scales(v);
       mins[i] = Q::mins16(v);
     }
     for (int i = RB; i < 4; ++i) mins[i] = mins[0];
-    typename Q::I32 is[RB][NT];
-    for (int i = 0; i < RB; ++i)
-      for (int t = 0; t < NT; ++t) is[i][t] = Q::zero32();
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j)
-#pragma GCC unroll 4
-      for (int i = 0; i < RB; ++i)
-#pragma GCC unroll 2
-        for (int u = 0; u < U; ++u) {
-          typename Q::U8 w = Q::q4k_u8(rows + i * row_bytes + off + kQs + 32 * j, u);
-          if constexpr (kQ5) w = Q::or8(w, Q::q5k_hi(rows + i * row_bytes + off + 16, j, u));
-          const auto f = Q::scale_u8(sc[i], 2 * j, u);
-          const int64_t c = c0 + 64 * j + Q::kU8Cols * u;
-          for (int t = 0; t < NT; ++t) is[i][t] = Q::dot8_acc(is[i][t], w, Q::load8(xt[t].x8 + c), f);
-        }
-    // Per row and token, as block_step would one row at a time: f = d x dx,
-    // acc = fma(float(is), f, acc), sacc = fma(-dmin x float(minima dot), dx, sacc) (Q::q4k_step4).
-    const typename Q::DMin4 dm = Q::q4k_d_dmin4(blk);
-    for (int t = 0; t < NT; ++t) {
-      const typename Q::V4 f = Q::q4k_step4(dm, Q::mins_isum8x4(mins, xt[t].s32 + c0 / 32), xt[t].dx[s], sacc[t]);
-      for (int i = 0; i < RB; ++i) acc[i][t] = Q::fma(Q::cvt(is[i][t]), Q::bcast_lane(f, i), acc[i][t]);
-    }
+    dm = Q::q4k_d_dmin4(blk);
   }
-  for (int t = 0; t < NT; ++t) {
-    float sa[4];
-    Q::store4(sa, sacc[t]);
-    for (int i = 0; i < RB; ++i) y[t * ldy + i] = Q::reduce_add(acc[i][t]) + sa[i];
+  static typename Q::U8 w(const uint8_t* b, int j, int u) {
+    const typename Q::U8 v = Q::q4k_u8(b + kQs + 32 * j, u);
+    if constexpr (kQ5) return Q::or8(v, Q::q5k_hi(b + 16, j, u));
+    return v;
   }
-}
+  auto f(int i, int j, int u) const { return Q::scale_u8(sc[i], 2 * j, u); }
+  auto isum(const QTokens& x, int64_t c0) const { return Q::mins_isum8x4(mins, x.s32 + c0 / 32); }
+};
 
-// tile (below) for Q2_K and Q3_K with 8-bit activations (sub-blocks of 16 values): per 64
-// columns of a row, two crumbs of 32 bytes of qs as bytes (Q::q2k_u8; Q3_K ORs in its high bits
-// from hmask, Q::q3k_hi) and the four sub-blocks' scales as int16 factors (Q::q2k_scale) once,
-// then per token VPMADDUBSW (at most 2 x 7 x 127 per int16), VPMADDWD and VPADDD. Per block the
-// float step runs for 4 rows at once as tile8's, and the term (Q2_K's minima, Q3_K's offset) is an
-// integer dot product over the sums of 16 xi (at most 2032; times at most 32 x 16: exact as
-// floats, so equal to the twin's and the GEMM's float dots).
-template <class Q, DType D, int RB, int NT>
-void tile8_k16(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens* xt, float* y, int64_t ldy) {
-  static_assert(D == DType::Q2_K || D == DType::Q3_K);
-  static_assert(RB <= 4, "the per-block step holds a row per lane of 4");
-  constexpr bool kQ3 = D == DType::Q3_K;
-  constexpr int64_t kQs = kQ3 ? 32 : 16;  // qs' offset in the block (Q3_K: hmask[32] at 0)
-  using F = Fmt<Q, D>;
-  constexpr int U = 64 / Q::kU8Cols;
-  typename Q::F acc[RB][NT];
-  typename Q::V4 sacc[NT];  // the term's chains, row i in lane i
-  for (int t = 0; t < NT; ++t) {
-    sacc[t] = Q::zero4();
-    for (int i = 0; i < RB; ++i) acc[i][t] = Q::zero();
-  }
-  for (int64_t b = 0; b < nblocks; ++b) {
-    const int64_t off = b * F::kBytes, c0 = b * F::kElems, s = c0 / kXBlock;
-    prefetch_blocks<F, RB>(rows, row_bytes, off);
-    // Rows past RB repeat row 0 in the 4-row steps below.
-    const uint8_t* blk[4];
-    for (int i = 0; i < 4; ++i) blk[i] = rows + (i < RB ? i : 0) * row_bytes + off;
-    // Per row the scales' tables (sub-blocks 8h..8h + 7) and the term's 16 integer factors: Q2_K's
-    // minima, Q3_K's signed scales (its term is -4d x sum sc_j x sum16_j: d_min := 4d, exact).
-    typename Q::Tab sc[RB][2];
-    typename Q::M16 m16[4];
-    typename Q::DMin4 dm;
+// Q2_K and Q3_K (sub-blocks of 16 values): per 64 columns two crumbs of 32 bytes of qs
+// (Q::q2k_u8; Q3_K ORs in its high bits from hmask, Q::q3k_hi) and the four sub-blocks' scales
+// (Q::q2k_scale). The term's factors are Q2_K's minima or Q3_K's signed scales (its term is
+// -4d x sum sc_j x sum16_j: d_min := 4d, exact), its dot over the sums of 16 xi (at most 2032).
+template <class Q, DType D, int RB>
+  requires(D == DType::Q2_K || D == DType::Q3_K)
+struct Block8<Q, D, RB> {
+  static constexpr bool kQ3 = D == DType::Q3_K;
+  static constexpr int64_t kQs = kQ3 ? 32 : 16;  // qs' offset in the block (Q3_K: hmask[32] at 0)
+  typename Q::Tab sc[RB][2];  // the scales of sub-blocks 8h..8h + 7
+  typename Q::M16 m16[4];
+  typename Q::DMin4 dm;
+  explicit Block8(const uint8_t* const (&blk)[4]) {
     if constexpr (kQ3) {
       float d[4];
       for (int i = 0; i < 4; ++i) {
-        const typename F::Prep p = F::prep(blk[i]);
+        const typename Fmt<Q, D>::Prep p = Fmt<Q, D>::prep(blk[i]);
         d[i] = p.d;
         m16[i] = Q::s8x16(p.sc);
         if (i < RB)
@@ -440,27 +394,59 @@ void tile8_k16(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QT
       }
       dm = Q::q4k_d_dmin4(dd);  // d @80, d_min @82: Q4_K's first 4 bytes' layout
     }
+  }
+  // Group j holds values 64j..64j + 63: crumbs 2 (j % 2) and 2 (j % 2) + 1 of qs[32 (j / 2) + l]
+  // (hmask bits 2j, 2j + 1), sub-blocks 4j..4j + 3.
+  static typename Q::U8 w(const uint8_t* b, int j, int u) {
+    const typename Q::U8 v = Q::q2k_u8(b + kQs + 32 * (j / 2), j % 2, u);
+    if constexpr (kQ3) return Q::or8(v, Q::q3k_hi(b, 2 * j, u));
+    return v;
+  }
+  auto f(int i, int j, int u) const { return Q::q2k_scale(sc[i][j / 2], 4 * (j % 2), u); }
+  auto isum(const QTokens& x, int64_t c0) const { return Q::isum16x4(m16, x.s16 + c0 / 16); }
+};
+
+// tile (below) for the formats with 8-bit activations (Q2_K-Q5_K): per 64 columns of a row the
+// values as unsigned bytes and their sub-blocks' scales as int16 factors once (Block8), then per
+// token VPMADDUBSW (at most 2 x 31 x 127 per int16), VPMADDWD by the scales and VPADDD. The
+// weights are always decoded in registers (no panel). Per block and token the float step runs for
+// 4 rows at once, a row per xmm lane (Q::q4k_step4): f = d x dx, acc = fma(float(is), f, acc),
+// sacc = fma(-d_min x float(term's integer dot), dx, sacc): block_step's operations, one row at a
+// time, on the same values.
+template <class Q, DType D, int RB, int NT>
+void tile8(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens* xt, float* y, int64_t ldy) {
+  static_assert(RB <= 4, "the per-block step holds a row per lane of 4");
+  using F = Fmt<Q, D>;
+  using B = Block8<Q, D, RB>;
+  constexpr int U = 64 / Q::kU8Cols;
+  typename Q::F acc[RB][NT];
+  typename Q::V4 sacc[NT];  // the terms' chains, row i in lane i
+  for (int t = 0; t < NT; ++t) {
+    sacc[t] = Q::zero4();
+    for (int i = 0; i < RB; ++i) acc[i][t] = Q::zero();
+  }
+  for (int64_t b = 0; b < nblocks; ++b) {
+    const int64_t off = b * F::kBytes, c0 = b * F::kElems, s = c0 / kXBlock;
+    prefetch_blocks<F, RB>(rows, row_bytes, off);
+    const uint8_t* blk[4];
+    for (int i = 0; i < 4; ++i) blk[i] = rows + (i < RB ? i : 0) * row_bytes + off;
+    const B bk(blk);
     typename Q::I32 is[RB][NT];
     for (int i = 0; i < RB; ++i)
       for (int t = 0; t < NT; ++t) is[i][t] = Q::zero32();
-    // Vector j holds values 64j..64j + 63: crumbs 2 (j % 2) and 2 (j % 2) + 1 of qs[32 (j / 2) + l]
-    // (groups g = 2j, 2j + 1), sub-blocks 4j..4j + 3.
 #pragma GCC unroll 4
     for (int j = 0; j < 4; ++j)
 #pragma GCC unroll 4
       for (int i = 0; i < RB; ++i)
 #pragma GCC unroll 2
         for (int u = 0; u < U; ++u) {
-          typename Q::U8 w = Q::q2k_u8(blk[i] + kQs + 32 * (j / 2), j % 2, u);
-          if constexpr (kQ3) w = Q::or8(w, Q::q3k_hi(blk[i], 2 * j, u));
-          const auto f = Q::q2k_scale(sc[i][j / 2], 4 * (j % 2), u);
+          const typename Q::U8 w = B::w(blk[i], j, u);
+          const auto f = bk.f(i, j, u);
           const int64_t c = c0 + 64 * j + Q::kU8Cols * u;
           for (int t = 0; t < NT; ++t) is[i][t] = Q::dot8_acc(is[i][t], w, Q::load8(xt[t].x8 + c), f);
         }
-    // Per row and token, as block_step would one row at a time: f = d x dx,
-    // acc = fma(float(is), f, acc), sacc = fma(-d_min x float(term's integer dot), dx, sacc).
     for (int t = 0; t < NT; ++t) {
-      const typename Q::V4 f = Q::q4k_step4(dm, Q::isum16x4(m16, xt[t].s16 + c0 / 16), xt[t].dx[s], sacc[t]);
+      const typename Q::V4 f = Q::q4k_step4(bk.dm, bk.isum(xt[t], c0), xt[t].dx[s], sacc[t]);
       for (int i = 0; i < RB; ++i) acc[i][t] = Q::fma(Q::cvt(is[i][t]), Q::bcast_lane(f, i), acc[i][t]);
     }
   }
@@ -524,9 +510,7 @@ void tile16(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QToke
 template <class Q, DType D, int RB, int NT>
 void tile(const uint8_t* rows, int64_t row_bytes, int64_t nblocks, const QTokens* xt, float* y, int64_t ldy,
           Panel<typename Fmt<Q, D>::Prep> panel) {
-  if constexpr (D == DType::Q2_K || D == DType::Q3_K)
-    tile8_k16<Q, D, RB, NT>(rows, row_bytes, nblocks, xt, y, ldy);
-  else if constexpr (D == DType::Q4_K || D == DType::Q5_K)
+  if constexpr (int8_activations(D))
     tile8<Q, D, RB, NT>(rows, row_bytes, nblocks, xt, y, ldy);
   else
     tile16<Q, D, RB, NT>(rows, row_bytes, nblocks, xt, y, ldy, panel);
