@@ -50,14 +50,17 @@ static inline uint32_t u32_at(const uint8_t* p) {
   return v;
 }
 
+// Columns per int16 sum of xi that an 8-bit format's term dot takes (QTokens::xsum): Q2_K's
+// minima and Q3_K's offset go per sub-block of 16, Q4_K's and Q5_K's minima per 32.
+constexpr int64_t xsum_cols(DType d) { return d == DType::Q2_K || d == DType::Q3_K ? 16 : 32; }
+
 // One token's activations as the kernels read them: xi [cols] (x8 instead for the formats with
 // 8-bit activations), dx [ceil(cols / 256)], and the sums of xi over each 16 and each 32 columns
 // as floats (exact: at most 32 x 16383), for the minima terms.
 struct QTokens {
   const int16_t* xi;
   const int8_t* x8;
-  const int16_t* s32;  // with x8: the sums of 32 xi as int16 (at most 32 x 127)
-  const int16_t* s16;  // with x8: the sums of 16 xi as int16
+  const int16_t* xsum;  // with x8: the sums of the xi over each xsum_cols(D) columns, as int16
   const float* dx;
   const float* bsum16;
   const float* bsum32;
@@ -358,7 +361,7 @@ struct Block8<Q, D, RB> {
     return v;
   }
   auto f(int i, int j, int u) const { return Q::scale_u8(sc[i], 2 * j, u); }
-  auto isum(const QTokens& x, int64_t c0) const { return Q::mins_isum8x4(mins, x.s32 + c0 / 32); }
+  auto isum(const QTokens& x, int64_t c0) const { return Q::mins_isum8x4(mins, x.xsum + c0 / 32); }
 };
 
 // Q2_K and Q3_K (sub-blocks of 16 values): per 64 columns two crumbs of 32 bytes of qs
@@ -403,7 +406,7 @@ struct Block8<Q, D, RB> {
     return v;
   }
   auto f(int i, int j, int u) const { return Q::q2k_scale(sc[i][j / 2], 4 * (j % 2), u); }
-  auto isum(const QTokens& x, int64_t c0) const { return Q::isum16x4(m16, x.s16 + c0 / 16); }
+  auto isum(const QTokens& x, int64_t c0) const { return Q::isum16x4(m16, x.xsum + c0 / 16); }
 };
 
 // tile (below) for the formats with 8-bit activations (Q2_K-Q5_K): per 64 columns of a row the
@@ -576,10 +579,10 @@ void linear_rows_typed(const Matrix& w, const float* x, float* y, int64_t n, int
   thread_local std::vector<int32_t> isum;
   thread_local std::vector<float> bsum16, bsum32;
   thread_local std::vector<QTokens> toks;
-  thread_local std::vector<int16_t> s32, s16;
+  thread_local std::vector<int16_t> xsum;
+  constexpr int64_t kSum = xsum_cols(D);
   if (k8 && int64_t(x8.size()) < n * cols) x8.resize(size_t(n * cols));
-  if (k8 && int64_t(s32.size()) < n * (cols / 32)) s32.resize(size_t(n * (cols / 32)));
-  if (k8 && int64_t(s16.size()) < n * (cols / 16)) s16.resize(size_t(n * (cols / 16)));
+  if (k8 && int64_t(xsum.size()) < n * (cols / kSum)) xsum.resize(size_t(n * (cols / kSum)));
   if (!k8 && int64_t(xi.size()) < n * cols) xi.resize(size_t(n * cols));
   if (int64_t(dx.size()) < n * sblocks) dx.resize(size_t(n * sblocks));
   if (int64_t(isum.size()) < cols / 16) isum.resize(size_t(cols / 16));
@@ -592,14 +595,16 @@ void linear_rows_typed(const Matrix& w, const float* x, float* y, int64_t n, int
     float* d = dx.data() + t * sblocks;
     if constexpr (k8) {
       quantize_x<Q>(x + t * cols, cols, activation_max(D), x8.data() + t * cols, d, isum.data(), b16, b32);
-      int16_t* q = s32.data() + t * (cols / 32);
-      for (int64_t j = 0; j < cols / 32; ++j) q[j] = int16_t(isum[size_t(2 * j)] + isum[size_t(2 * j + 1)]);
-      int16_t* q16 = s16.data() + t * (cols / 16);
-      for (int64_t j = 0; j < cols / 16; ++j) q16[j] = int16_t(isum[size_t(j)]);
-      toks[size_t(t)] = {nullptr, x8.data() + t * cols, q, q16, d, b16, b32};
+      int16_t* q = xsum.data() + t * (cols / kSum);
+      for (int64_t j = 0; j < cols / kSum; ++j) {
+        int32_t v = 0;
+        for (int64_t k = j * kSum / 16; k < (j + 1) * kSum / 16; ++k) v += isum[size_t(k)];
+        q[j] = int16_t(v);  // at most 32 x 127
+      }
+      toks[size_t(t)] = {nullptr, x8.data() + t * cols, q, d, b16, b32};
     } else {
       quantize_x<Q>(x + t * cols, cols, activation_max(D), xi.data() + t * cols, d, isum.data(), b16, b32);
-      toks[size_t(t)] = {xi.data() + t * cols, nullptr, nullptr, nullptr, d, b16, b32};
+      toks[size_t(t)] = {xi.data() + t * cols, nullptr, nullptr, d, b16, b32};
     }
   }
   const int64_t groups = (n + NT - 1) / NT, g = groups > 0 ? (n + groups - 1) / groups : 1;
